@@ -1,0 +1,231 @@
+"""Versioned model artifacts: a store directory of immutable versions and a CURRENT pointer.
+
+    STORE/
+      CURRENT              name of the live version (written atomically)
+      v0001/ manifest.json weights.safetensors items.json
+      v0002/ ...
+
+A version is written under a temporary name and renamed into place, so it is never seen half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.config import ModelConfig
+from model.encoder import ELCRec
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+ITEMS = "items.json"
+CURRENT = "CURRENT"
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+class ArtifactError(Exception):
+    """A store or version that cannot be used; the message says what is wrong."""
+
+
+@dataclass
+class Artifact:
+    path: Path
+    version: str
+    manifest: dict[str, Any]
+    config: ModelConfig
+    model: ELCRec
+    item_ids: list[str | None]  # row -> external id; None for padding (row 0) and mask (row N + 1)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def list_versions(store: Path) -> list[str]:
+    if not store.is_dir():
+        return []
+    found = [(int(m.group(1)), p.name) for p in store.iterdir() if p.is_dir() and (m := _VERSION_RE.match(p.name))]
+    return [name for _, name in sorted(found)]
+
+
+def current_version(store: Path) -> str | None:
+    pointer = store / CURRENT
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    if not _VERSION_RE.match(name):
+        raise ArtifactError(f"{pointer} names {name!r}, which is not a version name (v0001, v0002, ...)")
+    return name
+
+
+def set_current(store: Path, version: str) -> None:
+    if not (store / version / MANIFEST).is_file():
+        raise ArtifactError(f"cannot point CURRENT at {version}: {store / version} is not a complete version")
+    _write_text_atomic(store / CURRENT, version + "\n")
+
+
+def resolve(path: str | Path) -> Path:
+    """A version directory, or a store (its CURRENT version) -> the version directory."""
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return path
+    if not path.exists():
+        raise ArtifactError(f"artifact path {path} does not exist")
+    version = current_version(path)
+    if version is None:
+        raise ArtifactError(f"{path} is neither a model version (no {MANIFEST}) nor a store with a {CURRENT} pointer")
+    if not (path / version / MANIFEST).is_file():
+        raise ArtifactError(f"{path / CURRENT} points at {version}, but {path / version} has no {MANIFEST}")
+    return path / version
+
+
+def write_version(
+    store: str | Path,
+    model: ELCRec,
+    item_ids: list[str | None],
+    info: dict[str, Any],
+    make_current: bool = True,
+) -> Path:
+    """Write the model as the store's next version (atomically); return its directory."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg
+    if len(item_ids) != cfg.vocab_size:
+        raise ArtifactError(f"item vocabulary has {len(item_ids)} rows, the model {cfg.vocab_size}")
+    tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
+    try:
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / ITEMS).write_text(json.dumps({"ids": item_ids}))
+        existing = list_versions(store)
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        version = f"v{number:04d}"
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "parent": current_version(store),
+            "model_config": cfg.to_dict(),
+            "n_items": cfg.n_items,
+            "n_intents": cfg.n_intents,
+            **info,
+            "files": {name: sha256_file(tmp / name) for name in (WEIGHTS, ITEMS)},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        for name in (WEIGHTS, ITEMS, MANIFEST):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        while True:
+            try:
+                os.rename(tmp, store / version)
+                break
+            except OSError:  # another writer took that number
+                if not (store / version).exists():
+                    raise
+                number += 1
+                version = f"v{number:04d}"
+                manifest["version"] = version
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        _fsync_dir(store)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if make_current:
+        set_current(store, version)
+    return store / version
+
+
+def read_manifest(version_dir: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((version_dir / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{version_dir / MANIFEST} is unreadable: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{version_dir / MANIFEST} is not a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{version_dir} has format_version {manifest.get('format_version')!r}; this elcrec reads {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> Artifact:
+    """Load and check a version (or a store's CURRENT version). Raises ArtifactError on any mismatch."""
+    version_dir = resolve(path)
+    manifest = read_manifest(version_dir)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != {WEIGHTS, ITEMS}:
+        raise ArtifactError(f"{version_dir / MANIFEST} does not list the checksums of {WEIGHTS} and {ITEMS}")
+    if verify:
+        for name, expected in files.items():
+            if not (version_dir / name).is_file():
+                raise ArtifactError(f"{version_dir} is missing {name}")
+            actual = sha256_file(version_dir / name)
+            if actual != expected:
+                raise ArtifactError(f"{version_dir / name} is corrupt: sha256 {actual[:12]}..., manifest says {expected[:12]}...")
+    try:
+        cfg = ModelConfig.from_dict(manifest["model_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{version_dir / MANIFEST} has an invalid model_config: {exc}") from exc
+    try:
+        state = load_file(str(version_dir / WEIGHTS))
+        items = json.loads((version_dir / ITEMS).read_text())["ids"]
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"{version_dir} has unreadable weights or items: {exc}") from exc
+    if not isinstance(items, list) or len(items) != cfg.vocab_size:
+        raise ArtifactError(f"{version_dir / ITEMS} has {len(items)} rows; the model config needs {cfg.vocab_size}")
+    model = ELCRec(cfg)
+    expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got_shapes = {k: tuple(v.shape) for k, v in state.items()}
+    if expected_shapes != got_shapes:
+        missing = sorted(set(expected_shapes) - set(got_shapes))
+        extra = sorted(set(got_shapes) - set(expected_shapes))
+        wrong = sorted(k for k in set(expected_shapes) & set(got_shapes) if expected_shapes[k] != got_shapes[k])
+        raise ArtifactError(
+            f"{version_dir / WEIGHTS} does not match its config: missing {missing[:3]}, unexpected {extra[:3]}, "
+            f"wrong shape {[(k, got_shapes[k], expected_shapes[k]) for k in wrong[:3]]}"
+        )
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return Artifact(version_dir, str(manifest.get("version", version_dir.name)), manifest, cfg, model, items)

@@ -1,0 +1,53 @@
+"""The model's hyperparameters: one frozen dataclass passed whole to every constructor."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Prototype = Literal["shift", "concat"]
+Pooling = Literal["all", "real"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_items: int  # N: real items are 1..N, row 0 is padding, row N + 1 the mask token
+    d: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50  # T
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    n_intents: int = 256  # K
+    # How a sequence is mean-pooled for intents: "all" = over all T positions, padding included
+    # (the reference); "real" = over real items only (padding positions contribute nothing).
+    pooling: Pooling = "all"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.n_items < 1:
+            problems.append(f"n_items must be >= 1, got {self.n_items}")
+        if self.d < 1 or self.n_heads < 1 or self.d % self.n_heads:
+            problems.append(f"d ({self.d}) must be a positive multiple of n_heads ({self.n_heads})")
+        if self.n_layers < 1 or self.max_len < 1 or self.n_intents < 1:
+            problems.append("n_layers, max_len and n_intents must be >= 1")
+        if self.pooling not in ("all", "real"):
+            problems.append(f"pooling must be 'all' or 'real', got {self.pooling!r}")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_items + 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**raw)

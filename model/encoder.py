@@ -1,0 +1,124 @@
+"""SASRec encoder (post-LayerNorm) with K learnable intent centers: the whole ELCRec model."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import ModelConfig
+
+LN_EPS = 1e-12
+MASK_VALUE = -10000.0
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head = cfg.d // cfg.n_heads
+        self.query = nn.Linear(cfg.d, cfg.d)
+        self.key = nn.Linear(cfg.d, cfg.d)
+        self.value = nn.Linear(cfg.d, cfg.d)
+        self.dense = nn.Linear(cfg.d, cfg.d)
+        self.attn_dropout = nn.Dropout(cfg.attn_dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.norm = nn.LayerNorm(cfg.d, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
+        q = self.query(x).view(B, T, self.n_heads, self.head).transpose(1, 2)  # (B, h, T, dh)
+        k = self.key(x).view(B, T, self.n_heads, self.head).transpose(1, 2)
+        v = self.value(x).view(B, T, self.n_heads, self.head).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head) + mask  # (B, h, T, T)
+        probs = self.attn_dropout(scores.softmax(dim=-1))
+        ctx = (probs @ v).transpose(1, 2).reshape(B, T, d)
+        return self.norm(self.dropout(self.dense(ctx)) + x)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.dense_1 = nn.Linear(cfg.d, 4 * cfg.d)
+        self.dense_2 = nn.Linear(4 * cfg.d, cfg.d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.norm = nn.LayerNorm(cfg.d, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dense_2(F.gelu(self.dense_1(x)))  # exact (erf) GELU
+        return self.norm(self.dropout(h) + x)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attention = SelfAttention(cfg)
+        self.ffn = FeedForward(cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.ffn(self.attention(x, mask))
+
+
+def attention_mask(ids: torch.Tensor) -> torch.Tensor:
+    """Additive mask (B, 1, T, T): MASK_VALUE where the key is padding or in the future."""
+    T = ids.shape[1]
+    keep = (ids > 0)[:, None, None, :] & torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+    return (~keep).to(torch.float32) * MASK_VALUE
+
+
+class ELCRec(nn.Module):
+    """Item ids (B, t <= T), left-padded with 0, in; hidden states (B, t, d) out.
+
+    Inputs shorter than T are read as the last t positions of a T-long sequence, so a batch trimmed
+    of its all-padding columns gives the same hidden states at real positions as the full one.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.item_embeddings = nn.Embedding(cfg.vocab_size, cfg.d, padding_idx=0)
+        self.position_embeddings = nn.Embedding(cfg.max_len, cfg.d)
+        self.norm = nn.LayerNorm(cfg.d, eps=LN_EPS)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.intent_centers = nn.Parameter(torch.zeros(cfg.n_intents, cfg.d))  # (K, d)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # The reference overwrites the padding row too (it stays fixed: padding_idx has no gradient).
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        B, t = ids.shape
+        if t > self.cfg.max_len:
+            raise ValueError(f"sequence length {t} exceeds max_len {self.cfg.max_len}")
+        pos = self.position_embeddings.weight[self.cfg.max_len - t :]  # (t, d)
+        x = self.dropout(self.norm(self.item_embeddings(ids) + pos))  # (B, t, d)
+        mask = attention_mask(ids)
+        for block in self.blocks:
+            x = block(x, mask)
+        return x
+
+    def pool(self, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Mean over time (B, d), by the config's pooling rule; not normalised."""
+        if self.cfg.pooling == "all":
+            if hidden.shape[1] != self.cfg.max_len:
+                raise ValueError("pooling 'all' needs full-length (T) inputs")
+            return hidden.mean(dim=1)
+        real = (ids > 0).unsqueeze(-1).to(hidden.dtype)  # (B, t, 1)
+        return (hidden * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
+
+    def item_table(self) -> torch.Tensor:
+        return self.item_embeddings.weight  # (N + 2, d), tied output weights
+
+    def normalized_centers(self) -> torch.Tensor:
+        return F.normalize(self.intent_centers, dim=-1)

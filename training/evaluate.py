@@ -1,0 +1,60 @@
+"""Evaluate a model on a split with full ranking, vectorised over users."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from model.encoder import ELCRec
+from training.data import EvalSplit, Interactions, eval_split
+from training.metrics import hit_ndcg, mask_scores, target_ranks
+
+
+def length_order(inputs: np.ndarray) -> np.ndarray:
+    """Users sorted by number of real items, so that batches can be trimmed of padding columns."""
+    return np.argsort((inputs > 0).sum(axis=1), kind="stable")
+
+
+@torch.inference_mode()
+def user_vectors(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
+    """Last hidden state of each input (U, d); batches are trimmed to their longest real sequence."""
+    was_training = model.training
+    model.eval()
+    order = length_order(inputs)
+    out = torch.empty(len(inputs), model.cfg.d)
+    lengths = (inputs > 0).sum(axis=1)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(int(lengths[idx].max()), 1)
+        ids = torch.from_numpy(inputs[idx, -width:]).to(device)
+        out[torch.from_numpy(idx)] = model(ids)[:, -1].float().cpu()
+    model.train(was_training)
+    return out
+
+
+@torch.inference_mode()
+def evaluate_split(
+    model: ELCRec, split: EvalSplit, protocols: tuple[str, ...] = ("reference",), device: str = "cpu",
+    chunk: int = 2048,
+) -> dict[str, dict[str, float]]:
+    vectors = user_vectors(model, split.inputs, device=device)
+    table = model.item_table().detach().float().cpu()  # (V, d)
+    ranks: dict[str, list[torch.Tensor]] = {p: [] for p in protocols}
+    for start in range(0, len(vectors), chunk):
+        stop = min(start + chunk, len(vectors))
+        base = vectors[start:stop] @ table.T  # (b, V)
+        seen = split.seen[start:stop]
+        rows = torch.from_numpy(np.repeat(np.arange(stop - start), [len(s) for s in seen]))
+        cols = torch.from_numpy(np.concatenate(seen)) if seen else torch.zeros(0, dtype=torch.long)
+        targets = torch.from_numpy(split.targets[start:stop])
+        for p in protocols:
+            scores = mask_scores(base.clone() if len(protocols) > 1 else base, rows, cols, p)
+            ranks[p].append(target_ranks(scores, targets))
+    return {p: hit_ndcg(torch.cat(r)) for p, r in ranks.items()}
+
+
+def evaluate(
+    model: ELCRec, data: Interactions, split: str = "test", protocols: tuple[str, ...] = ("reference",),
+    device: str = "cpu",
+) -> dict[str, dict[str, float]]:
+    return evaluate_split(model, eval_split(data, model.cfg.max_len, split), protocols, device)
