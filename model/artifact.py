@@ -74,6 +74,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -135,6 +136,7 @@ def write_version(
         raise ArtifactError(f"item vocabulary has {len(item_ids)} rows, the model {cfg.vocab_size}")
     tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
     try:
+        os.chmod(tmp, 0o755)
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS))
         (tmp / ITEMS).write_text(json.dumps({"ids": item_ids}))

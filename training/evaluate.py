@@ -58,3 +58,20 @@ def evaluate(
     device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
     return evaluate_split(model, eval_split(data, model.cfg.max_len, split), protocols, device)
+
+
+@torch.inference_mode()
+def pooled_states(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
+    """Mean-pooled hidden states (U, d) by the model's pooling rule, in eval mode."""
+    was_training = model.training
+    model.eval()
+    lengths = (inputs > 0).sum(axis=1)
+    order = length_order(inputs)
+    out = torch.empty(len(inputs), model.cfg.d)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = model.cfg.max_len if model.cfg.pooling == "all" else max(int(lengths[idx].max()), 1)
+        ids = torch.from_numpy(inputs[idx, -width:]).to(device)
+        out[torch.from_numpy(idx)] = model.pool(model(ids), ids).float().cpu()
+    model.train(was_training)
+    return out
