@@ -31,6 +31,151 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+class Pooling(str, Enum):
+    real = "real"
+    all = "all"
+
+
+class PrototypeMode(str, Enum):
+    shift = "shift"
+    concat = "concat"
+
+
+class RecLossKind(str, Enum):
+    bce = "bce"
+    softmax = "softmax"
+
+
+class Preset(str, Enum):
+    Beauty = "Beauty"
+    Sports_and_Outdoors = "Sports_and_Outdoors"
+    Toys_and_Games = "Toys_and_Games"
+    Yelp = "Yelp"
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Interaction file: 'user item item ...' per line")],
+    out: Annotated[Path, typer.Option(help="Artifact store; the trained model becomes a new version and CURRENT")],
+    preset: Annotated[Preset | None, typer.Option(help="The paper's hyperparameters for a data set")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
+    intents: Annotated[int | None, typer.Option(help="Number of intents K")] = None,
+    heads: Annotated[int | None, typer.Option()] = None,
+    hidden: Annotated[int | None, typer.Option(help="Hidden size d")] = None,
+    max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
+    pooling: Annotated[Pooling, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = Pooling.real,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    weight_decay: Annotated[float | None, typer.Option()] = None,
+    cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
+    intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
+    trade_off: Annotated[float | None, typer.Option(help="ELCM weight")] = None,
+    prototype: Annotated[PrototypeMode | None, typer.Option()] = None,
+    rec_loss: Annotated[RecLossKind | None, typer.Option(help="bce (one sampled negative, the paper) or softmax (all items)")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Checkpoint directory (default STORE/runs/<data>-<settings hash>)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an existing checkpoint and start over")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
+) -> None:
+    """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
+
+    An interrupted run resumes from its last epoch when the same command is run again.
+    """
+    import hashlib
+    import shutil
+
+    from model.config import ModelConfig
+    from training.config import PRESETS, TrainConfig
+    from training.data import DataError, read_interactions
+    from training.device import pick_device
+    from training.export import export_model, full_metrics
+    from training.trainer import Trainer
+
+    model_kw: dict[str, object] = {}
+    train_kw: dict[str, object] = {}
+    if preset is not None:
+        m, t = PRESETS[preset.value]
+        model_kw.update(m)
+        train_kw.update(t)
+    for key, value in {"n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len}.items():
+        if value is not None:
+            model_kw[key] = value
+    if dropout is not None:
+        model_kw["dropout"] = model_kw["attn_dropout"] = dropout
+    model_kw["pooling"] = pooling.value
+    for key, value in {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "cf_weight": cf_weight,
+        "intent_cf_weight": intent_cf_weight, "trade_off": trade_off, "patience": patience, "seed": seed,
+        "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
+    }.items():
+        if value is not None:
+            train_kw[key] = value
+    train_kw["bucket"] = pooling is Pooling.real
+    try:
+        dev = pick_device(device)
+        interactions = read_interactions(data)
+        mcfg = ModelConfig(n_items=interactions.n_items, **model_kw)  # type: ignore[arg-type]
+        tcfg = TrainConfig(**train_kw)  # type: ignore[arg-type]
+    except (DataError, ValueError, TypeError) as exc:
+        fail(str(exc))
+    settings = json.dumps({"data": interactions.fingerprint, "model": mcfg.to_dict(), "train": tcfg.to_dict()}, sort_keys=True)
+    run = run_dir or out / "runs" / f"{data.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
+    if fresh and run.exists():
+        shutil.rmtree(run)
+    typer.echo(f"training on {data} ({interactions.n_users} users, {interactions.n_items} items) on {dev}; run dir {run}")
+    trainer = Trainer(mcfg, tcfg, interactions, run, dev, log=typer.echo, progress=progress)
+    try:
+        model = trainer.fit()
+    except ValueError as exc:
+        fail(str(exc))
+    metrics = full_metrics(model, interactions, dev)
+    origin = {"kind": "trained", "preset": preset.value if preset else None, "train_config": tcfg.to_dict(),
+              **trainer.summary()}
+    version_dir = export_model(out, model, interactions, origin, metrics, device=dev)
+    (run / "result.json").write_text(json.dumps({"version": version_dir.name, "metrics": metrics, **origin}, indent=2))
+    typer.echo(f"exported {version_dir}")
+    for split in ("valid", "test"):
+        typer.echo(f"{split} (reference): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics[split]["reference"].items()))
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[Preset, typer.Argument(help="Data set name")],
+    out: Annotated[Path, typer.Option(help="Directory to write NAME.txt into")] = Path("data"),
+    base_url: Annotated[str | None, typer.Option(help="Mirror of the authors' data/ folder (env ELCREC_DATA_URL)")] = None,
+) -> None:
+    """Fetch a benchmark file from the ELCRec authors' repository and check its sha256."""
+    from training.download import DownloadError, download
+
+    try:
+        path = download(name.value, out, base_url)
+    except DownloadError as exc:
+        fail(str(exc))
+    typer.echo(f"downloaded {path} (sha256 verified)")
+
+
+@data_app.command("synthetic")
+def data_synthetic(
+    out: Annotated[Path, typer.Option(help="File to write")],
+    users: Annotated[int, typer.Option()] = 2000,
+    items: Annotated[int, typer.Option()] = 400,
+    intents: Annotated[int, typer.Option(help="Planted intents")] = 8,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write a synthetic data set with planted intents, in the benchmark file format."""
+    from training.data import write_interactions
+    from training.synthetic import SyntheticSpec, generate
+
+    data, _ = generate(SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_interactions(data, out)
+    typer.echo(f"wrote {out}: {users} users, {items} items, {intents} planted intents")
+
+
 @app.command("import-official")
 def import_official(
     checkpoint: Annotated[Path, typer.Argument(help="State_dict released by the ELCRec authors (.pt)")],

@@ -1,0 +1,51 @@
+"""Training hyperparameters and the paper's presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+RecLoss = Literal["bce", "softmax"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 256
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    cf_weight: float = 0.1  # instance contrastive loss
+    intent_cf_weight: float = 0.1  # intent contrastive loss
+    trade_off: float = 1.0  # ELCM weight
+    prototype: Literal["shift", "concat"] = "concat"
+    temperature: float = 1.0
+    patience: int = 40  # epochs without a better validation NDCG@20
+    seed: int = 1
+    rec_loss: RecLoss = "bce"
+    kmeans_iters: int = 20
+    kmeans_restarts: int = 5
+    # Speed: batches of similar-length users, trimmed of all-padding columns (needs pooling "real").
+    bucket: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
+            raise ValueError("epochs >= 1, batch_size >= 2, lr > 0 and patience >= 1 are required")
+        if self.prototype not in ("shift", "concat"):
+            raise ValueError(f"prototype must be 'shift' or 'concat', got {self.prototype!r}")
+        if self.rec_loss not in ("bce", "softmax"):
+            raise ValueError(f"rec_loss must be 'bce' or 'softmax', got {self.rec_loss!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Section 6 of ELCREC.md: (model overrides, training overrides) per data set.
+PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "Beauty": ({"n_layers": 1, "n_intents": 256}, {"trade_off": 10.0, "prototype": "shift"}),
+    "Sports_and_Outdoors": ({"n_layers": 2, "n_intents": 512}, {"trade_off": 1.0, "prototype": "concat"}),
+    "Toys_and_Games": ({"n_layers": 3, "n_intents": 512}, {"trade_off": 1.0, "prototype": "concat"}),
+    "Yelp": ({"n_layers": 2, "n_intents": 256}, {"trade_off": 0.1, "prototype": "concat"}),
+}

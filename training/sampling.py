@@ -1,0 +1,30 @@
+"""Negative sampling without a Python loop: uniform over 1..N+1, rejecting the user's own items."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.data import Interactions
+
+
+class NegativeSampler:
+    def __init__(self, data: Interactions, vocab_size: int) -> None:
+        self.high = vocab_size  # draws in [1, vocab_size) = 1..N+1, as the reference
+        self.vocab = np.int64(vocab_size)
+        user_of = np.repeat(np.arange(data.n_users, dtype=np.int64), data.lengths)
+        self.keys = np.unique(user_of * self.vocab + data.items)  # sorted (user, item) pairs
+
+    def _seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = users * self.vocab + items
+        idx = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
+        return self.keys[idx] == keys
+
+    def sample(self, users: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+        """users (B,) rows of Interactions -> (B, t) negatives not in each user's whole sequence."""
+        u = np.broadcast_to(users[:, None], shape).ravel()
+        out = rng.integers(1, self.high, size=u.shape[0])
+        bad = np.flatnonzero(self._seen(u, out))
+        while bad.size:
+            out[bad] = rng.integers(1, self.high, size=bad.size)
+            bad = bad[self._seen(u[bad], out[bad])]
+        return out.reshape(shape)

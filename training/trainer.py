@@ -1,0 +1,261 @@
+"""ELCRec training: center initialisation, the joint loss, validation, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from model.config import ModelConfig
+from model.encoder import ELCRec
+from training import losses
+from training.augment import augment_batch
+from training.config import TrainConfig
+from training.data import Interactions, eval_split, train_split
+from training.evaluate import evaluate_split, pooled_states
+from training.sampling import NegativeSampler
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+
+
+def kmeans_centers(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.ndarray:
+    """faiss k-means (as the reference) -> L2-normalised centroids (k, d)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, verbose=False, min_points_per_centroid=1)
+    km.train(x)
+    c = km.centroids.astype(np.float32)
+    return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+
+
+def first_real_width(*batches: np.ndarray) -> int:
+    """Columns needed to keep every non-padding entry of left-padded (B, T) arrays."""
+    T = batches[0].shape[1]
+    width = 1
+    for b in batches:
+        nz = b > 0
+        rows = nz.any(axis=1)
+        if rows.any():
+            width = max(width, T - int(nz[rows].argmax(axis=1).min()))
+    return width
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    best_metric: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    elapsed: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        data: Interactions,
+        run_dir: str | Path | None = None,
+        device: str = "cpu",
+        log: Callable[[str], None] = print,
+        progress: bool | None = None,
+    ) -> None:
+        if train_cfg.bucket and model_cfg.pooling != "real":
+            raise ValueError("bucketed, trimmed batches need pooling 'real' (padding states would be lost)")
+        self.mcfg, self.cfg, self.data, self.device, self.log = model_cfg, train_cfg, data, device, log
+        self.progress = progress
+        self.run_dir = Path(run_dir) if run_dir else None
+        torch.manual_seed(train_cfg.seed)
+        self.rng = np.random.default_rng(train_cfg.seed)
+        self.model = ELCRec(model_cfg).to(device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
+            weight_decay=train_cfg.weight_decay,
+        )
+        self.train = train_split(data, model_cfg.max_len)
+        self.valid = eval_split(data, model_cfg.max_len, "valid")
+        self.sampler = NegativeSampler(data, model_cfg.vocab_size)
+        self.state = TrainState()
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.centers_ready = False
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        blob = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "best": self.best_weights,
+            "state": json.dumps(self.state.__dict__),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": json.dumps(self.rng.bit_generator.state),
+            "centers_ready": self.centers_ready,
+            "configs": json.dumps({"model": self.mcfg.to_dict(), "train": self.cfg.to_dict()}),
+        }
+        tmp = self.run_dir / (CHECKPOINT + ".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, self.run_dir / CHECKPOINT)
+
+    def try_resume(self) -> bool:
+        if self.run_dir is None or not (self.run_dir / CHECKPOINT).is_file():
+            return False
+        blob = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
+        saved = json.loads(blob["configs"])
+        mine = {"model": self.mcfg.to_dict(), "train": self.cfg.to_dict()}
+        if saved != mine:
+            raise ValueError(
+                f"{self.run_dir} holds a run with other settings; pass another --run-dir or remove it to start over"
+            )
+        self.model.load_state_dict(blob["model"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.best_weights = blob["best"]
+        self.state = TrainState(**json.loads(blob["state"]))
+        torch.set_rng_state(blob["torch_rng"].cpu())
+        self.rng.bit_generator.state = json.loads(blob["numpy_rng"])
+        self.centers_ready = bool(blob["centers_ready"])
+        return True
+
+    # -- the algorithm ----------------------------------------------------------------------------
+    def init_centers(self) -> None:
+        pooled = pooled_states(self.model, self.train.inputs, device=self.device).numpy()
+        c = kmeans_centers(pooled, self.mcfg.n_intents, self.cfg.kmeans_iters, self.cfg.kmeans_restarts, self.cfg.seed)
+        with torch.no_grad():
+            self.model.intent_centers.copy_(torch.from_numpy(c))
+        self.centers_ready = True
+
+    def batches(self) -> list[np.ndarray]:
+        n, bs = len(self.train.users), self.cfg.batch_size
+        if not self.cfg.bucket:
+            perm = self.rng.permutation(n)
+            return [perm[i : i + bs] for i in range(0, n, bs)]
+        # Similar lengths together (random tie order), then batches in random order.
+        lengths = (self.train.inputs > 0).sum(axis=1)
+        order = np.lexsort((self.rng.random(n), lengths))
+        chunks = [order[i : i + bs] for i in range(0, n, bs)]
+        return [chunks[i] for i in self.rng.permutation(len(chunks))]
+
+    def step(self, idx: np.ndarray) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        inputs, targets = self.train.inputs[idx], self.train.targets[idx]
+        negatives = self.sampler.sample(self.train.users[idx], inputs.shape, self.rng)
+        negatives = np.where(targets > 0, negatives, 0)
+        view1, view2 = augment_batch(inputs, self.rng), augment_batch(inputs, self.rng)
+        width = first_real_width(inputs, view1, view2) if cfg.bucket else self.mcfg.max_len
+        B = len(idx)
+        ids = torch.from_numpy(np.concatenate([inputs, view1, view2])[:, -width:]).to(self.device)  # (3B, w)
+        pos = torch.from_numpy(targets[:, -width:]).to(self.device)
+        neg = torch.from_numpy(negatives[:, -width:]).to(self.device)
+
+        with torch.no_grad():  # the reference re-normalises the centers before every use
+            model.intent_centers.copy_(F.normalize(model.intent_centers, dim=-1))
+        centers = model.intent_centers
+
+        hidden = model(ids)  # (3B, w, d), one shared pass for the sequence and both views
+        if self.mcfg.pooling == "real":
+            hidden = hidden * (ids > 0).unsqueeze(-1)  # padding positions carry nothing
+        h0, h1, h2 = hidden[:B], hidden[B : 2 * B], hidden[2 * B :]
+        ids0, ids1, ids2 = ids[:B], ids[B : 2 * B], ids[2 * B :]
+
+        if cfg.rec_loss == "softmax":
+            rec = losses.next_item_softmax(h0, pos, model.item_table())
+        else:
+            rec = losses.next_item_bce(h0, pos, neg, model.item_table())
+        z = F.normalize(model.pool(h0, ids0), dim=-1)
+        cluster, intents = losses.elcm(z, centers, cfg.trade_off)
+        if self.mcfg.pooling == "real":
+            v1 = losses.with_prototypes(h1, centers, cfg.prototype) * (ids1 > 0).unsqueeze(-1)
+            v2 = losses.with_prototypes(h2, centers, cfg.prototype) * (ids2 > 0).unsqueeze(-1)
+            inst = losses.nt_xent(v1.flatten(1), v2.flatten(1), cfg.temperature)
+        else:
+            inst = losses.instance_contrastive(h1, h2, centers, cfg.prototype)
+        intent = losses.intent_contrastive(model.pool(h1, ids1), model.pool(h2, ids2), centers, intents)
+        loss = rec + cfg.cf_weight * inst + cfg.intent_cf_weight * intent + cluster
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item(), "rec": rec.item(), "inst": inst.item(), "intent": intent.item(), "elcm": cluster.item()}
+
+    def validate(self) -> dict[str, float]:
+        return evaluate_split(self.model, self.valid, ("reference",), self.device)["reference"]
+
+    def run_epoch(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        if not self.centers_ready:
+            self.init_centers()
+        self.model.train()
+        sums: dict[str, float] = {}
+        batches = self.batches()
+        for idx in tqdm(batches, desc=f"epoch {self.state.epoch + 1}", leave=False, disable=not self.progress):
+            for k, v in self.step(idx).items():
+                sums[k] = sums.get(k, 0.0) + v
+        train_s = time.perf_counter() - start
+        valid = self.validate()
+        seconds = time.perf_counter() - start
+        self.state.epoch += 1
+        self.state.elapsed += seconds
+        record = {
+            "epoch": self.state.epoch,
+            **{k: round(v / len(batches), 5) for k, v in sums.items()},
+            "valid": {k: round(v, 5) for k, v in valid.items()},
+            "train_s": round(train_s, 2),
+            "seconds": round(seconds, 2),
+        }
+        if valid["NDCG@20"] > self.state.best_metric:
+            self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = valid["NDCG@20"], self.state.epoch, 0
+            self.best_weights = copy.deepcopy(self.model.state_dict())
+        else:
+            self.state.bad_epochs += 1
+        self.state.history.append(record)
+        return record
+
+    def fit(self) -> ELCRec:
+        resumed = self.try_resume()
+        if resumed:
+            self.log(f"resumed from {self.run_dir} after epoch {self.state.epoch}")
+        while self.state.epoch < self.cfg.epochs and self.state.bad_epochs < self.cfg.patience:
+            record = self.run_epoch()
+            self.log(
+                f"epoch {record['epoch']:3d}  loss {record['loss']:.4f} (rec {record['rec']:.4f} inst {record['inst']:.3f} "
+                f"intent {record['intent']:.3f} elcm {record['elcm']:.4f})  valid HIT@20 {record['valid']['HIT@20']:.4f} "
+                f"NDCG@20 {record['valid']['NDCG@20']:.4f}  {record['seconds']:.1f}s"
+            )
+            if self.run_dir is not None:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.run_dir / LOG, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            self.save_checkpoint()
+        if self.state.bad_epochs >= self.cfg.patience:
+            self.log(f"early stop: no better validation NDCG@20 for {self.cfg.patience} epochs")
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        self.model.eval()
+        return self.model
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "epochs_run": self.state.epoch,
+            "best_epoch": self.state.best_epoch,
+            "best_valid_ndcg20": self.state.best_metric,
+            "train_seconds": round(self.state.elapsed, 1),
+        }
+
+
+def remove_run(run_dir: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / CHECKPOINT).unlink()
