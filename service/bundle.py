@@ -1,0 +1,144 @@
+"""Everything one model version needs to serve, built off the event loop and swapped in as one reference."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.artifact import ArtifactError, load_artifact
+from model.config import ModelConfig
+from model.encoder import ELCRec
+from service.retrieval import ItemIndex
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"ELCREC_DEVICE={name} was asked for, but no CUDA device is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"ELCREC_DEVICE must be auto, cpu or cuda[:N], got {name!r}")
+    return torch.device(name)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """Immutable once built: requests hold a reference to one bundle from start to end."""
+
+    name: str  # the version directory's name, as CURRENT spells it
+    version: str  # the manifest's version (normally the same)
+    manifest: dict[str, Any]
+    config: ModelConfig
+    model: ELCRec
+    device: torch.device
+    index: ItemIndex
+    item_ids: list[str | None]  # row -> external id (None for padding and mask)
+    rows: dict[str, int]  # external id -> row
+    popular_rows: list[int]  # most popular first, known items only
+    intent_shares: list[float] | None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    @property
+    def n_intents(self) -> int:
+        return self.config.n_intents
+
+    @property
+    def max_len(self) -> int:
+        return self.config.max_len
+
+    def external(self, row: int) -> str:
+        item = self.item_ids[row]
+        if item is None:  # retrieval never indexes these rows, so this is a bug, not bad input
+            raise LookupError(f"row {row} is padding or mask and has no external id")
+        return item
+
+    def split_known(self, ids: Iterable[str]) -> tuple[list[int], list[str]]:
+        """External ids -> (rows of the known ones, in order; the unknown ones, in order)."""
+        rows: list[int] = []
+        unknown: list[str] = []
+        for item in ids:
+            row = self.rows.get(item)
+            if row is None:
+                unknown.append(item)
+            else:
+                rows.append(row)
+        return rows, unknown
+
+
+def _row_map(item_ids: list[Any], n_items: int, where: Path) -> dict[str, int]:
+    if item_ids[0] is not None or item_ids[-1] is not None:
+        raise ArtifactError(f"{where}: rows 0 (padding) and {n_items + 1} (mask) must have no external id")
+    rows: dict[str, int] = {}
+    for row in range(1, n_items + 1):
+        item = item_ids[row]
+        if not isinstance(item, str) or not item:
+            raise ArtifactError(f"{where}: item row {row} has no external id (got {item!r})")
+        if item in rows:
+            raise ArtifactError(f"{where}: external item id {item!r} appears on rows {rows[item]} and {row}")
+        rows[item] = row
+    return rows
+
+
+def _shares(manifest: dict[str, Any], n_intents: int) -> list[float] | None:
+    shares = manifest.get("intent_shares")
+    if (
+        isinstance(shares, list)
+        and len(shares) == n_intents
+        and all(isinstance(s, int | float) for s in shares)
+    ):
+        return [float(s) for s in shares]
+    return None  # missing or from another K: report no share rather than a wrong one
+
+
+def build_bundle(
+    version_dir: Path, device: torch.device, index_spec: str = "Flat", index_params: str = ""
+) -> ModelBundle:
+    """Load and check one version directory; raises ArtifactError for anything unusable. Blocking."""
+    art = load_artifact(version_dir, device)
+    rows = _row_map(art.item_ids, art.config.n_items, version_dir)
+    table = art.model.item_table().detach().float().cpu().numpy()
+    try:
+        index = ItemIndex(table, index_spec, index_params)
+    except (ValueError, RuntimeError) as exc:
+        raise ArtifactError(f"cannot index the items of {version_dir}: {exc}") from exc
+    popular = art.manifest.get("popular_items")
+    popular_rows = (
+        [rows[i] for i in popular if isinstance(i, str) and i in rows] if isinstance(popular, list) else []
+    )
+    for p in art.model.parameters():
+        p.requires_grad_(False)
+    bundle = ModelBundle(
+        name=version_dir.name,
+        version=art.version,
+        manifest=art.manifest,
+        config=art.config,
+        model=art.model,
+        device=device,
+        index=index,
+        item_ids=art.item_ids,
+        rows=rows,
+        popular_rows=list(dict.fromkeys(popular_rows)),
+        intent_shares=_shares(art.manifest, art.config.n_intents),
+    )
+    _warm_up(bundle)
+    return bundle
+
+
+def _warm_up(bundle: ModelBundle) -> None:
+    # The first call pays for lazy initialisation (kernels, allocator); better here than in a request.
+    with torch.inference_mode():
+        ids = torch.ones(2, bundle.max_len, dtype=torch.long, device=bundle.device)
+        hidden = bundle.model(ids)
+        if not torch.isfinite(hidden).all():
+            raise ArtifactError(f"version {bundle.name} produces non-finite hidden states")
+    bundle.index.search(np.zeros((1, bundle.config.d), dtype=np.float32), 1)

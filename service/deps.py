@@ -1,0 +1,87 @@
+"""What routes declare: the app's resources (built in lifespan) as Annotated dependencies."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from service.bundle import ModelBundle
+from service.engine import Engine
+from service.history import HistoryStore
+from service.metrics import Metrics
+from service.recommender import Recommender
+from service.reload import ModelHolder
+from service.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    metrics: Metrics
+    holder: ModelHolder
+    engine: Engine
+    history: HistoryStore
+    recommender: Recommender
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources | None = getattr(request.app.state, "resources", None)
+    if resources is None:
+        raise HTTPException(503, "the service is starting or stopping")
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+def get_recommender(resources: ResourcesDep) -> Recommender:
+    return resources.recommender
+
+
+def get_holder(resources: ResourcesDep) -> ModelHolder:
+    return resources.holder
+
+
+def get_bundle(resources: ResourcesDep) -> ModelBundle:
+    # Read once per request: a reload swapping the reference mid-request does not affect this request.
+    bundle = resources.holder.bundle
+    if bundle is None:
+        raise HTTPException(503, "no model is loaded yet")
+    return bundle
+
+
+def get_metrics(resources: ResourcesDep) -> Metrics:
+    return resources.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+BundleDep = Annotated[ModelBundle, Depends(get_bundle)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Bearer token check. The token is compared in constant time and never logged or echoed."""
+    if settings.admin_token is None:
+        raise HTTPException(404, "admin endpoints are disabled: ELCREC_ADMIN_TOKEN is not set")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(
+            401,
+            "admin endpoints need 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    expected = settings.admin_token.get_secret_value().encode()
+    if not hmac.compare_digest(token.strip().encode(), expected):
+        raise HTTPException(403, "the admin token is wrong")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

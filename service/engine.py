@@ -1,0 +1,101 @@
+"""Micro-batching: concurrent requests share one encoder call, run on one worker thread off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from service.bundle import ModelBundle
+from service.inference import Answer, Query, run_batch
+from service.metrics import Metrics
+
+log = logging.getLogger("elcrec.engine")
+
+_Pending = tuple[ModelBundle, Query, "asyncio.Future[Answer]"]
+
+
+class Engine:
+    """Collects queries for up to `window_s` (or until `max_size` are waiting) when idle; while a batch
+    runs, new queries pile up and form the next batch at once, so load raises the batch size, not the wait."""
+
+    def __init__(self, window_s: float, max_size: int, metrics: Metrics) -> None:
+        self.window_s = window_s
+        self.max_size = max_size
+        self.metrics = metrics
+        self._pending: list[_Pending] = []
+        self._running: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One thread: batches run one after another and torch keeps its own intra-op threads.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="elcrec-infer")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="elcrec-batcher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, _, fut in self._pending + self._running:
+            if not fut.done():
+                fut.set_exception(RuntimeError("the inference engine is shutting down"))
+        self._pending.clear()
+        self._running.clear()
+        self._executor.shutdown(wait=True)
+
+    async def infer(self, bundle: ModelBundle, query: Query) -> Answer:
+        if self._task is None or self._task.done():
+            raise RuntimeError("the inference engine is not running")
+        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending.append((bundle, query, fut))
+        self._wake.set()
+        if len(self._pending) >= self.max_size:
+            self._full.set()
+        return await fut
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        backlog = False
+        while True:
+            await self._wake.wait()
+            if not backlog and self.window_s > 0 and len(self._pending) < self.max_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.window_s)
+            batch, self._pending = self._pending[: self.max_size], self._pending[self.max_size :]
+            self._full.clear()
+            if not self._pending:
+                self._wake.clear()
+            batch = [p for p in batch if not p[2].done()]  # drop requests whose clients went away
+            if batch:
+                self._running = batch
+                await self._run(loop, batch)
+                self._running = []
+            # Queries that arrived during the run have waited already: no window for them.
+            backlog = bool(self._pending)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        groups: dict[int, list[_Pending]] = {}
+        for item in batch:  # normally one group; two while a reload swaps the model
+            groups.setdefault(id(item[0]), []).append(item)
+        for items in groups.values():
+            start = time.perf_counter()
+            try:
+                answers = await loop.run_in_executor(
+                    self._executor, run_batch, items[0][0], [q for _, q, _ in items]
+                )
+            except Exception as exc:
+                log.exception("inference batch of %d failed", len(items))
+                for _, _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            self.metrics.batch_size.observe(len(items))
+            self.metrics.batch_seconds.observe(time.perf_counter() - start)
+            for (_, _, fut), answer in zip(items, answers, strict=True):
+                if not fut.done():
+                    fut.set_result(answer)

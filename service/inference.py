@@ -1,0 +1,71 @@
+"""One micro-batch through the encoder, intent assignment and retrieval: plain blocking code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model.intents import assign_intents
+from service.bundle import ModelBundle
+from service.retrieval import top_unseen
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    rows: Sequence[int]  # known item rows, oldest first, not empty
+    k: int  # items wanted; 0 = intent only
+    exclude: frozenset[int]  # rows never to return
+    intents: int = 1  # nearest intents wanted
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    rows: list[int]
+    scores: list[float]
+    intent_ids: list[int]
+    intent_distances: list[float]
+    excluded: int  # seen items that would otherwise have been returned
+
+
+def pad_batch(queries: Sequence[Query], max_len: int, full: bool) -> np.ndarray:
+    """Left-padded (B, t) int64 of each query's last max_len rows; t = max_len when `full`."""
+    seqs = [q.rows[-max_len:] for q in queries]
+    width = max_len if full else max(len(s) for s in seqs)
+    ids = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = s
+    return ids
+
+
+def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
+    if not queries or any(not q.rows for q in queries):
+        raise ValueError("every query needs at least one known item")
+    model = bundle.model
+    # Pooling "all" averages over all T positions, padding included, so it needs full-length inputs.
+    ids_np = pad_batch(queries, bundle.max_len, full=bundle.config.pooling == "all")
+    ids = torch.from_numpy(ids_np).to(bundle.device)
+    top = min(max(q.intents for q in queries), bundle.n_intents)
+    with torch.inference_mode():
+        hidden = model(ids)  # (B, t, d)
+        user = hidden[:, -1].float()  # (B, d)
+        dist, intent = assign_intents(model.pool(hidden, ids).float(), model.intent_centers.float(), top)
+    user_np = user.cpu().numpy()
+    dist_l, intent_l = dist.cpu().tolist(), intent.cpu().tolist()
+    depth = max(q.k + len(q.exclude) if q.k else 0 for q in queries)
+    if depth:
+        scores, rows = bundle.index.search(user_np, depth)
+    answers = []
+    for i, q in enumerate(queries):
+        got_rows: list[int] = []
+        got_scores: list[float] = []
+        excluded = 0
+        if q.k:
+            # Searching k + |exclude| deep leaves k unseen hits whatever was seen (exact for Flat).
+            got_rows, got_scores, excluded = top_unseen(scores[i], rows[i], q.k, q.exclude)
+        answers.append(
+            Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], excluded)
+        )
+    return answers

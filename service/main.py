@@ -1,0 +1,126 @@
+"""The FastAPI app: resources built in lifespan, routes, error mapping; and `serve` for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import faiss
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from model.artifact import ArtifactError, resolve
+from service import health, routes
+from service.bundle import pick_device
+from service.deps import Resources
+from service.engine import Engine
+from service.history import HistoryStore, HistoryUnavailable, MemoryHistory, RedisHistory
+from service.metrics import Metrics
+from service.middleware import BodyLimit, RequestMetrics
+from service.recommender import InvalidInput, NotFound, Recommender
+from service.reload import ModelHolder
+from service.settings import Settings
+
+log = logging.getLogger("elcrec.service")
+
+
+def _history(settings: Settings, metrics: Metrics) -> HistoryStore:
+    if settings.redis_url is None:
+        return MemoryHistory(settings.memory_max_users)
+    return RedisHistory(
+        settings.redis_url,
+        settings.redis_timeout_s,
+        settings.redis_max_connections,
+        metrics,
+        settings.events_stream_maxlen,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
+            faiss.omp_set_num_threads(settings.threads)
+        holder = ModelHolder(
+            settings.artifacts, pick_device(settings.device), metrics, settings.index, settings.index_params
+        )
+        await holder.reload(force=True)  # no model, no service: ArtifactError stops the start-up
+        history = _history(settings, metrics)
+        engine = Engine(settings.batch_window_ms / 1000, settings.batch_max_size, metrics)
+        engine.start()
+        recommender = Recommender(settings, engine, history, metrics)
+        app.state.resources = Resources(settings, metrics, holder, engine, history, recommender)
+        watcher = asyncio.create_task(holder.watch(settings.poll_interval_s), name="elcrec-model-watch")
+        log.info(
+            "serving %s from %s on %s",
+            holder.bundle.version if holder.bundle else None,
+            settings.artifacts,
+            holder.device,
+        )
+        try:
+            yield
+        finally:
+            app.state.resources = None
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await engine.close()
+            await history.close()
+
+    app = FastAPI(
+        title="ELCRec recommender",
+        version="1",
+        lifespan=lifespan,
+        description="Sequential recommendations with intents (ELCRec), user histories and events.",
+    )
+    app.state.resources = None
+    app.include_router(routes.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: also times 413s
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(HistoryUnavailable)
+    async def history_unavailable(_: Request, exc: HistoryUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    return app
+
+
+def serve(artifacts: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the service with uvicorn; the remaining settings come from ELCREC_* variables."""
+    try:
+        settings = Settings(artifacts=artifacts)
+        resolve(settings.artifacts)  # a clear message now rather than a failed start-up later
+    except (ValidationError, ArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        access_log=False,  # per-request log lines cost more than the request; latency is in /metrics
+        server_header=False,
+    )

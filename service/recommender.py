@@ -1,0 +1,178 @@
+"""What the endpoints do: histories in, recommendations, intents and stored events out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch.nn.functional as F
+
+from service.bundle import ModelBundle
+from service.engine import Engine
+from service.history import HistoryStore
+from service.inference import Answer, Query
+from service.metrics import Metrics
+from service.schemas import (
+    EventsResponse,
+    Intent,
+    IntentDetail,
+    ModelInfo,
+    RankedIntent,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    UserIntentResponse,
+)
+from service.settings import Settings
+
+
+class InvalidInput(Exception):
+    """A request the service understood but cannot serve as asked (-> 422)."""
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class NotFound(Exception):
+    pass
+
+
+def _intent(answer: Answer) -> Intent:
+    ranked = [
+        RankedIntent(id=i, distance=d)
+        for i, d in zip(answer.intent_ids, answer.intent_distances, strict=True)
+    ]
+    return Intent(id=ranked[0].id, distance=ranked[0].distance, runners_up=ranked[1:])
+
+
+class Recommender:
+    def __init__(self, settings: Settings, engine: Engine, history: HistoryStore, metrics: Metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.history = history
+        self.metrics = metrics
+
+    async def recommend(self, bundle: ModelBundle, req: RecommendRequest) -> RecommendResponse:
+        limit = min(bundle.n_items, self.settings.max_k)
+        if req.k > limit:
+            raise InvalidInput(
+                f"k must be between 1 and {limit} (the catalog has {bundle.n_items} items), got {req.k}"
+            )
+        explicit: list[int] = []
+        if req.history is not None:
+            if len(req.history) > self.settings.max_history:
+                raise InvalidInput(
+                    f"history has {len(req.history)} items; at most {self.settings.max_history} allowed"
+                )
+            explicit, unknown = bundle.split_known(req.history)
+            if unknown:
+                shown = list(dict.fromkeys(unknown))
+                raise InvalidInput(
+                    f"unknown item ids in history (the model {bundle.version} does not know them): "
+                    + ", ".join(repr(u) for u in shown[:20])
+                    + (f" and {len(shown) - 20} more" if len(shown) > 20 else ""),
+                    unknown_items=shown,
+                )
+        stored: list[int] = []
+        if req.user_id is not None:
+            # Unknown items in a stored history are tomorrow's catalog: skipped, not an error.
+            stored, _ = bundle.split_known(await self.history.get(req.user_id))
+        rows = stored + explicit
+        seen = frozenset(rows) if req.exclude_seen else frozenset()
+        if not rows:
+            return self._popular(bundle, req.k, seen)
+        answer = await self.engine.infer(
+            bundle, Query(rows, req.k, seen, 1 + self.settings.runner_up_intents)
+        )
+        self.metrics.recommendations.labels("model").inc()
+        if answer.excluded:
+            self.metrics.excluded_items.inc(answer.excluded)
+        return RecommendResponse(
+            items=[
+                ScoredItem(item_id=bundle.external(r), score=s)
+                for r, s in zip(answer.rows, answer.scores, strict=True)
+            ],
+            intent=_intent(answer),
+            strategy="model",
+            model_version=bundle.version,
+        )
+
+    def _popular(self, bundle: ModelBundle, k: int, seen: frozenset[int]) -> RecommendResponse:
+        self.metrics.cold_starts.inc()
+        self.metrics.recommendations.labels("popular").inc()
+        rows = [r for r in bundle.popular_rows if r not in seen][:k]
+        return RecommendResponse(
+            items=[ScoredItem(item_id=bundle.external(r), score=None) for r in rows],
+            intent=None,
+            strategy="popular",
+            model_version=bundle.version,
+        )
+
+    async def add_events(self, bundle: ModelBundle, user_id: str, items: list[str]) -> EventsResponse:
+        if len(items) > self.settings.max_event_items:
+            raise InvalidInput(
+                f"an event carries at most {self.settings.max_event_items} items, got {len(items)}"
+            )
+        _, unknown = bundle.split_known(items)
+        await self.history.append(user_id, items, bundle.max_len)  # raises unless stored
+        self.metrics.events.inc(len(items))
+        if unknown:
+            self.metrics.unknown_items.inc(len(unknown))
+        return EventsResponse(user_id=user_id, stored=len(items), unknown_items=unknown)
+
+    async def user_intent(self, bundle: ModelBundle, user_id: str) -> UserIntentResponse:
+        rows, _ = bundle.split_known(await self.history.get(user_id))
+        if not rows:
+            raise NotFound(f"user {user_id!r} has no history of items the model {bundle.version} knows")
+        answer = await self.engine.infer(
+            bundle, Query(rows, 0, frozenset(), 1 + self.settings.runner_up_intents)
+        )
+        return UserIntentResponse(
+            user_id=user_id,
+            intent=_intent(answer),
+            history_length=min(len(rows), bundle.max_len),
+            model_version=bundle.version,
+        )
+
+    def intent_detail(self, bundle: ModelBundle, intent_id: int, k: int) -> IntentDetail:
+        if not 0 <= intent_id < bundle.n_intents:
+            raise NotFound(
+                f"intent {intent_id} does not exist; this model has intents 0..{bundle.n_intents - 1}"
+            )
+        if not 1 <= k <= min(bundle.n_items, self.settings.max_k):
+            raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
+        center = F.normalize(bundle.model.intent_centers[intent_id].detach().float(), dim=-1)
+        scores, rows = bundle.index.search(center.cpu().numpy()[None].astype(np.float32), k)
+        hits = [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+        share = bundle.intent_shares[intent_id] if bundle.intent_shares is not None else None
+        return IntentDetail(
+            id=intent_id,
+            share=share,
+            items=[ScoredItem(item_id=bundle.external(r), score=s) for r, s in hits],
+            model_version=bundle.version,
+        )
+
+    def model_info(self, bundle: ModelBundle) -> ModelInfo:
+        m = bundle.manifest
+
+        def as_dict(value: Any) -> dict[str, Any] | None:
+            return value if isinstance(value, dict) else None
+
+        return ModelInfo(
+            version=bundle.version,
+            created_at=m.get("created_at") if isinstance(m.get("created_at"), str) else None,
+            parent=m.get("parent") if isinstance(m.get("parent"), str) else None,
+            n_items=bundle.n_items,
+            n_intents=bundle.n_intents,
+            max_len=bundle.max_len,
+            pooling=bundle.config.pooling,
+            config=bundle.config.to_dict(),
+            origin=as_dict(m.get("origin")),
+            data=as_dict(m.get("data")),
+            metrics=as_dict(m.get("metrics")),
+            device=str(bundle.device),
+            index=bundle.index.spec,
+            loaded_at=bundle.loaded_at,
+        )

@@ -1,0 +1,109 @@
+"""The live model bundle and its replacement when the store's CURRENT pointer moves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from model.artifact import ArtifactError, current_version
+from service.bundle import ModelBundle, build_bundle
+from service.metrics import Metrics
+
+log = logging.getLogger("elcrec.reload")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    changed: bool
+    version: str  # the version served after the call
+    previous: str | None
+
+
+class ModelHolder:
+    """Holds one bundle reference. A new bundle is built completely on a worker thread, then the
+    reference is replaced in one assignment: requests that already took the old one finish with it."""
+
+    def __init__(
+        self,
+        store: Path,
+        device: torch.device,
+        metrics: Metrics,
+        index_spec: str = "Flat",
+        index_params: str = "",
+    ) -> None:
+        self.store = store
+        self.device = device
+        self.metrics = metrics
+        self.index_spec = index_spec
+        self.index_params = index_params
+        self.bundle: ModelBundle | None = None
+        self.last_error: str | None = None
+        self.failed_version: str | None = None
+        self.last_failure_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    def status(self) -> dict[str, object]:
+        return {
+            "last_error": self.last_error,
+            "failed_version": self.failed_version,
+            "last_failure_at": self.last_failure_at,
+        }
+
+    async def reload(self, force: bool = False) -> ReloadResult:
+        """Load CURRENT if it is not what is served. A version that failed before is retried only when
+        forced (versions are immutable, so polling it again would only repeat the error)."""
+        async with self._lock:
+            previous = self.bundle.name if self.bundle else None
+            try:
+                name = current_version(self.store)
+                if name is None:
+                    raise ArtifactError(f"{self.store} has no CURRENT pointer (is it an artifact store?)")
+            except (ArtifactError, OSError) as exc:
+                self._failed(None, exc)
+                raise ArtifactError(str(exc)) from exc
+            if name == previous or (name == self.failed_version and not force):
+                return ReloadResult(False, previous or name, previous)
+            try:
+                bundle = await asyncio.to_thread(
+                    build_bundle, self.store / name, self.device, self.index_spec, self.index_params
+                )
+            except ArtifactError as exc:
+                self._failed(name, exc)
+                raise
+            except Exception as exc:  # anything else from loading is just as unusable
+                self._failed(name, exc)
+                raise ArtifactError(f"cannot load {self.store / name}: {type(exc).__name__}: {exc}") from exc
+            self.bundle = bundle
+            self.last_error = self.failed_version = None
+            self.metrics.reloads.inc()
+            self.metrics.reload_failing.set(0)
+            self.metrics.set_model(bundle.version, bundle.loaded_at)
+            log.info("serving model %s (was %s)", bundle.version, previous)
+            return ReloadResult(True, bundle.name, previous)
+
+    def _failed(self, name: str | None, exc: Exception) -> None:
+        if str(exc) == self.last_error and name == self.failed_version:
+            return  # the same failure seen again by the poll: counted and logged once
+        self.last_error = str(exc)
+        self.failed_version = name
+        self.last_failure_at = time.time()
+        self.metrics.reload_failures.inc()
+        self.metrics.reload_failing.set(1)
+        serving = self.bundle.name if self.bundle else "nothing"
+        log.error("refused model version %s, still serving %s: %s", name, serving, exc)
+
+    async def watch(self, interval_s: float) -> None:
+        """Poll CURRENT forever (run as a task); failures are recorded, never raised."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.reload()
+            except ArtifactError:
+                pass  # logged and counted in _failed
+            except Exception:
+                log.exception("unexpected error while checking for a new model version")

@@ -1,0 +1,151 @@
+"""Helpers shared by the service tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from model.artifact import write_version
+from model.config import ModelConfig
+from model.encoder import ELCRec
+from service.deps import Resources
+from service.main import create_app
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("ELCREC_SHARED", REPO.parent / "shared"))
+OFFICIAL_CHECKPOINT = SHARED / "official" / "ELCRec-Toys_and_Games-1.pt"
+TOYS_DATA = SHARED / "data" / "Toys_and_Games.txt"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+ELCREC_CLI = Path(sys.executable).parent / "elcrec"
+
+N_ITEMS = 40
+MAX_LEN = 8
+ITEM_IDS: list[str | None] = [None] + [f"i{r}" for r in range(1, N_ITEMS + 1)] + [None]
+POPULAR = ["i3", "i5", "i7", "i9", "i11", "i13", "i15", "i17", "i19", "i21", "i23", "i25"]
+TOKEN = "s3cret-token"
+
+
+def tiny_model(seed: int = 0, pooling: str = "all", n_intents: int = 4) -> ELCRec:
+    torch.manual_seed(seed)
+    model = ELCRec(
+        ModelConfig(n_items=N_ITEMS, n_layers=1, n_intents=n_intents, max_len=MAX_LEN, pooling=pooling)
+    )
+    with torch.no_grad():  # spread the centers so that intents differ between sequences
+        model.intent_centers.normal_()
+    return model.eval()
+
+
+def add_version(
+    store: Path, seed: int = 0, pooling: str = "all", make_current: bool = True, **info: Any
+) -> Path:
+    info.setdefault("popular_items", POPULAR)
+    info.setdefault("intent_shares", [0.1, 0.2, 0.3, 0.4])
+    return write_version(store, tiny_model(seed, pooling), ITEM_IDS, info, make_current)
+
+
+def settings_for(store: Path, **overrides: Any) -> Settings:
+    defaults: dict[str, Any] = {
+        "artifacts": store,
+        "poll_interval_s": 0.1,
+        "batch_window_ms": 1.0,
+        "device": "cpu",
+    }
+    return Settings(**{**defaults, **overrides})
+
+
+class AppClient(httpx.AsyncClient):
+    resources: Resources
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[AppClient]:
+    """The app with its lifespan, behind httpx's in-process transport: the whole HTTP stack, no socket."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), AppClient(transport=transport, base_url="http://t") as c:
+        c.resources = app.state.resources
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without ELCREC_* settings (a developer's shell must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELCREC_")}
+    env.update(extra)
+    return env
+
+
+class RedisServer:
+    """A throw-away redis-server on a loopback port; stop() and start() simulate an outage."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _command(self, command: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.sendall(command + b"\r\n")
+            return s.recv(64)
+
+    def _pong(self) -> bool:
+        try:
+            return self._command(b"PING").startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._pong, 10, f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def flush(self) -> None:
+        assert self._command(b"FLUSHALL").startswith(b"+OK")

@@ -1,0 +1,271 @@
+"""The v1 API through the whole HTTP stack (in-process transport), on a tiny random model and the
+in-process history store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from service_testkit import ITEM_IDS, MAX_LEN, N_ITEMS, POPULAR, TOKEN, AppClient, running_app, settings_for
+
+from model.artifact import load_artifact
+from model.intents import assign_intents
+
+pytestmark = pytest.mark.anyio
+
+
+def brute_force(store: Path, history: list[str], k: int, exclude_seen: bool = True) -> list[str]:
+    """Reference ranking: last hidden state . item table, padding/mask (and seen) rows at -inf."""
+    model = load_artifact(store).model
+    rows = [ITEM_IDS.index(i) for i in history][-MAX_LEN:]
+    ids = torch.tensor([[0] * (MAX_LEN - len(rows)) + rows])
+    with torch.no_grad():
+        scores = model(ids)[:, -1] @ model.item_table().T
+    scores[0, [0, N_ITEMS + 1]] = float("-inf")
+    if exclude_seen:
+        scores[0, [ITEM_IDS.index(i) for i in history]] = float("-inf")
+    return [str(ITEM_IDS[r]) for r in scores[0].topk(k).indices.tolist()]
+
+
+async def test_recommend_from_history_returns_top_k_unseen_with_intent(
+    client: AppClient, store: Path
+) -> None:
+    history = ["i1", "i2", "i3"]
+    r = await client.post("/v1/recommend", json={"history": history, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["strategy"] == "model" and body["model_version"] == "v0001"
+    got = [it["item_id"] for it in body["items"]]
+    assert got == brute_force(store, history, 5)
+    assert not set(got) & set(history)
+    scores = [it["score"] for it in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert 0 <= body["intent"]["id"] < 4 and len(body["intent"]["runners_up"]) == 3
+    distances = [body["intent"]["distance"]] + [x["distance"] for x in body["intent"]["runners_up"]]
+    assert distances == sorted(distances)
+
+
+async def test_recommend_can_include_seen_items(client: AppClient, store: Path) -> None:
+    history = [f"i{r}" for r in range(1, 30)]
+    r = await client.post("/v1/recommend", json={"history": history, "k": 10, "exclude_seen": False})
+    assert [it["item_id"] for it in r.json()["items"]] == brute_force(store, history, 10, exclude_seen=False)
+
+
+async def test_recommend_returns_fewer_items_when_seen_cover_the_catalog(client: AppClient) -> None:
+    history = [f"i{r}" for r in range(1, N_ITEMS + 1)][::-1] + ["i1"] * 5
+    r = await client.post("/v1/recommend", json={"history": history, "k": N_ITEMS})
+    assert r.status_code == 200 and r.json()["items"] == []
+
+
+async def test_user_without_history_gets_popular_items(client: AppClient) -> None:
+    r = await client.post("/v1/recommend", json={"user_id": "newcomer", "k": 4})
+    body = r.json()
+    assert r.status_code == 200
+    assert body["intent"] is None and body["strategy"] == "popular"
+    assert [it["item_id"] for it in body["items"]] == POPULAR[:4]
+    r = await client.post("/v1/recommend", json={"history": [], "k": 3})
+    assert [it["item_id"] for it in r.json()["items"]] == POPULAR[:3]
+    metrics = (await client.get("/metrics")).text
+    assert "elcrec_cold_starts_total 2.0" in metrics
+
+
+async def test_events_feed_the_history_used_by_recommend(client: AppClient, store: Path) -> None:
+    r = await client.post("/v1/users/alice/events", json={"item_ids": ["i4", "i8"]})
+    assert r.status_code == 200 and r.json() == {"user_id": "alice", "stored": 2, "unknown_items": []}
+    await client.post("/v1/users/alice/events", json={"item_ids": ["i15"]})
+    r = await client.post("/v1/recommend", json={"user_id": "alice", "k": 6})
+    got = [it["item_id"] for it in r.json()["items"]]
+    assert got == brute_force(store, ["i4", "i8", "i15"], 6)
+    # An explicit history is appended to the stored one, and both are excluded.
+    r = await client.post("/v1/recommend", json={"user_id": "alice", "history": ["i20"], "k": 6})
+    assert [it["item_id"] for it in r.json()["items"]] == brute_force(store, ["i4", "i8", "i15", "i20"], 6)
+
+
+async def test_unknown_event_items_are_kept_reported_and_skipped_when_encoding(
+    client: AppClient, store: Path
+) -> None:
+    r = await client.post("/v1/users/bob/events", json={"item_ids": ["i2", "brand-new", "i9", "brand-new"]})
+    assert r.json() == {"user_id": "bob", "stored": 4, "unknown_items": ["brand-new", "brand-new"]}
+    assert list(client.resources.history.events)[-1] == ("bob", ["i2", "brand-new", "i9", "brand-new"])  # type: ignore[attr-defined]
+    r = await client.post("/v1/recommend", json={"user_id": "bob", "k": 5})
+    assert [it["item_id"] for it in r.json()["items"]] == brute_force(store, ["i2", "i9"], 5)
+    assert "elcrec_unknown_items_total 2.0" in (await client.get("/metrics")).text
+
+
+async def test_stored_history_keeps_the_most_recent_items(client: AppClient, store: Path) -> None:
+    items = [f"i{r}" for r in range(1, 21)]
+    await client.post("/v1/users/carol/events", json={"item_ids": items})
+    assert await client.resources.history.get("carol") == items[-MAX_LEN:]
+    r = await client.post("/v1/recommend", json={"user_id": "carol", "k": 5})
+    assert [it["item_id"] for it in r.json()["items"]] == brute_force(store, items[-MAX_LEN:], 5)
+
+
+async def test_long_explicit_history_encodes_the_last_T_and_excludes_all(
+    client: AppClient, store: Path
+) -> None:
+    history = [f"i{r % N_ITEMS + 1}" for r in range(300)]
+    r = await client.post("/v1/recommend", json={"history": history, "k": 3, "exclude_seen": False})
+    assert [it["item_id"] for it in r.json()["items"]] == brute_force(store, history, 3, exclude_seen=False)
+
+
+async def test_user_intent_is_the_nearest_center_of_the_pooled_history(
+    client: AppClient, store: Path
+) -> None:
+    await client.post("/v1/users/dave/events", json={"item_ids": ["i5", "i6", "i7"]})
+    r = await client.get("/v1/users/dave/intent")
+    assert r.status_code == 200
+    body = r.json()
+    model = load_artifact(store).model
+    ids = torch.tensor([[0] * (MAX_LEN - 3) + [5, 6, 7]])
+    with torch.inference_mode():
+        dist, iid = assign_intents(model.pool(model(ids), ids), model.intent_centers, top=4)
+    assert [body["intent"]["id"]] + [x["id"] for x in body["intent"]["runners_up"]] == iid[0].tolist()
+    assert body["intent"]["distance"] == pytest.approx(dist[0, 0].item(), abs=1e-5)
+    assert body["history_length"] == 3
+    r = await client.get("/v1/users/nobody/intent")
+    assert r.status_code == 404 and "nobody" in r.json()["detail"]
+
+
+async def test_intent_detail_lists_nearest_items_and_share(client: AppClient, store: Path) -> None:
+    model = load_artifact(store).model
+    expected = F.normalize(model.intent_centers[2], dim=-1) @ model.item_table()[1:-1].T
+    r = await client.get("/v1/intents/2", params={"k": 5})
+    body = r.json()
+    assert r.status_code == 200 and body["share"] == pytest.approx(0.3)
+    assert [it["item_id"] for it in body["items"]] == [f"i{r + 1}" for r in expected.topk(5).indices.tolist()]
+    for path in ("/v1/intents/4", "/v1/intents/-1"):
+        r = await client.get(path)
+        assert r.status_code == 404 and "0..3" in r.json()["detail"]
+    assert (await client.get("/v1/intents/abc")).status_code == 422
+    assert (await client.get("/v1/intents/1", params={"k": 0})).status_code == 422
+
+
+async def test_model_metadata(client: AppClient) -> None:
+    body = (await client.get("/v1/model")).json()
+    assert body["version"] == "v0001" and body["n_items"] == N_ITEMS and body["n_intents"] == 4
+    assert body["index"] == "Flat" and body["device"] == "cpu" and body["pooling"] == "all"
+
+
+async def test_missing_manifest_fields_are_tolerated(tmp_path: Path) -> None:
+    from service_testkit import add_version
+
+    add_version(tmp_path / "s", popular_items=None, intent_shares="nonsense")
+    async with running_app(settings_for(tmp_path / "s")) as c:
+        r = await c.post("/v1/recommend", json={"user_id": "x"})
+        assert r.status_code == 200 and r.json()["items"] == [] and r.json()["strategy"] == "popular"
+        assert (await c.get("/v1/intents/0")).json()["share"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"history": ["i1"], "k": 0}, "greater than or equal to 1"),
+        ({"history": ["i1"], "k": N_ITEMS + 1}, "between 1 and 40"),
+        ({"history": ["i1"], "k": "ten"}, "valid integer"),
+        ({}, "give a user_id, a history, or both"),
+        ({"user_id": "", "k": 3}, "at least 1 character"),
+        ({"user_id": "u" * 129}, "at most 128 characters"),
+        ({"user_id": "a b"}, "no whitespace"),
+        ({"user_id": "a\nb"}, "no whitespace"),
+        ({"history": ["i1", ""]}, "at least 1 character"),
+        ({"history": "i1"}, "valid list"),
+        ({"history": ["i1"], "kk": 3}, "Extra inputs are not permitted"),
+        ({"history": ["i1"] * 1001}, "at most 1000 allowed"),
+        ({"history": ["i1", "nope", "i2", "nada"]}, "'nope', 'nada'"),
+    ],
+)
+async def test_bad_recommend_requests_get_a_422_saying_why(
+    client: AppClient, body: dict, fragment: str
+) -> None:
+    r = await client.post("/v1/recommend", json=body)
+    assert r.status_code == 422, r.text
+    assert fragment in r.text
+
+
+async def test_unknown_history_items_are_listed(client: AppClient) -> None:
+    r = await client.post("/v1/recommend", json={"history": ["i1", "nope"]})
+    assert r.json()["unknown_items"] == ["nope"]
+
+
+async def test_malformed_json_is_a_4xx(client: AppClient) -> None:
+    r = await client.post(
+        "/v1/recommend", content=b'{"history": [', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and "json_invalid" in r.text
+
+
+async def test_bad_event_requests(client: AppClient) -> None:
+    assert (await client.post("/v1/users/eve/events", json={"item_ids": []})).status_code == 422
+    assert (await client.post("/v1/users/eve/events", json={"item_ids": ["x" * 129]})).status_code == 422
+    r = await client.post("/v1/users/eve/events", json={"item_ids": ["i1"] * 1001})
+    assert r.status_code == 422 and "at most 1000" in r.text
+    r = await client.post(f"/v1/users/{'u' * 129}/events", json={"item_ids": ["i1"]})
+    assert r.status_code == 422 and "user_id" in r.text
+    r = await client.post("/v1/users/a%09b/events", json={"item_ids": ["i1"]})
+    assert r.status_code == 422
+    assert (await client.post("/v1/users//events", json={"item_ids": ["i1"]})).status_code == 404
+    assert await client.resources.history.get("eve") == []
+
+
+async def test_oversized_bodies_get_413(client: AppClient) -> None:
+    big = {"history": ["i1"], "padding": "x" * 70_000}
+    r = await client.post("/v1/recommend", json=big)
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    async def chunks():  # no Content-Length: the limit applies while the body is read
+        for _ in range(100):
+            yield b" " * 1000
+
+    r = await client.post("/v1/recommend", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+async def test_admin_reload_needs_the_bearer_token(
+    client: AppClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert (await client.post("/v1/admin/reload")).status_code == 401
+    assert (
+        await client.post("/v1/admin/reload", headers={"Authorization": f"Basic {TOKEN}"})
+    ).status_code == 401
+    assert (await client.post("/v1/admin/reload", headers={"Authorization": "Bearer"})).status_code == 401
+    r = await client.post("/v1/admin/reload", headers={"Authorization": "Bearer wrong-token"})
+    assert r.status_code == 403 and "wrong-token" not in r.text
+    r = await client.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and r.json() == {"changed": False, "version": "v0001", "previous": "v0001"}
+    assert TOKEN not in caplog.text and "wrong-token" not in caplog.text
+
+
+async def test_admin_endpoints_are_disabled_without_a_token(store: Path) -> None:
+    async with running_app(settings_for(store)) as c:
+        r = await c.post("/v1/admin/reload", headers={"Authorization": "Bearer anything"})
+        assert r.status_code == 404 and "ELCREC_ADMIN_TOKEN" in r.json()["detail"]
+
+
+async def test_health_and_metrics(client: AppClient) -> None:
+    assert (await client.get("/health/live")).json() == {"status": "alive"}
+    r = await client.get("/health/ready")
+    assert r.status_code == 200
+    assert (
+        r.json()["model"] == {"loaded": True, "version": "v0001"}
+        and r.json()["history"]["backend"] == "memory"
+    )
+    await client.post("/v1/users/secret-user-42/events", json={"item_ids": ["i1"]})
+    await client.post("/v1/recommend", json={"user_id": "secret-user-42"})
+    text = (await client.get("/metrics")).text
+    for name in (
+        "elcrec_request_duration_seconds_bucket",
+        "elcrec_batch_size_bucket",
+        'elcrec_model_info{version="v0001"} 1.0',
+        "elcrec_redis_errors_total",
+        "elcrec_cold_starts_total",
+        "elcrec_excluded_items_total",
+        "elcrec_reload_failures_total",
+        'route="/v1/users/{user_id}/events"',
+    ):
+        assert name in text
+    assert "secret-user-42" not in text
+    assert all(line.startswith(("#", "elcrec_")) for line in text.splitlines() if line)
