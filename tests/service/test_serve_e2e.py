@@ -1,0 +1,179 @@
+"""End to end: `elcrec import-official`, then `elcrec serve` as a real process on a loopback port with a
+real redis-server; every endpoint, bad inputs, a Redis outage, hot reload and a refused version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from service_testkit import ELCREC_CLI, RedisServer, clean_env, free_port, wait_for
+
+from model.artifact import MANIFEST, WEIGHTS, set_current
+
+TOKEN = "e2e-admin-token-9f2c"
+
+
+@pytest.fixture
+def served(
+    official_store: Path, own_redis: RedisServer, tmp_path: Path
+) -> Iterator[tuple[httpx.Client, Path]]:
+    store = tmp_path / "store"
+    shutil.copytree(official_store, store)  # this test adds versions; the session's store stays as it is
+    port = free_port()
+    env = clean_env(
+        ELCREC_REDIS_URL=own_redis.url,
+        ELCREC_ADMIN_TOKEN=TOKEN,
+        ELCREC_POLL_INTERVAL_S="0.2",
+        ELCREC_REDIS_TIMEOUT_S="0.5",
+        ELCREC_LOG_LEVEL="info",
+    )
+    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115  (closed below, read in the assertions)
+    proc = subprocess.Popen(
+        [str(ELCREC_CLI), "serve", "--artifacts", str(store), "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return client.get("/health/ready").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, 120, "elcrec serve to become ready")
+        yield client, store
+    finally:
+        client.close()
+        proc.terminate()
+        code = proc.wait(timeout=30)
+        log.close()
+        text = (tmp_path / "serve.log").read_text()
+        assert TOKEN not in text, "the admin token leaked into the log"
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it so the exit status tells why it ended.
+        assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in text, text
+
+
+def test_serve_end_to_end(served: tuple[httpx.Client, Path], own_redis: RedisServer) -> None:
+    c, store = served
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    # Health, metadata.
+    assert c.get("/health/live").json() == {"status": "alive"}
+    ready = c.get("/health/ready").json()
+    assert ready["ready"] and ready["history"] == {"backend": "redis", "ok": True}
+    model = c.get("/v1/model").json()
+    assert model["version"] == "v0001" and model["n_items"] == 11924 and model["n_intents"] == 512
+    assert model["origin"]["kind"] == "imported" and model["config"]["n_layers"] == 3
+
+    # Cold start, events, recommendations from the stored history, intent of the user.
+    cold = c.post("/v1/recommend", json={"user_id": "alice", "k": 5}).json()
+    assert cold["intent"] is None and len(cold["items"]) == 5
+    r = c.post("/v1/users/alice/events", json={"item_ids": ["1", "2", "3", "tomorrow-1"]})
+    assert r.status_code == 200 and r.json() == {
+        "user_id": "alice",
+        "stored": 4,
+        "unknown_items": ["tomorrow-1"],
+    }
+    rec = c.post("/v1/recommend", json={"user_id": "alice", "k": 10}).json()
+    assert rec["strategy"] == "model" and len(rec["items"]) == 10
+    assert not {"1", "2", "3"} & {it["item_id"] for it in rec["items"]}
+    same = c.post("/v1/recommend", json={"history": ["1", "2", "3"], "k": 10}).json()
+    assert same["items"] == rec["items"] and same["intent"] == rec["intent"]
+    intent = c.get("/v1/users/alice/intent").json()
+    assert intent["intent"]["id"] == rec["intent"]["id"] and intent["history_length"] == 3
+    assert c.get("/v1/users/nobody/intent").status_code == 404
+    detail = c.get(f"/v1/intents/{intent['intent']['id']}", params={"k": 5}).json()
+    assert len(detail["items"]) == 5 and 0 <= detail["share"] <= 1
+    assert c.get("/v1/intents/512").status_code == 404
+
+    # Bad input: 4xx that say what is wrong.
+    checks = [
+        (c.post("/v1/recommend", json={"history": ["1"], "k": 0}), 422, "greater than or equal to 1"),
+        (c.post("/v1/recommend", json={"history": ["1"], "k": 11925}), 422, "catalog"),
+        (
+            c.post("/v1/recommend", content=b"{nope", headers={"content-type": "application/json"}),
+            422,
+            "json",
+        ),
+        (c.post("/v1/recommend", json={"user_id": "x" * 129}), 422, "128"),
+        (c.post("/v1/recommend", json={"history": ["1", "no-such-item"]}), 422, "no-such-item"),
+        (c.post("/v1/recommend", json={"history": ["1"] * 1001}), 422, "1000"),
+        (c.post("/v1/recommend", json={"history": ["1"], "pad": "x" * 100_000}), 413, "limit"),
+        (c.post("/v1/recommend", content=(b" " * 1000 for _ in range(100))), 413, "limit"),
+        (c.post("/v1/users/bob/events", json={"item_ids": []}), 422, "item_ids"),
+        (c.post("/v1/users//events", json={"item_ids": ["1"]}), 404, ""),
+        (c.post("/v1/admin/reload"), 401, "Bearer"),
+        (c.post("/v1/admin/reload", headers={"Authorization": "Token abc"}), 401, "Bearer"),
+        (c.post("/v1/admin/reload", headers={"Authorization": "Bearer wrong"}), 403, "wrong"),
+    ]
+    for response, status, fragment in checks:
+        assert response.status_code == status, (response.request.url, response.text)
+        assert fragment.lower() in response.text.lower()
+    assert c.post("/v1/admin/reload", headers=auth).json() == {
+        "changed": False,
+        "version": "v0001",
+        "previous": "v0001",
+    }
+
+    # Redis outage: own-history requests still succeed, Redis-bound ones get a quick 503; then recovery.
+    own_redis.stop()
+    start = time.perf_counter()
+    assert c.post("/v1/recommend", json={"history": ["1", "2", "3"], "k": 10}).json()["items"] == rec["items"]
+    for response in (
+        c.post("/v1/recommend", json={"user_id": "alice"}),
+        c.post("/v1/users/alice/events", json={"item_ids": ["4"]}),
+        c.get("/v1/users/alice/intent"),
+    ):
+        assert response.status_code == 503 and "Redis" in response.json()["detail"]
+    assert time.perf_counter() - start < 8
+    ready = c.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["history"]["ok"] is False
+    own_redis.start()
+    wait_for(lambda: c.get("/health/ready").status_code == 200, 10, "readiness after Redis came back")
+    assert c.post("/v1/users/alice/events", json={"item_ids": ["4"]}).status_code == 200
+    assert c.post("/v1/recommend", json={"user_id": "alice"}).json()["strategy"] == "model"
+
+    # A new version is picked up by itself; a corrupt one is refused while the last good one serves.
+    good = store / "v0002"
+    shutil.copytree(store / "v0001", good)
+    manifest = json.loads((good / MANIFEST).read_text())
+    (good / MANIFEST).write_text(json.dumps({**manifest, "version": "v0002", "parent": "v0001"}))
+    set_current(store, "v0002")
+    wait_for(lambda: c.get("/v1/model").json()["version"] == "v0002", 15, "v0002 to be served")
+    bad = store / "v0003"
+    shutil.copytree(good, bad)
+    with open(bad / WEIGHTS, "r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"corrupt!")
+    set_current(store, "v0003")
+    wait_for(
+        lambda: c.get("/health/ready").json()["reload"]["failed_version"] == "v0003", 15, "v0003 refused"
+    )
+    assert c.get("/v1/model").json()["version"] == "v0002"
+    r = c.post("/v1/admin/reload", headers=auth)
+    assert r.status_code == 409 and "corrupt" in r.json()["detail"]["message"]
+    assert c.post("/v1/recommend", json={"user_id": "alice"}).json()["model_version"] == "v0002"
+
+    metrics = c.get("/metrics").text
+    for line in (
+        'elcrec_model_info{version="v0002"} 1.0',
+        "elcrec_reload_failures_total 1.0",
+        "elcrec_reload_failing 1.0",
+        'elcrec_redis_errors_total{operation="read"}',
+        'elcrec_request_duration_seconds_count{method="POST",route="/v1/recommend",status="200"}',
+        "elcrec_batch_size_count",
+        "elcrec_cold_starts_total 1.0",
+    ):
+        assert line in metrics, line
+    assert "alice" not in metrics
