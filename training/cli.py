@@ -251,6 +251,15 @@ def serve(
     run_server(artifacts=artifacts, host=host, port=port)
 
 
+def _register_retrain() -> None:
+    from training.retrain_cli import retrain_command
+
+    app.command("retrain")(retrain_command)
+
+
+_register_retrain()
+
+
 def main() -> None:
     try:
         app()

@@ -23,25 +23,23 @@ class SyntheticSpec:
 def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[Interactions, np.ndarray]:
     """-> (interactions, planted intent of each user).
 
-    Items are split into n_intents disjoint groups; within its group a user walks forward through
-    the group's items in order (item j tends to follow item j-1), so both the intent and the next
-    item are learnable, while a popularity ranking knows neither.
+    Items are split into n_intents disjoint groups, each with its own skewed (Zipf-like) popularity.
+    A user follows one intent: every item is drawn, without repeats, from that intent's group (or, with
+    probability p_noise, uniformly from the whole catalog). Intent and next item are learnable from the
+    history; a global popularity ranking knows neither.
     """
     rng = np.random.default_rng(spec.seed)
     groups = np.array_split(rng.permutation(np.arange(1, spec.n_items + 1)), spec.n_intents)
+    weights = [1.0 / np.arange(1, len(g) + 1) ** 0.8 for g in groups]
+    weights = [w / w.sum() for w in weights]
     intents = rng.integers(0, spec.n_intents, size=spec.n_users)
     seqs = []
     for u in range(spec.n_users):
-        group = groups[intents[u]]
-        n = int(rng.integers(spec.min_len, spec.max_len + 1))
-        pos = int(rng.integers(0, len(group)))
-        seq = []
-        for _ in range(n):
-            if rng.random() < spec.p_noise:
-                seq.append(int(rng.integers(1, spec.n_items + 1)))
-            else:
-                seq.append(int(group[pos % len(group)]))
-                pos += int(rng.integers(1, 3))
+        g = intents[u]
+        n = int(rng.integers(spec.min_len, min(spec.max_len, len(groups[g])) + 1))
+        seq = rng.choice(groups[g], size=n, replace=False, p=weights[g])
+        noise = rng.random(n) < spec.p_noise
+        seq[noise] = rng.integers(1, spec.n_items + 1, size=int(noise.sum()))
         seqs.append(seq)
     users = [str(u + 1) for u in range(spec.n_users)]
     return Interactions.from_sequences(users, seqs, spec.n_items, source="synthetic"), intents

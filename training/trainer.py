@@ -166,8 +166,6 @@ class Trainer:
         centers = model.intent_centers
 
         hidden = model(ids)  # (3B, w, d), one shared pass for the sequence and both views
-        if self.mcfg.pooling == "real":
-            hidden = hidden * (ids > 0).unsqueeze(-1)  # padding positions carry nothing
         h0, h1, h2 = hidden[:B], hidden[B : 2 * B], hidden[2 * B :]
         ids0, ids1, ids2 = ids[:B], ids[B : 2 * B], ids[2 * B :]
 
@@ -177,13 +175,17 @@ class Trainer:
             rec = losses.next_item_bce(h0, pos, neg, model.item_table())
         z = F.normalize(model.pool(h0, ids0), dim=-1)
         cluster, intents = losses.elcm(z, centers, cfg.trade_off)
+        p1, p2 = model.pool(h1, ids1), model.pool(h2, ids2)
         if self.mcfg.pooling == "real":
-            v1 = losses.with_prototypes(h1, centers, cfg.prototype) * (ids1 > 0).unsqueeze(-1)
-            v2 = losses.with_prototypes(h2, centers, cfg.prototype) * (ids2 > 0).unsqueeze(-1)
-            inst = losses.nt_xent(v1.flatten(1), v2.flatten(1), cfg.temperature)
+            # Fast mode: one summary vector per view. In the reference, the ~44 padding rows of each
+            # flattened view attend over the whole sequence and act as such a summary; aligning only
+            # the real rows position by position (a crop against a mask) fights the next-item loss.
+            v1 = losses.with_prototypes(p1.unsqueeze(1), centers, cfg.prototype).squeeze(1)
+            v2 = losses.with_prototypes(p2.unsqueeze(1), centers, cfg.prototype).squeeze(1)
+            inst = losses.nt_xent(v1, v2, cfg.temperature)
         else:
             inst = losses.instance_contrastive(h1, h2, centers, cfg.prototype)
-        intent = losses.intent_contrastive(model.pool(h1, ids1), model.pool(h2, ids2), centers, intents)
+        intent = losses.intent_contrastive(p1, p2, centers, intents)
         loss = rec + cfg.cf_weight * inst + cfg.intent_cf_weight * intent + cluster
 
         self.optimizer.zero_grad(set_to_none=True)
@@ -253,6 +255,7 @@ class Trainer:
             "best_epoch": self.state.best_epoch,
             "best_valid_ndcg20": self.state.best_metric,
             "train_seconds": round(self.state.elapsed, 1),
+            "instance_loss": "pooled" if self.mcfg.pooling == "real" else "flattened",
         }
 
 
