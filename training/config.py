@@ -29,6 +29,8 @@ class TrainConfig:
     kmeans_restarts: int = 5
     # Speed: batches of similar-length users, trimmed of all-padding columns (needs pooling "real").
     bucket: bool = False
+    # Fast mode only: scale auxiliary-loss gradients at real positions by n/T, as the reference's pooling does.
+    aux_grad_scale: Literal["length", "none"] = "length"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:

@@ -166,14 +166,20 @@ class Trainer:
         centers = model.intent_centers
 
         hidden = model(ids)  # (3B, w, d), one shared pass for the sequence and both views
-        h0, h1, h2 = hidden[:B], hidden[B : 2 * B], hidden[2 * B :]
+        aux = hidden
+        if self.mcfg.pooling == "real" and cfg.aux_grad_scale == "length":
+            # The reference pools over all T positions, so only n/T of an auxiliary loss's gradient
+            # reaches the n real positions (the rest goes to padding rows). Keep that dilution.
+            scale = ((ids > 0).sum(1, keepdim=True).to(hidden.dtype) / self.mcfg.max_len).unsqueeze(-1)
+            aux = hidden.detach() + (hidden - hidden.detach()) * scale
+        h0, h1, h2 = hidden[:B], aux[B : 2 * B], aux[2 * B :]
         ids0, ids1, ids2 = ids[:B], ids[B : 2 * B], ids[2 * B :]
 
         if cfg.rec_loss == "softmax":
             rec = losses.next_item_softmax(h0, pos, model.item_table())
         else:
             rec = losses.next_item_bce(h0, pos, neg, model.item_table())
-        z = F.normalize(model.pool(h0, ids0), dim=-1)
+        z = F.normalize(model.pool(aux[:B], ids0), dim=-1)
         cluster, intents = losses.elcm(z, centers, cfg.trade_off)
         p1, p2 = model.pool(h1, ids1), model.pool(h2, ids2)
         if self.mcfg.pooling == "real":
