@@ -1,0 +1,99 @@
+import functools
+import hashlib
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.shared_data import DATA, need
+from training import download as dl
+
+ELCREC = [sys.executable, "-m", "training.cli"]
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ELCREC, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_exports_a_version_and_evaluate_reads_it(tmp_path):
+    data = tmp_path / "syn.txt"
+    assert run_cli("data", "synthetic", "--out", str(data), "--users", "300", "--items", "60", "--intents", "3").returncode == 0
+    store = tmp_path / "store"
+    trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "2", "--layers", "1",
+                      "--intents", "3", "--hidden", "16", "--no-progress")
+    assert trained.returncode == 0, trained.stderr
+    assert "epoch   2" in trained.stdout and "exported" in trained.stdout
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert manifest["model_config"]["n_intents"] == 3 and manifest["pooling"] == "real"
+    assert set(manifest["metrics"]) == {"valid", "test"} and "strict" in manifest["metrics"]["test"]
+    assert len(manifest["intent_shares"]) == 3 and manifest["popular_items"]
+    assert manifest["data"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    run_dirs = list((store / "runs").iterdir())
+    assert len(run_dirs) == 1 and (run_dirs[0] / "log.jsonl").read_text().count("\n") == 2
+    # the same command again resumes the finished run instead of training from scratch
+    again = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "2", "--layers", "1",
+                    "--intents", "3", "--hidden", "16", "--no-progress")
+    assert "resumed" in again.stdout and "epoch   1" not in again.stdout
+    evaluated = run_cli("evaluate", str(store / "v0001"), "--data", str(data), "--split", "valid", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)["metrics"]
+    assert metrics["NDCG@20"] == pytest.approx(manifest["metrics"]["valid"]["reference"]["NDCG@20"], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty"), ("u1 1 2 three\n", "line 1: item id 'three' is not an integer")],
+)
+def test_bad_data_gives_a_message_not_a_traceback(tmp_path, content, message):
+    f = tmp_path / "bad.txt"
+    f.write_text(content)
+    result = run_cli("train", "--data", str(f), "--out", str(tmp_path / "s"), "--epochs", "1")
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_refuses_a_store_without_versions(tmp_path):
+    f = tmp_path / "d.txt"
+    f.write_text("u 1 2 3 4 5\n")
+    result = run_cli("evaluate", str(tmp_path), "--data", str(f))
+    assert result.returncode == 2 and "CURRENT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_presets_cannot_take_an_unknown_name(tmp_path):
+    result = run_cli("train", "--data", "x", "--out", str(tmp_path), "--preset", "Movies")
+    assert result.returncode == 2 and "Movies" in result.stderr
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    root = need(DATA)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_fetches_and_verifies_a_benchmark_file(tmp_path, mirror):
+    result = run_cli("data", "download", "Toys_and_Games", "--out", str(tmp_path), "--base-url", mirror)
+    assert result.returncode == 0, result.stderr
+    got = (tmp_path / "Toys_and_Games.txt").read_bytes()
+    assert hashlib.sha256(got).hexdigest() == dl.SHA256["Toys_and_Games"]
+
+
+def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, mirror, monkeypatch):
+    monkeypatch.setitem(dl.SHA256, "Beauty", "0" * 64)
+    with pytest.raises(dl.DownloadError, match="does not match"):
+        dl.download("Beauty", tmp_path, mirror)
+    assert not list(Path(tmp_path).iterdir())  # nothing half-written is left
+
+
+def test_download_reports_an_unreachable_mirror(tmp_path):
+    result = run_cli("data", "download", "Yelp", "--out", str(tmp_path), "--base-url", "http://127.0.0.1:9")
+    assert result.returncode == 2 and "could not download" in result.stderr

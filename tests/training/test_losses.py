@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.intents import assign_intents, squared_distances
+from training import losses
+
+
+def test_squared_distances_by_hand():
+    x = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    c = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    assert torch.allclose(squared_distances(x, c), torch.tensor([[1.0, 9.0], [4.0, 2.0]]))
+
+
+def test_assign_intents_picks_nearest_normalised_center_with_runner_up():
+    centers = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    pooled = torch.tensor([[10.0, 1.0], [0.1, 5.0], [-3.0, -0.5]])  # scale must not matter
+    dist, ids = assign_intents(pooled, centers * 7, top=2)
+    assert ids[:, 0].tolist() == [0, 1, 2]
+    assert ids[0, 1].item() == 1  # (10, 1) is closer to (0, 1) than to (-1, 0)
+    z = F.normalize(pooled, dim=-1)
+    assert dist[0, 0].item() == pytest.approx(((z[0] - torch.tensor([1.0, 0.0])) ** 2).sum().item(), abs=1e-6)
+    assert torch.all(dist[:, 0] <= dist[:, 1])
+
+
+def test_next_item_bce_by_hand():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    hidden = torch.tensor([[[5.0, 5.0], [2.0, 0.0]]])  # (1, 2, 2); first position has no target
+    pos = torch.tensor([[0, 1]])
+    neg = torch.tensor([[3, 2]])
+    # position 2: pos logit h.e1 = 2, neg logit h.e2 = 0
+    expected = -math.log(1 / (1 + math.exp(-2))) - math.log(1 - 0.5)
+    assert losses.next_item_bce(hidden, pos, neg, table).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_next_item_softmax_is_cross_entropy_over_real_items():
+    table = torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [9.0, 9.0]])  # rows 0 and 3 must not count
+    hidden = torch.tensor([[[2.0, 0.0]]])
+    got = losses.next_item_softmax(hidden, torch.tensor([[1]]), table).item()
+    assert got == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)), rel=1e-6)
+
+
+def test_elcm_pull_push_and_intents_by_hand():
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    c = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    # D = [[0, 2], [2, 4]] -> pull = 2; pairwise ||cj - ck||^2 = [[0, 2], [2, 0]] -> push = -1
+    loss, intents = losses.elcm(z, c, trade_off=10.0)
+    assert loss.item() == pytest.approx(10.0 * (2.0 - 1.0))
+    assert intents.tolist() == [0, 0]
+
+
+def test_nt_xent_matches_the_2b_row_definition():
+    torch.manual_seed(0)
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    total = 0.0
+    for i in range(3):
+        row_a = [a[i] @ b[j] for j in range(3)] + [a[i] @ a[j] for j in range(3) if j != i]
+        total += -(row_a[i] - torch.logsumexp(torch.stack(row_a), 0))
+        row_b = [b[i] @ b[j] for j in range(3) if j != i] + [b[i] @ a[j] for j in range(3)]
+        positive = b[i] @ a[i]
+        total += -(positive - torch.logsumexp(torch.stack(row_b), 0))
+    assert losses.nt_xent(a, b).item() == pytest.approx((total / 6).item(), rel=1e-5)
+
+
+def test_nt_xent_temperature_scales_logits():
+    torch.manual_seed(1)
+    a, b = torch.randn(4, 3), torch.randn(4, 3)
+    assert losses.nt_xent(a, b, 2.0).item() == pytest.approx(losses.nt_xent(a / 2**0.5, b / 2**0.5).item(), rel=1e-5)
+
+
+def test_prototypes_shift_adds_and_concat_appends_the_nearest_center():
+    centers = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    h = torch.tensor([[[0.9, 0.1], [0.2, 3.0]]])
+    shifted = losses.with_prototypes(h, centers, "shift")
+    assert torch.allclose(shifted, torch.tensor([[[1.9, 0.1], [0.2, 4.0]]]))
+    concat = losses.with_prototypes(h, centers, "concat")
+    assert concat.shape == (1, 2, 4)
+    assert torch.allclose(concat[0, :, 2:], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="prototype"):
+        losses.with_prototypes(h, centers, "bogus")
+
+
+def test_intent_contrastive_averages_both_views_against_their_centers():
+    torch.manual_seed(2)
+    p1, p2, centers = torch.randn(3, 2), torch.randn(3, 2), torch.randn(4, 2)
+    intents = torch.tensor([3, 0, 3])
+    expected = (losses.nt_xent(p1, centers[intents]) + losses.nt_xent(p2, centers[intents])) / 2
+    assert losses.intent_contrastive(p1, p2, centers, intents).item() == pytest.approx(expected.item())
+
+
+def test_losses_are_differentiable_to_centers():
+    torch.manual_seed(3)
+    centers = torch.nn.Parameter(F.normalize(torch.randn(4, 3), dim=-1))
+    h1, h2 = torch.randn(5, 6, 3), torch.randn(5, 6, 3)
+    z = F.normalize(torch.randn(5, 3), dim=-1)
+    loss, intents = losses.elcm(z, centers, 1.0)
+    loss = loss + losses.instance_contrastive(h1, h2, centers, "concat")
+    loss = loss + losses.intent_contrastive(h1.mean(1), h2.mean(1), centers, intents)
+    loss.backward()
+    assert centers.grad is not None and torch.isfinite(centers.grad).all() and centers.grad.abs().sum() > 0
