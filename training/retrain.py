@@ -513,7 +513,8 @@ def evaluate_known(
         scores[:, n_known + 1 : vocab_size - 1] = float("-inf")  # seen or not, it cannot score them
         targets = torch.from_numpy(split.targets[start:stop])
         r = target_ranks(scores, targets)
-        ranks.append(torch.where(targets > n_known, torch.full_like(r, vocab_size), r))
+        never = torch.full_like(r, torch.iinfo(r.dtype).max // 2)  # past every cut-off, however small V is
+        ranks.append(torch.where(targets > n_known, never, r))
     return hit_ndcg(torch.cat(ranks))
 
 

@@ -1,0 +1,152 @@
+"""Helpers for the retraining tests (fixtures live in conftest.py): a tiny trained store, a throw-away
+redis-server, events written the way the service writes them, and `elcrec retrain` runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from model.config import ModelConfig
+from training.config import TrainConfig
+from training.data import Interactions, write_interactions
+from training.export import export_model
+from training.synthetic import SyntheticSpec, generate
+from training.trainer import Trainer
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+ELCREC_CLI = Path(sys.executable).parent / "elcrec"
+EVENTS_STREAM = "elcrec:events"  # the service's stream (service/history.py)
+WATERMARK_KEY = "elcrec:retrain:watermark"
+N_ITEMS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without ELCREC_* settings, one thread per process (the CI box is shared)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELCREC_")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
+    return env
+
+
+class RedisServer:
+    """A redis-server of our own on a free loopback port (checked: the pid answering is ours)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def start(self) -> None:
+        argv = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def ours() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, f"redis-server on {self.port} exited"
+            try:
+                with self.client() as c:
+                    return int(c.info("server")["process_id"]) == self.proc.pid
+            except redis.RedisError:
+                return False
+
+        wait_for(ours, 10, f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def write_base(path: Path, users: int = 300, items: int = N_ITEMS, intents: int = 3) -> Interactions:
+    """`elcrec data synthetic --users 300 --items 60 --intents 3` through its Python API."""
+    data, _ = generate(SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=0))
+    write_interactions(data, path)
+    return data
+
+
+def train_store(data: Interactions, store: Path) -> Path:
+    """What `elcrec train --epochs 2 --layers 1 --intents 3 --hidden 16` does (pooling real, bucketed)."""
+    mcfg = ModelConfig(n_items=data.n_items, d=16, n_layers=1, n_intents=3, pooling="real")
+    tcfg = TrainConfig(epochs=2, bucket=True)
+    trainer = Trainer(mcfg, tcfg, data, None, "cpu", log=lambda _: None, progress=False)
+    model = trainer.fit()
+    origin = {"kind": "trained", "preset": None, "train_config": tcfg.to_dict(), **trainer.summary()}
+    return export_model(store, model, data, origin)
+
+
+def add_events(url: str, events: Sequence[tuple[str, Sequence[str]]]) -> list[str]:
+    """XADD events in the service's format (user, JSON array of external item ids); -> their stream ids."""
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        return [
+            str(r.xadd(EVENTS_STREAM, {"user": u, "items": json.dumps(list(items))})) for u, items in events
+        ]
+
+
+def watermark(url: str) -> str | None:
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        value = r.get(WATERMARK_KEY)
+        return None if value is None else str(value)
+
+
+def run_cli(args: Sequence[str], timeout: float = 120, **popen: Any) -> tuple[int, dict[str, Any], str]:
+    """`elcrec retrain ARGS` as a process -> (exit code, JSON summary from stdout, stderr)."""
+    done = subprocess.run(
+        [str(ELCREC_CLI), "retrain", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        **popen,
+    )
+    try:
+        summary = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"stdout is not one JSON object:\n{done.stdout}\nstderr:\n{done.stderr}"
+        ) from None
+    return done.returncode, summary, done.stderr
+
+
+def store_listing(store: Path) -> list[str]:
+    """Every path under the store except the lock file, for 'nothing changed' comparisons."""
+    return sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.name != ".retrain.lock")
