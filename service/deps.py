@@ -27,7 +27,8 @@ class Resources:
     recommender: Recommender
 
 
-def get_resources(request: Request) -> Resources:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a thread pool, one hop each.
+async def get_resources(request: Request) -> Resources:
     resources: Resources | None = getattr(request.app.state, "resources", None)
     if resources is None:
         raise HTTPException(503, "the service is starting or stopping")
@@ -37,19 +38,19 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
-def get_recommender(resources: ResourcesDep) -> Recommender:
+async def get_recommender(resources: ResourcesDep) -> Recommender:
     return resources.recommender
 
 
-def get_holder(resources: ResourcesDep) -> ModelHolder:
+async def get_holder(resources: ResourcesDep) -> ModelHolder:
     return resources.holder
 
 
-def get_bundle(resources: ResourcesDep) -> ModelBundle:
+async def get_bundle(resources: ResourcesDep) -> ModelBundle:
     # Read once per request: a reload swapping the reference mid-request does not affect this request.
     bundle = resources.holder.bundle
     if bundle is None:
@@ -57,7 +58,7 @@ def get_bundle(resources: ResourcesDep) -> ModelBundle:
     return bundle
 
 
-def get_metrics(resources: ResourcesDep) -> Metrics:
+async def get_metrics(resources: ResourcesDep) -> Metrics:
     return resources.metrics
 
 
@@ -68,7 +69,7 @@ BundleDep = Annotated[ModelBundle, Depends(get_bundle)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
-def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
     """Bearer token check. The token is compared in constant time and never logged or echoed."""
     if settings.admin_token is None:
         raise HTTPException(404, "admin endpoints are disabled: ELCREC_ADMIN_TOKEN is not set")

@@ -7,9 +7,11 @@ Redis layout (the retraining job reads it):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections import OrderedDict, deque
-from typing import Protocol, cast
+from typing import Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -20,6 +22,9 @@ from service.metrics import Metrics
 
 HISTORY_PREFIX = "elcrec:hist:"
 EVENTS_STREAM = "elcrec:events"
+# The whole list as one JSON string: json.loads in C instead of redis-py's pure-Python parse of each element.
+_READ_LIST_AS_JSON = "return cjson.encode(redis.call('LRANGE', KEYS[1], 0, -1))"
+_MAX_READS_PER_PIPELINE = 256
 
 
 class HistoryUnavailable(Exception):
@@ -99,16 +104,41 @@ class RedisHistory:
         self._redis = Redis.from_pool(pool)
         self._metrics = metrics
         self._stream_maxlen = stream_maxlen
+        self._reads: list[tuple[str, asyncio.Future[list[str]]]] = []
+        self._reader: asyncio.Task[None] | None = None
 
     def _failed(self, operation: str, exc: Exception) -> HistoryUnavailable:
         self._metrics.redis_errors.labels(operation).inc()
         return HistoryUnavailable(f"the history store (Redis) is unavailable: {type(exc).__name__}: {exc}")
 
     async def get(self, user_id: str) -> list[str]:
-        try:
-            return cast(list[str], await self._redis.lrange(history_key(user_id), 0, -1))  # decode_responses
-        except (RedisError, OSError) as exc:
-            raise self._failed("read", exc) from exc
+        # Concurrent reads are coalesced into one pipeline: a round trip and the client's per-command
+        # overhead (the dominant cost of redis-py) are paid once per batch, not once per request.
+        fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._reads.append((user_id, fut))
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._drain_reads(), name="elcrec-history-reads")
+        return await fut
+
+    async def _drain_reads(self) -> None:
+        while self._reads:
+            batch = self._reads[:_MAX_READS_PER_PIPELINE]
+            del self._reads[:_MAX_READS_PER_PIPELINE]
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for user_id, _ in batch:
+                    pipe.eval(_READ_LIST_AS_JSON, 1, history_key(user_id))
+                replies = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError) as exc:
+                replies = [exc] * len(batch)
+            for (_, fut), reply in zip(batch, replies, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(reply, Exception):
+                    fut.set_exception(self._failed("read", reply))
+                else:  # cjson writes an empty list as {}
+                    items = json.loads(reply)
+                    fut.set_result(items if isinstance(items, list) else [])
 
     async def append(self, user_id: str, items: list[str], cap: int) -> None:
         key = history_key(user_id)
@@ -134,4 +164,8 @@ class RedisHistory:
             raise self._failed("ping", exc) from exc
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
         await self._redis.aclose()
