@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +15,12 @@ data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synth
 app.add_typer(data_app, name="data")
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     valid = "valid"
     test = "test"
 
 
-class Protocol(str, Enum):
+class Protocol(StrEnum):
     reference = "reference"
     strict = "strict"
     both = "both"
@@ -31,22 +31,22 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     real = "real"
     all = "all"
 
 
-class PrototypeMode(str, Enum):
+class PrototypeMode(StrEnum):
     shift = "shift"
     concat = "concat"
 
 
-class RecLossKind(str, Enum):
+class RecLossKind(StrEnum):
     bce = "bce"
     softmax = "softmax"
 
 
-class Preset(str, Enum):
+class Preset(StrEnum):
     Beauty = "Beauty"
     Sports_and_Outdoors = "Sports_and_Outdoors"
     Toys_and_Games = "Toys_and_Games"
@@ -101,19 +101,19 @@ def train(
         m, t = PRESETS[preset.value]
         model_kw.update(m)
         train_kw.update(t)
-    for key, value in {"n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len}.items():
-        if value is not None:
-            model_kw[key] = value
+    model_overrides: dict[str, int | None] = {
+        "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
+    }
+    model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
     if dropout is not None:
         model_kw["dropout"] = model_kw["attn_dropout"] = dropout
     model_kw["pooling"] = pooling.value
-    for key, value in {
+    train_overrides: dict[str, object] = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "cf_weight": cf_weight,
         "intent_cf_weight": intent_cf_weight, "trade_off": trade_off, "patience": patience, "seed": seed,
         "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
-    }.items():
-        if value is not None:
-            train_kw[key] = value
+    }
+    train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
     train_kw["bucket"] = pooling is Pooling.real
     try:
         dev = pick_device(device)

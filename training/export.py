@@ -82,6 +82,6 @@ def import_checkpoint(
 ) -> str:
     model = load_official(checkpoint, n_heads)
     data = read_interactions(data_path, n_items=model.cfg.n_items)
-    metrics = None if with_metrics else {}
+    metrics: dict[str, Any] | None = None if with_metrics else {}
     origin = {"kind": "imported", "checkpoint": Path(checkpoint).name}
     return export_model(store, model, data, origin, metrics).name

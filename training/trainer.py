@@ -36,6 +36,7 @@ def kmeans_centers(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) 
     x = np.ascontiguousarray(x, dtype=np.float32)
     km = faiss.Kmeans(x.shape[1], k, niter=iters, nredo=restarts, seed=seed, verbose=False, min_points_per_centroid=1)
     km.train(x)
+    assert km.centroids is not None
     c = km.centroids.astype(np.float32)
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
 

@@ -3,7 +3,14 @@ import json
 import pytest
 import torch
 
-from model.artifact import ArtifactError, current_version, list_versions, load_artifact, resolve, write_version
+from model.artifact import (
+    ArtifactError,
+    current_version,
+    list_versions,
+    load_artifact,
+    resolve,
+    write_version,
+)
 from model.config import ModelConfig
 from model.encoder import ELCRec
 
