@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import redis
 import torch
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from model.artifact import Artifact, ArtifactError, current_version, load_artifact, set_current, write_version
 from model.encoder import ELCRec
@@ -134,6 +134,8 @@ class EventLog:
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
+        except ResponseError as exc:  # Redis answered: the data is wrong (e.g. the key is not a stream)
+            raise RetrainError(f"Redis at {self.url} refused {what}: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise RetrainUnavailable(
                 f"Redis at {self.url} failed while {what}: {type(exc).__name__}: {exc}"
@@ -154,18 +156,14 @@ class EventLog:
                 ) from None
         return value
 
-    def last_id(self) -> str | None:
-        last = self._call("reading the stream", lambda: self._redis.xrevrange(self.stream, count=1))
-        return last[0][0] if last else None
-
-    def trimmed_after(self, after: str | None) -> bool:
-        """Whether the stream has deleted (trimmed) entries newer than `after`: events lost to this job."""
-        try:
-            info = self._redis.xinfo_stream(self.stream)
-        except (RedisError, OSError):
-            return False  # no stream, or an old Redis without the field: nothing to report
-        deleted = info.get("max-deleted-entry-id") or "0-0"
-        return stream_id_key(deleted) > (stream_id_key(after) if after else (0, 0))
+    def snapshot(self) -> tuple[str | None, int | None]:
+        """(id of the newest entry ever added, number of entries ever added), read at one instant.
+        The count needs Redis >= 7 (else None); with it, events trimmed away before being read are counted."""
+        if not self._call("reading the stream", lambda: self._redis.exists(self.stream)):
+            return None, 0
+        info = self._call("reading the stream", lambda: self._redis.xinfo_stream(self.stream))
+        added = info.get("entries-added")
+        return str(info["last-generated-id"]), None if added is None else int(added)
 
     def read(self, after: str | None, upto: str) -> Iterator[tuple[str, dict[str, str]]]:
         """Entries with after < id <= upto, oldest first, a page at a time."""
@@ -316,31 +314,32 @@ def data_paths(store: Path, version: str) -> tuple[Path, Path]:
     return store / DATA_DIR / f"{version}.txt", store / DATA_DIR / f"{version}.json"
 
 
-def find_base(store: Path, watermark: str | None) -> str | None:
-    """The newest version whose merged data was cut at `watermark` (None: start from BASE_FILE)."""
+def find_base(store: Path, watermark: str | None) -> tuple[str, dict[str, Any]] | None:
+    """The newest version whose merged data was cut at `watermark`, with its sidecar (None: BASE_FILE)."""
     if watermark is None:
         return None
     folder = store / DATA_DIR
-    found: list[tuple[int, str]] = []
-    for sidecar in folder.glob("v*.json") if folder.is_dir() else []:
+    found: list[tuple[int, str, dict[str, Any]]] = []
+    for sidecar in folder.glob("v*.json"):
         try:
             meta = json.loads(sidecar.read_text())
-        except (OSError, json.JSONDecodeError):
+            number = int(sidecar.stem[1:])
+        except (OSError, ValueError):  # JSONDecodeError is a ValueError
             continue
         if (
             isinstance(meta, dict)
             and meta.get("watermark") == watermark
             and (folder / f"{sidecar.stem}.txt").is_file()
         ):
-            with contextlib.suppress(ValueError):
-                found.append((int(sidecar.stem[1:]), sidecar.stem))
+            found.append((number, sidecar.stem, meta))
     if not found:
         raise RetrainError(
             f"Redis says the events up to {watermark} were folded in ({WATERMARK_KEY}), but {folder} has "
             f"no merged data cut there. Restore that data, or delete the Redis key {WATERMARK_KEY} "
             "to rebuild from BASE_FILE and the whole events stream"
         )
-    return max(found)[1]
+    _, version, meta = max(found, key=lambda f: f[0])
+    return version, meta
 
 
 def read_base(
@@ -395,8 +394,10 @@ def remove_stale_tmp(store: Path, older_than_s: float = STALE_TMP_S) -> list[str
     """Temporary files and dirs of killed writers (versions, merged data), once nobody can still own them."""
     removed = []
     now = time.time()
-    for folder in (store, store / DATA_DIR):
-        for p in folder.glob(TMP_PREFIX + "*") if folder.is_dir() else []:
+    # .CURRENT.*: what a kill inside model.artifact.set_current leaves. (glob of a missing dir: nothing)
+    patterns = [(store, TMP_PREFIX + "*"), (store, ".CURRENT.*"), (store / DATA_DIR, TMP_PREFIX + "*")]
+    for folder, pattern in patterns:
+        for p in folder.glob(pattern):
             with contextlib.suppress(OSError):
                 if now - p.lstat().st_mtime < older_than_s:
                     continue
@@ -410,7 +411,11 @@ def remove_stale_tmp(store: Path, older_than_s: float = STALE_TMP_S) -> list[str
 
 @contextlib.contextmanager
 def store_lock(store: Path) -> Iterator[None]:
-    with open(store / LOCK_FILE, "a") as fh:
+    try:
+        fh = open(store / LOCK_FILE, "a")  # noqa: SIM115  (closed below)
+    except OSError as exc:
+        raise RetrainError(f"cannot write to the artifact store {store}: {exc}") from exc
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -595,7 +600,7 @@ def _run(
 ) -> None:
     store = opts.store
     mark = events.watermark()
-    upto = events.last_id()
+    upto, added = events.snapshot()
     summary.watermark = {"before": mark, "after": mark}
     summary.events = {"from": mark, "to": upto, "read": 0}
     if upto is None or (mark is not None and stream_id_key(upto) <= stream_id_key(mark)):
@@ -604,22 +609,27 @@ def _run(
             f"no events after {mark or 'the start'} in {EVENTS_STREAM}",
         )
         return
-    lost = events.trimmed_after(mark)
 
     try:
         current = load_artifact(store / live, opts.device)
     except ArtifactError as exc:
         raise RetrainError(f"the current version cannot be loaded: {exc}") from exc
-    base_version = find_base(store, mark)
-    base, base_ids, base_source = read_base(store, opts.base_data, base_version)
+    found = find_base(store, mark)
+    base, base_ids, base_source = read_base(store, opts.base_data, found[0] if found else None)
     merged = merge(base, base_ids, current.item_ids, events.read(mark, upto), source=base_source)
+    # Entries ever added up to `upto`, minus those up to `mark`, minus those read: trimmed before we came.
+    added_before = found[1].get("entries_added") if found else 0
+    lost = None
+    if added is not None and isinstance(added_before, int):
+        lost = added - added_before - merged.events - merged.skipped
+        lost = lost if lost >= 0 else None  # the stream was recreated: cannot tell
     summary.events = {
         "from": mark,
         "to": upto,
         "read": merged.events + merged.skipped,
         "used": merged.events,
         "skipped": merged.skipped,
-        "trimmed_before_read": lost,
+        "lost_before_read": lost,
         "new_users": merged.new_users,
         "updated_users": merged.updated_users,
         "new_items": len(merged.new_items),
@@ -632,7 +642,10 @@ def _run(
         "interactions": len(merged.data.items),
     }
     if lost:
-        log(f"warning: {EVENTS_STREAM} was trimmed past the watermark {mark}: some events were never seen")
+        log(
+            f"warning: {lost} events of {EVENTS_STREAM} after {mark or 'the start'} were trimmed before this job "
+            "read them (raise ELCREC_EVENTS_STREAM_MAXLEN or retrain more often)"
+        )
     if merged.events == 0:
         summary.status = "no_new_events"
         summary.message = f"{merged.skipped} entries after {mark or 'the start'}, none of them a usable event"
@@ -691,6 +704,7 @@ def _run(
         merged,
         {
             "watermark": upto,
+            "entries_added": added,  # stream entries ever added up to the watermark (Redis >= 7)
             "base": base_source,
             "users": merged.data.n_users,
             "n_items": merged.data.n_items,
@@ -706,10 +720,17 @@ def _run(
         )
         return
     set_current(store, version)
-    events.set_watermark(upto)
-    summary.watermark["after"] = upto
     summary.published = version
     summary.status = "published"
     summary.message = (
         f"published {version} (was {live}): {GATE_METRIC} {gate['candidate']:.4f} vs {gate['current']:.4f}"
     )
+    try:
+        events.set_watermark(upto)
+    except RetrainUnavailable as exc:
+        # Published, but the mark stays behind: the next run starts again from the data cut at the old mark
+        # (this run's data is not chosen), so the events are folded in again, once.
+        summary.message += f"; the watermark was not stored ({exc}), the next run reads these events again"
+        log(f"warning: {exc}")
+        return
+    summary.watermark["after"] = upto

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -28,7 +29,7 @@ from retrain_testkit import (
 from typer.testing import CliRunner
 
 import training.retrain as job
-from model.artifact import current_version, load_artifact
+from model.artifact import current_version, load_artifact, set_current
 from training.cli import app
 from training.data import read_interactions
 from training.retrain import EventLog, RetrainOptions, retrain
@@ -302,3 +303,55 @@ def test_bad_input_and_unavailable_redis_exit_with_clear_messages(
         fcntl.flock(fh, fcntl.LOCK_EX)  # another retrain at work
         fails(4, "another elcrec retrain is running")
     assert current_version(store) == "v0001" and len(list(store.glob("v*"))) == 1
+
+
+def test_events_trimmed_from_the_stream_before_a_run_are_counted(
+    store: Path, base: Path, redis_url: str
+) -> None:
+    ids = add_events(redis_url, batch("a"))  # 8 entries
+    with redis.Redis.from_url(redis_url) as r:
+        r.xtrim("elcrec:events", maxlen=3, approximate=False)  # as a service with a small MAXLEN would
+    s = retrain(options(store, base, redis_url), log=lambda _: None)
+    assert (s.status, s.events["used"], s.events["lost_before_read"]) == ("published", 3, 5)
+    more = add_events(redis_url, batch("b", new_users=1))
+    s = retrain(options(store, base, redis_url), log=lambda _: None)
+    assert (s.events["from"], s.events["to"]) == (ids[-1], more[-1])
+    assert (s.events["used"], s.events["lost_before_read"]) == (3, 0)
+
+
+def test_a_version_published_by_someone_else_meanwhile_is_not_overwritten(
+    store: Path, base: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_events(redis_url, batch("a"))
+    train = job.train_candidate
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        out = train(*args, **kwargs)
+        shutil.copytree(store / "v0001", store / "v0002")  # e.g. an `elcrec train` run finishing now
+        set_current(store, "v0002")
+        return out
+
+    monkeypatch.setattr(job, "train_candidate", meanwhile)
+    code, s, _ = cli(store, base, redis_url, "--epochs", "1", "--gate-tolerance", "1")
+    assert (code, s["status"], s["published"]) == (3, "superseded", None)
+    assert "CURRENT moved from v0001 to v0002" in s["message"]
+    assert current_version(store) == "v0002" and watermark(redis_url) is None
+
+
+def test_a_watermark_that_cannot_be_stored_leaves_a_published_version_and_no_double_count(
+    store: Path, base: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = batch("a")
+    ids = add_events(redis_url, events)
+
+    def redis_gone(*_: Any) -> None:
+        raise job.RetrainUnavailable("Redis at ... failed while storing the watermark: ConnectionError")
+
+    monkeypatch.setattr(EventLog, "set_watermark", redis_gone)
+    code, s, _ = cli(store, base, redis_url, "--epochs", "1", "--gate-tolerance", "1")
+    assert (code, s["status"], s["published"]) == (0, "published", "v0002")
+    assert "the watermark was not stored" in s["message"] and s["watermark"]["after"] is None
+    monkeypatch.undo()
+    s = retrain(options(store, base, redis_url), log=lambda _: None)
+    assert (s.published, s.data["base"], watermark(redis_url)) == ("v0003", str(base), ids[-1])
+    assert merged_histories(store, "v0003")["1"] == base_histories(base)["1"] + ["a-sku0", "5"]
