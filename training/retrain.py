@@ -6,7 +6,8 @@ What it keeps besides the versions (STORE/CURRENT, STORE/v0001/, ...):
                            STORE/vNNNN/items.json (integers, so training/data.py reads the file as it is, and
                            `elcrec evaluate STORE/vNNNN --data STORE/data/vNNNN.txt` works); users are the
                            external user ids.
-    STORE/data/vNNNN.json  its sidecar: the id of the last stream event folded in ("watermark"), counts.
+    STORE/data/vNNNN.json  its sidecar: id of the last stream entry folded in ("watermark"), the stream's
+                           entries-added count at that id (to count events trimmed before a run), counts.
     STORE/.retrain.lock    flock held while a retrain runs (a second one is refused, not queued).
     Redis elcrec:retrain:watermark
                            id of the last event of the stream folded into the data of the published version.
@@ -17,8 +18,9 @@ or BASE_FILE (integer ids, read as the external ids "1".."N") when Redis holds n
 moving the watermark: that run's data is simply not chosen, and the events are read again from the old mark.
 
 Publishing order: version directory (atomic, not current) -> data + sidecar -> CURRENT -> watermark. A run
-killed anywhere before CURRENT moves leaves an unused version number and nothing live; `.tmp-*` directories
-left by a kill are ignored by everyone and removed by a later run once they are stale.
+killed anywhere before CURRENT moves leaves an unused (complete) version number and nothing live; `.tmp-*`
+directories left by a kill are ignored by everyone and removed by a later run once they are stale. CURRENT is
+only moved if it still names the version the run started from (else the run reports "superseded").
 """
 
 from __future__ import annotations
