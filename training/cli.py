@@ -176,6 +176,28 @@ def data_synthetic(
     typer.echo(f"wrote {out}: {users} users, {items} items, {intents} planted intents")
 
 
+@app.command()
+def report(
+    store: Annotated[Path, typer.Argument(help="Artifact store (its CURRENT version) or a version directory")],
+    data: Annotated[Path, typer.Option(help="The interaction file the model was trained on")],
+    out: Annotated[Path, typer.Option(help="Directory for the PNG files and index.html")] = Path("report"),
+    users: Annotated[int, typer.Option(help="Users in the 2-D map")] = 3000,
+) -> None:
+    """Training curves, a t-SNE map of users coloured by intent and intent sizes, as PNG + HTML."""
+    from model.artifact import ArtifactError
+    from training.data import DataError, read_interactions
+    from training.report import write_report
+
+    try:
+        result = write_report(store, read_interactions(data), out, users)
+    except (ArtifactError, DataError) as exc:
+        fail(str(exc))
+    except ImportError as exc:
+        fail(f"{exc.name} is needed for pictures: pip install 'elcrec[report]'")
+    for f in result["files"]:
+        typer.echo(f"wrote {f}")
+
+
 @app.command("import-official")
 def import_official(
     checkpoint: Annotated[Path, typer.Argument(help="State_dict released by the ELCRec authors (.pt)")],

@@ -1,0 +1,133 @@
+"""Train and evaluate every benchmark file with its preset; write docs/results.json and docs/RESULTS.md.
+
+    python -m bench.results [--data-dir ../shared/data] [--sets Beauty Toys_and_Games] [--seeds 1 2 3]
+                            [--variant faithful|improved] [--store-root runs/results] [--table-only]
+
+Each (data set, variant, seed) trains through `elcrec train` into its own store; an interrupted run is
+resumed by running the same command again. Results already present are not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("ELCREC_SHARED", ROOT.parent / "shared")) / "data"
+SETS = ["Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp"]
+RESULTS_JSON = ROOT / "docs" / "results.json"
+RESULTS_MD = ROOT / "docs" / "RESULTS.md"
+
+# ELCREC.md section 8: (H@5, N@5, H@20, N@20) on test, reference protocol.
+PAPER = {
+    "Beauty": (0.0529, 0.0355, 0.1079, 0.0509),
+    "Sports_and_Outdoors": (0.0286, 0.0185, 0.0648, 0.0286),
+    "Toys_and_Games": (0.0585, 0.0403, 0.1138, 0.0560),
+    "Yelp": (0.0236, 0.0150, 0.0653, 0.0266),
+}
+# Beyond the paper: next-item softmax over all items, with ELCRec's intent losses kept.
+VARIANTS: dict[str, list[str]] = {
+    "faithful": [],
+    "improved": ["--rec-loss", "softmax"],
+}
+
+
+def run_one(data: Path, name: str, variant: str, seed: int, store_root: Path) -> dict[str, Any] | None:
+    store = store_root / f"{name}-{variant}-seed{seed}"
+    cmd = [sys.executable, "-m", "training.cli", "train", "--data", str(data), "--out", str(store), "--preset", name,
+           "--seed", str(seed), "--no-progress", *VARIANTS[variant]]
+    done = sorted(store.glob("runs/*/result.json"))
+    if not done:
+        print("$", " ".join(cmd), flush=True)
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            return None
+        done = sorted(store.glob("runs/*/result.json"))
+    if not done:
+        return None
+    result = json.loads(done[-1].read_text())
+    log = done[-1].parent / "log.jsonl"
+    return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
+            "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+            "metrics": result["metrics"], "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def table(results: list[dict[str, Any]], machine: str) -> str:
+    keys = ["HIT@5", "NDCG@5", "HIT@20", "NDCG@20"]
+    lines = [
+        "# Results",
+        "",
+        "Test split, full ranking. Produced by `python -m bench.results` (rerun it to reproduce; finished runs are",
+        "reused, interrupted ones resume). Paper numbers: ELCREC.md section 8 (reference protocol).",
+        f"Machine: {machine}.",
+        "",
+        "| data set | model | protocol | seeds | epochs (best) | HIT@5 | NDCG@5 | HIT@20 | NDCG@20 | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in SETS:
+        h5, n5, h20, n20 = PAPER[name]
+        lines.append(f"| {name} | ELCRec (paper) | reference | - | - | {h5:.4f} | {n5:.4f} | {h20:.4f} | {n20:.4f} | - |")
+        for variant in VARIANTS:
+            runs = [r for r in results if r["data"] == name and r["variant"] == variant]
+            if not runs:
+                continue
+            for protocol in ("reference", "strict"):
+                cells = [fmt([r["metrics"]["test"][protocol][k] for r in runs]) for k in keys]
+                seeds = ",".join(str(r["seed"]) for r in runs)
+                epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in runs)
+                minutes = fmt([r["train_seconds"] / 60 for r in runs]).replace("0000", "") + " min"
+                lines.append(f"| {name} | ours, {variant} | {protocol} | {seeds} | {epochs} | " + " | ".join(cells)
+                             + f" | {minutes} |")
+    lines += ["", "Per-epoch logs (losses, validation metrics, seconds): see the `log` field of each run in",
+              "[results.json](results.json).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--sets", nargs="+", default=SETS, choices=SETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1])
+    parser.add_argument("--variant", choices=list(VARIANTS), default="faithful")
+    parser.add_argument("--store-root", type=Path, default=ROOT / "runs" / "results")
+    parser.add_argument("--table-only", action="store_true", help="only rewrite the table from results.json")
+    args = parser.parse_args()
+    previous = json.loads(RESULTS_JSON.read_text())["runs"] if RESULTS_JSON.exists() else []
+    results = {(r["data"], r["variant"], r["seed"]): r for r in previous}
+    if not args.table_only:
+        for name in args.sets:
+            data = args.data_dir / f"{name}.txt"
+            if not data.exists():
+                sys.exit(f"{data} is absent: pass --data-dir or set ELCREC_SHARED")
+            for seed in args.seeds:
+                got = run_one(data, name, args.variant, seed, args.store_root)
+                if got is not None:
+                    results[(name, args.variant, seed)] = got
+                    write(list(results.values()))
+    write(list(results.values()))
+
+
+def write(results: list[dict[str, Any]]) -> None:
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, torch threads per run as launched"
+    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+    ordered = sorted(results, key=lambda r: (SETS.index(r["data"]), r["variant"], r["seed"]))
+    RESULTS_JSON.write_text(json.dumps({"machine": machine, "runs": ordered}, indent=2) + "\n")
+    RESULTS_MD.write_text(table(ordered, machine))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+import json
+
+from model.config import ModelConfig
+from training.config import TrainConfig
+from training.export import export_model
+from training.report import write_report
+from training.synthetic import SyntheticSpec, generate
+from training.trainer import Trainer
+
+
+def test_report_draws_curves_user_map_and_intent_sizes(tmp_path):
+    data, _ = generate(SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=1))
+    store = tmp_path / "store"
+    mcfg = ModelConfig(n_items=data.n_items, n_layers=1, n_intents=3, d=16, pooling="real")
+    trainer = Trainer(mcfg, TrainConfig(epochs=2, batch_size=64, bucket=True), data, store / "runs" / "r", log=lambda _: None)
+    model = trainer.fit()
+    version = export_model(store, model, data, {"kind": "trained"})
+    (store / "runs" / "r" / "result.json").write_text(json.dumps({"version": version.name}))
+    result = write_report(store, data, tmp_path / "report", max_users=200)
+    names = sorted(p.split("/")[-1] for p in result["files"])
+    assert names == ["index.html", "intent_sizes.png", "training_curves.png", "user_map.png"]
+    for name in names[1:]:
+        assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "training_curves.png" in (tmp_path / "report" / "index.html").read_text()

@@ -1,0 +1,125 @@
+"""`elcrec report`: pictures of a trained model: training curves, a 2-D map of users by intent, intent sizes."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.artifact import Artifact, load_artifact
+from model.intents import assign_intents
+from training.data import Interactions, left_pad
+from training.evaluate import pooled_states
+
+
+def find_log(store: Path, art: Artifact) -> Path | None:
+    """The epoch log of the run that produced this version, if it is still in the store."""
+    candidates = sorted((store / "runs").glob("*/result.json")) if (store / "runs").is_dir() else []
+    for result in candidates:
+        if json.loads(result.read_text()).get("version") == art.version and (result.parent / "log.jsonl").is_file():
+            return result.parent / "log.jsonl"
+    logs = sorted((store / "runs").glob("*/log.jsonl")) if (store / "runs").is_dir() else []
+    return logs[-1] if logs else None
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(log: Path, out: Path) -> Path:
+    plt = _pyplot()
+
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    epochs = [r["epoch"] for r in records]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key in ("rec", "inst", "intent", "elcm"):
+        if key in records[0]:
+            axes[0].plot(epochs, [r[key] for r in records], label=key)
+    axes[0].set_title("training losses")
+    axes[0].set_yscale("symlog")
+    axes[0].legend()
+    for key in ("HIT@20", "NDCG@20", "HIT@5", "NDCG@5"):
+        axes[1].plot(epochs, [r["valid"][key] for r in records], label=key)
+    axes[1].set_title("validation (reference protocol)")
+    axes[1].legend()
+    axes[2].plot(epochs, [r["seconds"] for r in records])
+    axes[2].set_title("seconds per epoch")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    path = out / "training_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_intents(art: Artifact, data: Interactions, out: Path, max_users: int, seed: int) -> list[Path]:
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(data.n_users, size=min(max_users, data.n_users), replace=False))
+    inputs = left_pad([data.sequence(int(u)) for u in users], art.config.max_len)
+    pooled = pooled_states(art.model, inputs)
+    _, ids = assign_intents(pooled, art.model.intent_centers.detach().float().cpu())
+    intents = ids[:, 0].numpy()
+    z = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=30).fit_transform(z.numpy())
+    sizes = np.bincount(intents, minlength=art.config.n_intents)
+    top = np.array([k for k in np.argsort(-sizes)[:10] if sizes[k] > 0], dtype=np.int64)
+    colours = np.where(np.isin(intents, top), intents, -1)
+
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.scatter(xy[colours == -1, 0], xy[colours == -1, 1], s=3, c="lightgrey", label="other intents")
+    cmap = plt.get_cmap("tab10")
+    for rank, k in enumerate(top):
+        sel = colours == k
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, color=cmap(rank), label=f"intent {k} ({sizes[k]})")
+    ax.set_title(f"{len(users)} users, t-SNE of pooled states, coloured by intent (10 largest)")
+    ax.legend(markerscale=3, fontsize=7, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    map_path = out / "user_map.png"
+    fig.savefig(map_path, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ordered = np.sort(sizes)[::-1]
+    ax.bar(np.arange(len(ordered)), ordered / max(1, len(users)), width=1.0)
+    ax.set_title(f"intent sizes ({int((sizes > 0).sum())} of {art.config.n_intents} intents in use)")
+    ax.set_xlabel("intent, largest first")
+    ax.set_ylabel("share of users")
+    fig.tight_layout()
+    sizes_path = out / "intent_sizes.png"
+    fig.savefig(sizes_path, dpi=110)
+    plt.close(fig)
+    return [map_path, sizes_path]
+
+
+def write_report(store: Path, data: Interactions, out: Path, max_users: int = 3000, seed: int = 0) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    art = load_artifact(store)
+    pictures: list[Path] = []
+    log = find_log(store, art)
+    if log is not None:
+        pictures.append(plot_curves(log, out))
+    pictures += plot_intents(art, data, out, max_users, seed)
+    test = art.manifest.get("metrics", {}).get("test", {}).get("reference", {})
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in test.items())
+    images = "".join(f'<h2>{p.stem.replace("_", " ")}</h2><img src="{p.name}" style="max-width:100%">' for p in pictures)
+    page = (f"<!doctype html><meta charset=utf-8><title>elcrec report {art.version}</title>"
+            f"<h1>elcrec {html.escape(art.version)}</h1><p>{html.escape(str(art.manifest.get('data', {}).get('source')))}"
+            f", {art.config.n_intents} intents, {art.config.n_layers} layers, pooling {art.config.pooling}</p>"
+            f"<table border=1><tr><th>test (reference)</th><th></th></tr>{rows}</table>{images}")
+    (out / "index.html").write_text(page)
+    return {"version": art.version, "files": [str(p) for p in [*pictures, out / "index.html"]], "log": str(log) if log else None}
