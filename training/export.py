@@ -24,11 +24,12 @@ def item_ids_for(data: Interactions, n_items: int) -> list[str | None]:
     return [None] + [str(i) for i in range(1, n_items + 1)] + [None]
 
 
-def popular_items(data: Interactions, top: int = POPULAR_TOP) -> list[str]:
-    counts = np.bincount(data.items, minlength=data.n_items + 1)
+def popular_items(data: Interactions, item_ids: list[str | None], top: int = POPULAR_TOP) -> list[str]:
+    """External ids of the most frequent items, most popular first."""
+    counts = np.bincount(data.items, minlength=len(item_ids))
     counts[0] = 0
     order = np.argsort(-counts, kind="stable")[:top]
-    return [str(int(i)) for i in order if counts[i] > 0]
+    return [ext for i in order if counts[i] > 0 and (ext := item_ids[int(i)]) is not None]
 
 
 def intent_shares(model: ELCRec, data: Interactions, device: str = "cpu") -> list[float]:
@@ -64,16 +65,16 @@ def export_model(
     device: str = "cpu",
     make_current: bool = True,
 ) -> Path:
+    ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
     info = {
         "origin": origin,
         "data": data_info(data),
         "metrics": metrics if metrics is not None else full_metrics(model, data, device),
-        "popular_items": popular_items(data),
+        "popular_items": popular_items(data, ids),
         "intent_shares": intent_shares(model, data, device),
         "pooling": model.cfg.pooling,
         "software": {"torch": torch.__version__, "python": platform.python_version()},
     }
-    ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
     return write_version(store, model, ids, info, make_current)
 
 
