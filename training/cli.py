@@ -84,11 +84,13 @@ def train(
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
 
     An interrupted run resumes from its last epoch when the same command is run again.
+    Started by torchrun, it trains data-parallel over the processes (docs/DISTRIBUTED.md).
     """
     import hashlib
     import shutil
 
     from model.config import ModelConfig
+    from training import distributed
     from training.config import PRESETS, TrainConfig
     from training.data import DataError, read_interactions
     from training.device import pick_device
@@ -124,14 +126,20 @@ def train(
         fail(str(exc))
     settings = json.dumps({"data": interactions.fingerprint, "model": mcfg.to_dict(), "train": tcfg.to_dict()}, sort_keys=True)
     run = run_dir or out / "runs" / f"{data.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
-    if fresh and run.exists():
+    dist, dev = distributed.start(dev)  # a single process unless torchrun started this one
+    if fresh and run.exists() and dist.is_main:
         shutil.rmtree(run)
-    typer.echo(f"training on {data} ({interactions.n_users} users, {interactions.n_items} items) on {dev}; run dir {run}")
-    trainer = Trainer(mcfg, tcfg, interactions, run, dev, log=typer.echo, progress=progress)
+    dist.barrier()  # no rank reads a checkpoint that --fresh removes
+    if dist.is_main:
+        where = f"{dist.world_size} processes ({dev.split(':')[0]})" if dist.enabled else dev
+        typer.echo(f"training on {data} ({interactions.n_users} users, {interactions.n_items} items) on {where}; run dir {run}")
+    trainer = Trainer(mcfg, tcfg, interactions, run, dev, log=typer.echo, progress=progress, dist=dist)
     try:
         model = trainer.fit()
     except ValueError as exc:
         fail(str(exc))
+    if not dist.is_main:
+        return  # rank 0 evaluates and exports
     metrics = full_metrics(model, interactions, dev)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "train_config": tcfg.to_dict(),
               **trainer.summary()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
 import time
@@ -24,11 +25,16 @@ from training import losses
 from training.augment import augment_batch
 from training.config import TrainConfig
 from training.data import Interactions, eval_split, train_split
+from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
 from training.sampling import NegativeSampler
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def kmeans_centers(x: np.ndarray, k: int, iters: int, restarts: int, seed: int) -> np.ndarray:
@@ -73,15 +79,22 @@ class Trainer:
         device: str = "cpu",
         log: Callable[[str], None] = print,
         progress: bool | None = None,
+        dist: Dist | None = None,
     ) -> None:
         if train_cfg.bucket and model_cfg.pooling != "real":
             raise ValueError("bucketed, trimmed batches need pooling 'real' (padding states would be lost)")
         self.mcfg, self.cfg, self.data, self.device, self.log = model_cfg, train_cfg, data, device, log
         self.progress = progress
+        self.dist = dist or Dist()
+        if not self.dist.is_main:  # rank 0 alone prints and writes files
+            self.log, self.progress = _quiet, False
         self.run_dir = Path(run_dir) if run_dir else None
         torch.manual_seed(train_cfg.seed)
         self.rng = np.random.default_rng(train_cfg.seed)
         self.model = ELCRec(model_cfg).to(device)
+        self.net = self.dist.wrap(self.model, device)  # the encoder pass; DDP averages the gradients
+        if self.dist.rank > 0:  # own dropout masks on every rank (rank 0 keeps the 1-process stream)
+            torch.manual_seed(self._rank_seed())
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
             weight_decay=train_cfg.weight_decay,
@@ -94,8 +107,15 @@ class Trainer:
         self.centers_ready = False
 
     # -- checkpoints ------------------------------------------------------------------------------
+    def _rank_seed(self, epoch: int = 0) -> int:
+        return int(np.random.SeedSequence([self.cfg.seed, self.dist.rank, epoch]).generate_state(1)[0])
+
     def save_checkpoint(self) -> None:
         if self.run_dir is None:
+            return
+        # Every rank's own dropout stream, so that a resumed run draws what an uninterrupted one would.
+        rank_rngs = self.dist.all_gather_object(torch.get_rng_state()) if self.dist.enabled else None
+        if not self.dist.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         blob = {
@@ -108,6 +128,8 @@ class Trainer:
             "centers_ready": self.centers_ready,
             "configs": json.dumps({"model": self.mcfg.to_dict(), "train": self.cfg.to_dict()}),
         }
+        if rank_rngs is not None:
+            blob["torch_rng_ranks"] = rank_rngs
         tmp = self.run_dir / (CHECKPOINT + ".tmp")
         torch.save(blob, tmp)
         os.replace(tmp, self.run_dir / CHECKPOINT)
@@ -127,14 +149,24 @@ class Trainer:
         self.best_weights = blob["best"]
         self.state = TrainState(**json.loads(blob["state"]))
         torch.set_rng_state(blob["torch_rng"].cpu())
+        if self.dist.enabled:
+            rank_rngs = blob.get("torch_rng_ranks")
+            if rank_rngs is not None and len(rank_rngs) == self.dist.world_size:
+                torch.set_rng_state(rank_rngs[self.dist.rank].cpu())
+            elif self.dist.rank > 0:  # saved by another number of processes
+                torch.manual_seed(self._rank_seed(self.state.epoch))
         self.rng.bit_generator.state = json.loads(blob["numpy_rng"])
         self.centers_ready = bool(blob["centers_ready"])
         return True
 
     # -- the algorithm ----------------------------------------------------------------------------
     def init_centers(self) -> None:
-        pooled = pooled_states(self.model, self.train.inputs, device=self.device).numpy()
-        c = kmeans_centers(pooled, self.mcfg.n_intents, self.cfg.kmeans_iters, self.cfg.kmeans_restarts, self.cfg.seed)
+        def fit_centers() -> np.ndarray:
+            pooled = pooled_states(self.model, self.train.inputs, device=self.device).numpy()
+            cfg = self.cfg
+            return kmeans_centers(pooled, self.mcfg.n_intents, cfg.kmeans_iters, cfg.kmeans_restarts, cfg.seed)
+
+        c = self.dist.on_main(fit_centers)  # one k-means, the same centers on every rank
         with torch.no_grad():
             self.model.intent_centers.copy_(torch.from_numpy(c))
         self.centers_ready = True
@@ -157,16 +189,21 @@ class Trainer:
         negatives = np.where(targets > 0, negatives, 0)
         view1, view2 = augment_batch(inputs, self.rng), augment_batch(inputs, self.rng)
         width = first_real_width(inputs, view1, view2) if cfg.bucket else self.mcfg.max_len
-        B = len(idx)
-        ids = torch.from_numpy(np.concatenate([inputs, view1, view2])[:, -width:]).to(self.device)  # (3B, w)
-        pos = torch.from_numpy(targets[:, -width:]).to(self.device)
-        neg = torch.from_numpy(negatives[:, -width:]).to(self.device)
+        # Every rank draws the whole global batch above (the 1-process one) and trains on its rows [lo, hi);
+        # losses that compare rows with each other gather the whole batch.
+        lo, hi = self.dist.bounds(len(idx))
+        gather = functools.partial(self.dist.gather_rows, total=len(idx))
+        B = hi - lo
+        rows = np.concatenate([inputs[lo:hi], view1[lo:hi], view2[lo:hi]])
+        ids = torch.from_numpy(rows[:, -width:]).to(self.device)  # (3B, w)
+        pos = torch.from_numpy(targets[lo:hi, -width:]).to(self.device)
+        neg = torch.from_numpy(negatives[lo:hi, -width:]).to(self.device)
 
         with torch.no_grad():  # the reference re-normalises the centers before every use
             model.intent_centers.copy_(F.normalize(model.intent_centers, dim=-1))
         centers = model.intent_centers
 
-        hidden = model(ids)  # (3B, w, d), one shared pass for the sequence and both views
+        hidden = self.net(ids)  # (3B, w, d), one shared pass for the sequence and both views
         aux = hidden
         if self.mcfg.pooling == "real" and cfg.aux_grad_scale == "length":
             # The reference pools over all T positions, so only n/T of an auxiliary loss's gradient
@@ -180,9 +217,12 @@ class Trainer:
             rec = losses.next_item_softmax(h0, pos, model.item_table())
         else:
             rec = losses.next_item_bce(h0, pos, neg, model.item_table())
-        z = F.normalize(model.pool(aux[:B], ids0), dim=-1)
+        if self.dist.enabled:  # this rank's share of the mean over the global batch's targets
+            n_local, n_global = int((targets[lo:hi] > 0).sum()), int((targets > 0).sum())
+            rec = rec * (n_local / n_global) if n_local else h0.sum() * 0.0
+        z = gather(F.normalize(model.pool(aux[:B], ids0), dim=-1))
         cluster, intents = losses.elcm(z, centers, cfg.trade_off)
-        p1, p2 = model.pool(h1, ids1), model.pool(h2, ids2)
+        p1, p2 = gather(model.pool(h1, ids1)), gather(model.pool(h2, ids2))
         if self.mcfg.pooling == "real":
             # Fast mode: one summary vector per view. In the reference, the ~44 padding rows of each
             # flattened view attend over the whole sequence and act as such a summary; aligning only
@@ -191,17 +231,29 @@ class Trainer:
             v2 = losses.with_prototypes(p2.unsqueeze(1), centers, cfg.prototype).squeeze(1)
             inst = losses.nt_xent(v1, v2, cfg.temperature)
         else:
-            inst = losses.instance_contrastive(h1, h2, centers, cfg.prototype)
+            inst = losses.instance_contrastive(gather(h1), gather(h2), centers, cfg.prototype)
         intent = losses.intent_contrastive(p1, p2, centers, intents)
         loss = rec + cfg.cf_weight * inst + cfg.intent_cf_weight * intent + cluster
 
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.dist.enabled:
+            # DDP averages gradients over ranks; the gathered losses are whole-batch on every rank already,
+            # the local next-item share must count world_size times.
+            (loss + (self.dist.world_size - 1) * rec).backward()
+        else:
+            loss.backward()
         self.optimizer.step()
+        if self.dist.enabled:  # report the global batch's losses, as one process would
+            rec_local = rec.detach()
+            rec = self.dist.all_sum(rec_local)
+            loss = loss.detach() - rec_local + rec
         return {"loss": loss.item(), "rec": rec.item(), "inst": inst.item(), "intent": intent.item(), "elcm": cluster.item()}
 
     def validate(self) -> dict[str, float]:
-        return evaluate_split(self.model, self.valid, ("reference",), self.device)["reference"]
+        def valid() -> dict[str, float]:
+            return evaluate_split(self.model, self.valid, ("reference",), self.device)["reference"]
+
+        return self.dist.on_main(valid)  # rank 0 validates: one early-stopping decision for every rank
 
     def run_epoch(self) -> dict[str, Any]:
         start = time.perf_counter()
@@ -235,6 +287,10 @@ class Trainer:
 
     def fit(self) -> ELCRec:
         resumed = self.try_resume()
+        if len(set(self.dist.all_gather_object(self.state.epoch))) > 1:
+            raise ValueError(
+                f"the processes found different checkpoints in {self.run_dir}: it must be one folder all nodes share"
+            )
         if resumed:
             self.log(f"resumed from {self.run_dir} after epoch {self.state.epoch}")
         while self.state.epoch < self.cfg.epochs and self.state.bad_epochs < self.cfg.patience:
@@ -244,7 +300,7 @@ class Trainer:
                 f"intent {record['intent']:.3f} elcm {record['elcm']:.4f})  valid HIT@20 {record['valid']['HIT@20']:.4f} "
                 f"NDCG@20 {record['valid']['NDCG@20']:.4f}  {record['seconds']:.1f}s"
             )
-            if self.run_dir is not None:
+            if self.run_dir is not None and self.dist.is_main:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.run_dir / LOG, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
