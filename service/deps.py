@@ -27,41 +27,45 @@ class Resources:
     recommender: Recommender
 
 
-# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a thread pool, one hop each.
-async def get_resources(request: Request) -> Resources:
+def _resources(request: Request) -> Resources:
     resources: Resources | None = getattr(request.app.state, "resources", None)
     if resources is None:
         raise HTTPException(503, "the service is starting or stopping")
     return resources
 
 
-ResourcesDep = Annotated[Resources, Depends(get_resources)]
+# Each dependency reads the request directly rather than through a shared sub-dependency, and is
+# `async def`: FastAPI runs plain `def` dependencies in a thread pool, and resolving every level of
+# dependency costs about as much as the rest of a small request.
+async def get_resources(request: Request) -> Resources:
+    return _resources(request)
 
 
-async def get_settings(resources: ResourcesDep) -> Settings:
-    return resources.settings
+async def get_settings(request: Request) -> Settings:
+    return _resources(request).settings
 
 
-async def get_recommender(resources: ResourcesDep) -> Recommender:
-    return resources.recommender
+async def get_recommender(request: Request) -> Recommender:
+    return _resources(request).recommender
 
 
-async def get_holder(resources: ResourcesDep) -> ModelHolder:
-    return resources.holder
+async def get_holder(request: Request) -> ModelHolder:
+    return _resources(request).holder
 
 
-async def get_bundle(resources: ResourcesDep) -> ModelBundle:
+async def get_bundle(request: Request) -> ModelBundle:
     # Read once per request: a reload swapping the reference mid-request does not affect this request.
-    bundle = resources.holder.bundle
+    bundle = _resources(request).holder.bundle
     if bundle is None:
         raise HTTPException(503, "no model is loaded yet")
     return bundle
 
 
-async def get_metrics(resources: ResourcesDep) -> Metrics:
-    return resources.metrics
+async def get_metrics(request: Request) -> Metrics:
+    return _resources(request).metrics
 
 
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]

@@ -14,6 +14,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from pydantic import ValidationError
 
 from model.artifact import ArtifactError, resolve
@@ -29,6 +30,7 @@ from service.reload import ModelHolder
 from service.settings import Settings
 
 log = logging.getLogger("elcrec.service")
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 def _history(settings: Settings, metrics: Metrics) -> HistoryStore:
@@ -79,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await history.close()
 
     app = FastAPI(
+        # Metrics are Prometheus (service/metrics.py). FastAPI's native OpenTelemetry stays off unless asked
+        # for: while no provider is configured it still looks them up on every request.
+        telemetry=None if settings.otel else _NO_TELEMETRY,
         title="ELCRec recommender",
         version="1",
         lifespan=lifespan,

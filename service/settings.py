@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         100_000  # in-process history store only (least recent evicted)
     )
     log_level: str = "info"
+    otel: bool = False  # FastAPI's native OpenTelemetry (global providers, OTEL_* variables)
 
     @field_validator("admin_token")
     @classmethod
