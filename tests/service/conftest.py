@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from service_testkit import (
+
+from tests.service.support import (
     ELCREC_CLI,
     OFFICIAL_CHECKPOINT,
     REDIS_SERVER,

@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from service_testkit import add_version, running_app, settings_for
 
 from model.artifact import load_artifact
 from service.bundle import build_bundle, pick_device
 from service.inference import Query, run_batch
+from tests.service.support import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 

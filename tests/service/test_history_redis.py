@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from service_testkit import MAX_LEN, AppClient, RedisServer, running_app, settings_for
+
+from tests.service.support import MAX_LEN, AppClient, RedisServer, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 

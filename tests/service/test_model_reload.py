@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from service_testkit import TOKEN, AppClient, add_version, running_app, settings_for
 
 from model.artifact import MANIFEST, WEIGHTS, set_current
+from tests.service.support import TOKEN, AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from service_testkit import TOYS_DATA, AppClient, add_version, running_app, settings_for
 
 from model.artifact import load_artifact
 from model.encoder import ELCRec
+from tests.service.support import TOYS_DATA, AppClient, add_version, running_app, settings_for
 from training.data import eval_split, left_pad, read_interactions
 from training.evaluate import user_vectors
 from training.metrics import mask_scores

@@ -9,10 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from service_testkit import ITEM_IDS, MAX_LEN, N_ITEMS, POPULAR, TOKEN, AppClient, running_app, settings_for
 
 from model.artifact import load_artifact
 from model.intents import assign_intents
+from tests.service.support import (
+    ITEM_IDS,
+    MAX_LEN,
+    N_ITEMS,
+    POPULAR,
+    TOKEN,
+    AppClient,
+    running_app,
+    settings_for,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -150,7 +159,7 @@ async def test_model_metadata(client: AppClient) -> None:
 
 
 async def test_missing_manifest_fields_are_tolerated(tmp_path: Path) -> None:
-    from service_testkit import add_version
+    from tests.service.support import add_version
 
     add_version(tmp_path / "s", popular_items=None, intent_shares="nonsense")
     async with running_app(settings_for(tmp_path / "s")) as c:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_testkit import running_app, settings_for
 
 from service.retrieval import IndexSpecError, ItemIndex, top_unseen
+from tests.service.support import running_app, settings_for
 
 
 def table(n: int = 500, d: int = 16, seed: int = 0) -> np.ndarray:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_testkit import ELCREC_CLI, RedisServer, clean_env, free_port, wait_for
 
 from model.artifact import MANIFEST, WEIGHTS, set_current
+from tests.service.support import ELCREC_CLI, RedisServer, clean_env, free_port, wait_for
 
 TOKEN = "e2e-admin-token-9f2c"
 
