@@ -13,6 +13,19 @@ from training.synthetic import SyntheticSpec, generate
 from training.trainer import Trainer
 
 
+@pytest.fixture
+def fixed_threads():
+    """Results are bit-for-bit repeatable for a fixed thread count (float sums split differently otherwise)."""
+    import faiss
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    yield
+    torch.set_num_threads(before[0])
+    faiss.omp_set_num_threads(before[1])
+
+
 @pytest.fixture(scope="module")
 def planted():
     return generate(SyntheticSpec(n_users=1000, n_items=240, n_intents=6, seed=0))
@@ -48,7 +61,7 @@ def test_learned_intents_recover_planted_ones_and_beat_popularity(planted):
     assert ours["HIT@10"] > 3 * pop["HIT@10"]
 
 
-def test_training_is_deterministic_for_a_seed(planted):
+def test_training_is_deterministic_for_a_seed(planted, fixed_threads):
     data, _ = planted
     mcfg, tcfg = small_configs(data, epochs=2)
     a = Trainer(mcfg, tcfg, data, log=lambda _: None).fit()
@@ -57,7 +70,7 @@ def test_training_is_deterministic_for_a_seed(planted):
         assert torch.equal(v, b.state_dict()[k]), k
 
 
-def test_an_interrupted_run_resumes_to_the_same_result(planted, tmp_path):
+def test_an_interrupted_run_resumes_to_the_same_result(planted, tmp_path, fixed_threads):
     data, _ = planted
     mcfg, tcfg = small_configs(data, epochs=3)
     straight = Trainer(mcfg, tcfg, data, tmp_path / "a", log=lambda _: None)
