@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
 
     poll_interval_s: Annotated[float, Field(gt=0)] = 2.0  # how often the store's CURRENT pointer is checked
-    max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024  # fits max_history ids of the longest length
     max_history: Annotated[int, Field(ge=1)] = 1000  # explicit history entries a request may carry
     max_event_items: Annotated[int, Field(ge=1)] = 1000
     max_k: Annotated[int, Field(ge=1)] = 1000

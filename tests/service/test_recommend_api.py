@@ -220,16 +220,22 @@ async def test_bad_event_requests(client: AppClient) -> None:
 
 
 async def test_oversized_bodies_get_413(client: AppClient) -> None:
-    big = {"history": ["i1"], "padding": "x" * 70_000}
+    big = {"history": ["i1"], "padding": "x" * 300_000}
     r = await client.post("/v1/recommend", json=big)
     assert r.status_code == 413 and "limit" in r.json()["detail"]
 
     async def chunks():  # no Content-Length: the limit applies while the body is read
-        for _ in range(100):
+        for _ in range(300):
             yield b" " * 1000
 
     r = await client.post("/v1/recommend", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
+
+
+async def test_the_largest_valid_request_fits_the_body_limit(client: AppClient) -> None:
+    history = [f"{n:0128d}" for n in range(1000)]  # 1000 ids of 128 characters: ~132 kB
+    r = await client.post("/v1/recommend", json={"user_id": "u" * 128, "history": history, "k": 10})
+    assert r.status_code == 422 and len(r.json()["unknown_items"]) == 1000  # read and understood, not a 413
 
 
 async def test_admin_reload_needs_the_bearer_token(
