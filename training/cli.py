@@ -44,6 +44,7 @@ class PrototypeMode(StrEnum):
 class RecLossKind(StrEnum):
     bce = "bce"
     softmax = "softmax"
+    sampled = "sampled"
 
 
 class Preset(StrEnum):
@@ -74,12 +75,14 @@ def train(
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
     trade_off: Annotated[float | None, typer.Option(help="ELCM weight")] = None,
     prototype: Annotated[PrototypeMode | None, typer.Option()] = None,
-    rec_loss: Annotated[RecLossKind | None, typer.Option(help="bce (one sampled negative, the paper) or softmax (all items)")] = None,
+    negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
+    rec_loss: Annotated[RecLossKind | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Checkpoint directory (default STORE/runs/<data>-<settings hash>)")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an existing checkpoint and start over")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
+    index: Annotated[str | None, typer.Option(help="Store this FAISS index (factory string, e.g. IVF4096,Flat or HNSW32) with the artifact; a service with the same ELCREC_INDEX loads it instead of building it")] = None,
 ) -> None:
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
 
@@ -114,6 +117,7 @@ def train(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "cf_weight": cf_weight,
         "intent_cf_weight": intent_cf_weight, "trade_off": trade_off, "patience": patience, "seed": seed,
         "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
+        "n_negatives": negatives,
     }
     train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
     train_kw["bucket"] = pooling is Pooling.real
@@ -122,6 +126,10 @@ def train(
         interactions = read_interactions(data)
         mcfg = ModelConfig(n_items=interactions.n_items, **model_kw)  # type: ignore[arg-type]
         tcfg = TrainConfig(**train_kw)  # type: ignore[arg-type]
+        if index is not None:  # a bad spec fails now, not after the training
+            from model.item_index import empty_index
+
+            empty_index(index, mcfg.d)
     except (DataError, ValueError, TypeError) as exc:
         fail(str(exc))
     settings = json.dumps({"data": interactions.fingerprint, "model": mcfg.to_dict(), "train": tcfg.to_dict()}, sort_keys=True)
@@ -143,7 +151,7 @@ def train(
     metrics = full_metrics(model, interactions, dev)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "train_config": tcfg.to_dict(),
               **trainer.summary()}
-    version_dir = export_model(out, model, interactions, origin, metrics, device=dev)
+    version_dir = export_model(out, model, interactions, origin, metrics, device=dev, index_spec=index)
     (run / "result.json").write_text(json.dumps({"version": version_dir.name, "metrics": metrics, **origin}, indent=2))
     typer.echo(f"exported {version_dir}")
     for split in ("valid", "test"):

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-RecLoss = Literal["bce", "softmax"]
+RecLoss = Literal["bce", "softmax", "sampled"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class TrainConfig:
     patience: int = 40  # epochs without a better validation NDCG@20
     seed: int = 1
     rec_loss: RecLoss = "bce"
+    n_negatives: int = 1024  # rec_loss "sampled": negatives shared by a batch, uniform over items
     kmeans_iters: int = 20
     kmeans_restarts: int = 5
     # Speed: batches of similar-length users, trimmed of all-padding columns (needs pooling "real").
@@ -37,8 +38,8 @@ class TrainConfig:
             raise ValueError("epochs >= 1, batch_size >= 2, lr > 0 and patience >= 1 are required")
         if self.prototype not in ("shift", "concat"):
             raise ValueError(f"prototype must be 'shift' or 'concat', got {self.prototype!r}")
-        if self.rec_loss not in ("bce", "softmax"):
-            raise ValueError(f"rec_loss must be 'bce' or 'softmax', got {self.rec_loss!r}")
+        if self.rec_loss not in ("bce", "softmax", "sampled"):
+            raise ValueError(f"rec_loss must be 'bce', 'softmax' or 'sampled', got {self.rec_loss!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,6 +28,19 @@ def next_item_softmax(hidden: torch.Tensor, pos: torch.Tensor, table: torch.Tens
     return F.cross_entropy(logits, pos[is_target] - 1)
 
 
+def next_item_sampled_softmax(
+    hidden: torch.Tensor, pos: torch.Tensor, table: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the target against M negatives shared by the batch (M,), a cheap full softmax."""
+    is_target = pos > 0
+    h = hidden[is_target]  # (n, d)
+    targets = pos[is_target]
+    pos_logits = (h * table[targets]).sum(-1, keepdim=True)  # (n, 1)
+    neg_logits = (h @ table[negatives].T).masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([pos_logits, neg_logits], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=h.device))
+
+
 def elcm(z: torch.Tensor, centers: torch.Tensor, trade_off: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Learnable clustering: pull every (normalised) sequence towards the centers, push centers apart.
 

@@ -215,6 +215,9 @@ class Trainer:
 
         if cfg.rec_loss == "softmax":
             rec = losses.next_item_softmax(h0, pos, model.item_table())
+        elif cfg.rec_loss == "sampled":
+            shared = self.rng.integers(1, self.mcfg.n_items + 1, size=cfg.n_negatives)
+            rec = losses.next_item_sampled_softmax(h0, pos, model.item_table(), torch.from_numpy(shared).to(self.device))
         else:
             rec = losses.next_item_bce(h0, pos, neg, model.item_table())
         if self.dist.enabled:  # this rank's share of the mean over the global batch's targets

@@ -100,3 +100,11 @@ def test_losses_are_differentiable_to_centers():
     loss = loss + losses.intent_contrastive(h1.mean(1), h2.mean(1), centers, intents)
     loss.backward()
     assert centers.grad is not None and torch.isfinite(centers.grad).all() and centers.grad.abs().sum() > 0
+
+
+def test_sampled_softmax_ignores_a_negative_equal_to_the_target():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    hidden = torch.tensor([[[2.0, 1.0]]])
+    got = losses.next_item_sampled_softmax(hidden, torch.tensor([[1]]), table, torch.tensor([1, 2, 3])).item()
+    # logits: target 2, negatives item 2 -> 1, item 3 -> 3 (item 1 is the target itself: excluded)
+    assert got == pytest.approx(-(2 - math.log(math.exp(2) + math.exp(1) + math.exp(3))), rel=1e-6)
