@@ -36,6 +36,7 @@ def main() -> None:
     mcfg = ModelConfig(n_items=data.n_items, pooling=args.pooling, **model_kw)
     tcfg = TrainConfig(**train_kw, epochs=args.epochs, bucket=args.pooling == "real")
     trainer = Trainer(mcfg, tcfg, data, log=lambda _: None, progress=False)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     trainer.init_centers()
     init_s = time.perf_counter() - t0
@@ -46,9 +47,11 @@ def main() -> None:
         epochs.append({"train_s": record["train_s"], "valid_s": round(time.perf_counter() - t1 - record["train_s"], 2),
                        "valid_ndcg20": record["valid"]["NDCG@20"]})
     first = round(init_s + epochs[0]["train_s"] + epochs[0]["valid_s"], 2)
+    cpu_s = round(time.process_time() - cpu0, 2)
     result = {
         "data": args.data.name, "preset": preset, "pooling": args.pooling, "center_init_s": round(init_s, 2),
-        "epochs": epochs, "first_epoch_total_s": first, "torch_threads": torch.get_num_threads(),
+        "epochs": epochs, "first_epoch_total_s": first, "process_cpu_s": cpu_s,
+        "load_avg_1min_after": round(os.getloadavg()[0], 2), "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "machine": platform.machine(), "torch": torch.__version__,
     }
     if args.json:
@@ -56,7 +59,8 @@ def main() -> None:
     else:
         print(f"{args.data.name} preset {preset}, pooling {args.pooling}, {torch.get_num_threads()} threads: "
               f"center init {init_s:.1f} s + train {epochs[0]['train_s']:.1f} s + validation "
-              f"{epochs[0]['valid_s']:.1f} s = {first:.1f} s for the first epoch")
+              f"{epochs[0]['valid_s']:.1f} s = {first:.1f} s for the first epoch (process CPU {cpu_s:.1f} s, "
+              f"load average {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
