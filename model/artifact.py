@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig
@@ -83,6 +84,13 @@ def _write_text_atomic(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def _save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        save_file(state, str(path))
+    except SafetensorError as exc:  # its I/O errors (a full disk) are not OSErrors: make them one
+        raise OSError(f"cannot write {path}: {exc}") from exc
+
+
 def list_versions(store: Path) -> list[str]:
     if not store.is_dir():
         return []
@@ -138,7 +146,7 @@ def write_version(
     try:
         os.chmod(tmp, 0o755)
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS))
+        _save_weights(state, tmp / WEIGHTS)
         (tmp / ITEMS).write_text(json.dumps({"ids": item_ids}))
         existing = list_versions(store)
         number = int(existing[-1][1:]) + 1 if existing else 1

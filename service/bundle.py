@@ -135,6 +135,10 @@ def build_bundle(
 
 
 def _warm_up(bundle: ModelBundle) -> None:
+    # A NaN row (a diverged run) loads fine and would be served as null scores and nonsense rankings.
+    bad = [k for k, t in bundle.model.state_dict().items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise ArtifactError(f"version {bundle.name} has non-finite weights in {', '.join(bad[:3])}")
     # The first call pays for lazy initialisation (kernels, allocator); better here than in a request.
     with torch.inference_mode():
         ids = torch.ones(2, bundle.max_len, dtype=torch.long, device=bundle.device)

@@ -66,7 +66,11 @@ class ModelHolder:
             except (ArtifactError, OSError) as exc:
                 self._failed(None, exc)
                 raise ArtifactError(str(exc)) from exc
-            if name == previous or (name == self.failed_version and not force):
+            if name == previous:
+                # CURRENT names what is served (e.g. rolled back after a refused version): nothing is failing.
+                self._clear_failure()
+                return ReloadResult(False, name, previous)
+            if name == self.failed_version and not force:
                 return ReloadResult(False, previous or name, previous)
             try:
                 bundle = await asyncio.to_thread(
@@ -79,12 +83,15 @@ class ModelHolder:
                 self._failed(name, exc)
                 raise ArtifactError(f"cannot load {self.store / name}: {type(exc).__name__}: {exc}") from exc
             self.bundle = bundle
-            self.last_error = self.failed_version = None
+            self._clear_failure()
             self.metrics.reloads.inc()
-            self.metrics.reload_failing.set(0)
             self.metrics.set_model(bundle.version, bundle.loaded_at)
             log.info("serving model %s (was %s)", bundle.version, previous)
             return ReloadResult(True, bundle.name, previous)
+
+    def _clear_failure(self) -> None:
+        self.last_error = self.failed_version = None
+        self.metrics.reload_failing.set(0)
 
     def _failed(self, name: str | None, exc: Exception) -> None:
         if str(exc) == self.last_error and name == self.failed_version:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 MAX_ID_LENGTH = 128
+# Visible ASCII only: the OpenAPI pattern is then exactly the rule enforced (a fuzzer or client generating from
+# the schema agrees with the service), and ids stay safe as Redis key suffixes, in logs and in shells.
+ID_PATTERN = f"^[!-~]{{1,{MAX_ID_LENGTH}}}$"
+_ID = re.compile(ID_PATTERN)
 
 
 def _check_id(value: str) -> str:
-    # str.isprintable() is False for control characters and every whitespace except " ".
-    if not value.isprintable() or " " in value:
-        raise ValueError("ids must be printable and contain no whitespace")
+    if not _ID.fullmatch(value):
+        raise ValueError("ids must be visible ASCII characters: no whitespace, control or non-ASCII characters")
     return value
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_check_id)]
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    AfterValidator(_check_id),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}),
+]
 
 
 class _Request(BaseModel):
@@ -24,6 +41,16 @@ class _Request(BaseModel):
 
 
 class RecommendRequest(_Request):
+    # The schema states what _needs_someone checks, so that a request valid by the schema is one the API takes.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+                {"required": ["history"], "properties": {"history": {"type": "array"}}},
+            ]
+        }
+    )
+
     user_id: Id | None = None
     history: list[Id] | None = None  # oldest first; appended to the stored history of user_id
     k: int = Field(10, ge=1)
@@ -102,3 +129,59 @@ class ReloadResponse(BaseModel):
     changed: bool
     version: str
     previous: str | None
+
+
+# Error bodies, for the OpenAPI document: every error is an object with a `detail`.
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="allow")  # pydantic adds input, ctx, url
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidRequest(BaseModel):
+    """422: fields that break the schema (a list), or a request the served model cannot answer as asked (a
+    message: unknown item ids, listed in unknown_items; k beyond the catalog; a history over the limit)."""
+
+    detail: str | list[FieldError]
+    unknown_items: list[str] | None = None
+
+
+class ReloadRefusal(BaseModel):
+    message: str
+    serving: str | None
+
+
+class ReloadConflict(BaseModel):
+    detail: ReloadRefusal
+
+
+class ModelStatus(BaseModel):
+    loaded: bool
+    version: str | None
+
+
+class HistoryStatus(BaseModel):
+    backend: str
+    ok: bool
+    error: str | None = None
+
+
+class ReloadStatus(BaseModel):
+    last_error: str | None  # why the store's CURRENT version was refused, while it is
+    failed_version: str | None
+    last_failure_at: float | None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model: ModelStatus
+    history: HistoryStatus
+    reload: ReloadStatus

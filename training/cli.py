@@ -151,7 +151,10 @@ def train(
     metrics = full_metrics(model, interactions, dev)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "train_config": tcfg.to_dict(),
               **trainer.summary()}
-    version_dir = export_model(out, model, interactions, origin, metrics, device=dev, index_spec=index)
+    try:
+        version_dir = export_model(out, model, interactions, origin, metrics, device=dev, index_spec=index)
+    except OSError as exc:  # e.g. a full disk: write_version left no partial version, CURRENT is unchanged
+        fail(f"cannot write a new version to {out} (nothing was published): {exc}")
     (run / "result.json").write_text(json.dumps({"version": version_dir.name, "metrics": metrics, **origin}, indent=2))
     typer.echo(f"exported {version_dir}")
     for split in ("valid", "test"):
@@ -232,6 +235,8 @@ def import_official(
         version = import_checkpoint(checkpoint, data, out, heads, evaluate_metrics)
     except (CheckpointError, DataError, ArtifactError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write a new version to {out} (nothing was published): {exc}")
     typer.echo(f"imported {checkpoint} as {version}")
 
 

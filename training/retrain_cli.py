@@ -12,7 +12,7 @@ import typer
 
 EXIT_OK = 0  # published, or no new events
 EXIT_FAILED = 1  # an unexpected error (a bug): the traceback goes to stderr
-EXIT_BAD_INPUT = 2  # options, files, store or stream state unusable: fix and run again
+EXIT_BAD_INPUT = 2  # options, files, store or stream state unusable, store not writable: fix and run again
 EXIT_NOT_PUBLISHED = 3  # gated (candidate worse) or superseded (CURRENT moved meanwhile)
 EXIT_UNAVAILABLE = 4  # Redis unreachable, or another retrain holds the store: try again later
 
@@ -86,7 +86,8 @@ def retrain_command(
     Exit codes:
     0 published, or status "no_new_events" (nothing changed);
     1 unexpected error (a bug: traceback on stderr);
-    2 bad input: options, files, store or stream state (see message);
+    2 bad input: options, files, store or stream state (see message), or a
+    store that cannot be written (e.g. a full disk);
     3 not published: "gated" (worse candidate) or "superseded" (CURRENT
     moved during the run);
     4 unavailable: Redis unreachable or another retrain running (retry).
@@ -123,6 +124,10 @@ def retrain_command(
     except RetrainUnavailable as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         _emit({**base, "status": "unavailable", "message": str(exc)}, EXIT_UNAVAILABLE)
+    except OSError as exc:  # the store cannot be written (e.g. a full disk): CURRENT and the watermark stay
+        message = f"the artifact store {artifacts} cannot be written or read: {exc}"
+        typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+        _emit({**base, "message": message}, EXIT_BAD_INPUT)
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as exc:
