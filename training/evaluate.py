@@ -35,7 +35,7 @@ def user_vectors(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, devi
 @torch.inference_mode()
 def evaluate_split(
     model: ELCRec, split: EvalSplit, protocols: tuple[str, ...] = ("reference",), device: str = "cpu",
-    chunk: int = 2048,
+    chunk: int = 256,  # users per scoring block: small enough to stay in cache (2x faster than 2048 here)
 ) -> dict[str, dict[str, float]]:
     vectors = user_vectors(model, split.inputs, device=device)
     table = model.item_table().detach().float().cpu()  # (V, d)

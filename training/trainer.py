@@ -97,7 +97,7 @@ class Trainer:
             torch.manual_seed(self._rank_seed())
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
-            weight_decay=train_cfg.weight_decay,
+            weight_decay=train_cfg.weight_decay, foreach=True,  # one kernel per op over all tensors: faster on CPU
         )
         self.train = train_split(data, model_cfg.max_len)
         self.valid = eval_split(data, model_cfg.max_len, "valid")
