@@ -2,10 +2,12 @@
 
     STORE/
       CURRENT              name of the live version (written atomically)
-      v0001/ manifest.json weights.safetensors items.json
+      v0001/ manifest.json weights.safetensors items.json [index.faiss]
       v0002/ ...
 
 A version is written under a temporary name and renamed into place, so it is never seen half-written.
+index.faiss (optional) is a FAISS index over the item rows, built at export for large catalogs so that
+the service need not rebuild it; the manifest names its index-factory string and checksums it like the rest.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.item_index import build_item_index, item_rows, write_item_index
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ITEMS = "items.json"
+INDEX = "index.faiss"
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -49,6 +53,11 @@ class Artifact:
     config: ModelConfig
     model: ELCRec
     item_ids: list[str | None]  # row -> external id; None for padding (row 0) and mask (row N + 1)
+    index_spec: str | None = None  # factory string of the stored index.faiss; None when there is none
+
+    @property
+    def index_path(self) -> Path | None:
+        return self.path / INDEX if self.index_spec is not None else None
 
 
 def sha256_file(path: Path) -> str:
@@ -135,19 +144,35 @@ def write_version(
     item_ids: list[str | None],
     info: dict[str, Any],
     make_current: bool = True,
+    index_spec: str | None = None,
 ) -> Path:
-    """Write the model as the store's next version (atomically); return its directory."""
+    """Write the model as the store's next version (atomically); return its directory.
+
+    With `index_spec` (a FAISS index-factory string such as "IVF4096,Flat" or "HNSW32") the version also
+    stores that index over its item rows, which a service configured with the same string loads as is."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
     if len(item_ids) != cfg.vocab_size:
         raise ArtifactError(f"item vocabulary has {len(item_ids)} rows, the model {cfg.vocab_size}")
+    if "index" in info:
+        raise ArtifactError("the manifest's 'index' entry describes index.faiss: pass index_spec instead")
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    index = None
+    if index_spec is not None:
+        try:
+            index = build_item_index(item_rows(state["item_embeddings.weight"].numpy()), index_spec)
+        except ValueError as exc:
+            raise ArtifactError(f"cannot build the item index: {exc}") from exc
+    files = (WEIGHTS, ITEMS) if index is None else (WEIGHTS, ITEMS, INDEX)
     tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
     try:
         os.chmod(tmp, 0o755)
-        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
         _save_weights(state, tmp / WEIGHTS)
         (tmp / ITEMS).write_text(json.dumps({"ids": item_ids}))
+        if index is not None:
+            write_item_index(index, tmp / INDEX)
+            info = {**info, "index": {"spec": index_spec, "file": INDEX}}
         existing = list_versions(store)
         number = int(existing[-1][1:]) + 1 if existing else 1
         version = f"v{number:04d}"
@@ -160,10 +185,10 @@ def write_version(
             "n_items": cfg.n_items,
             "n_intents": cfg.n_intents,
             **info,
-            "files": {name: sha256_file(tmp / name) for name in (WEIGHTS, ITEMS)},
+            "files": {name: sha256_file(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        for name in (WEIGHTS, ITEMS, MANIFEST):
+        for name in (*files, MANIFEST):
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
         while True:
@@ -205,8 +230,11 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
     version_dir = resolve(path)
     manifest = read_manifest(version_dir)
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != {WEIGHTS, ITEMS}:
-        raise ArtifactError(f"{version_dir / MANIFEST} does not list the checksums of {WEIGHTS} and {ITEMS}")
+    if not isinstance(files, dict) or set(files) not in ({WEIGHTS, ITEMS}, {WEIGHTS, ITEMS, INDEX}):
+        raise ArtifactError(
+            f"{version_dir / MANIFEST} does not list the checksums of {WEIGHTS} and {ITEMS} (and of {INDEX}, if any)"
+        )
+    index_spec = _stored_index_spec(manifest, INDEX in files, version_dir)
     if verify:
         for name, expected in files.items():
             if not (version_dir / name).is_file():
@@ -238,4 +266,18 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
         )
     model.load_state_dict(state)
     model.to(device).eval()
-    return Artifact(version_dir, str(manifest.get("version", version_dir.name)), manifest, cfg, model, items)
+    version = str(manifest.get("version", version_dir.name))
+    return Artifact(version_dir, version, manifest, cfg, model, items, index_spec)
+
+
+def _stored_index_spec(manifest: dict[str, Any], listed: bool, version_dir: Path) -> str | None:
+    entry = manifest.get("index")
+    if not listed and entry is None:
+        return None
+    if not listed:
+        raise ArtifactError(f"{version_dir / MANIFEST} describes a stored index but does not checksum {INDEX}")
+    if not isinstance(entry, dict) or entry.get("file") != INDEX or not isinstance(entry.get("spec"), str):
+        raise ArtifactError(
+            f"{version_dir / MANIFEST} checksums {INDEX} but has no index entry {{\"spec\": ..., \"file\": \"{INDEX}\"}}"
+        )
+    return str(entry["spec"])

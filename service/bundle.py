@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,7 +15,10 @@ import torch
 from model.artifact import ArtifactError, load_artifact
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.item_index import read_item_index
 from service.retrieval import ItemIndex
+
+log = logging.getLogger("elcrec.bundle")
 
 
 def pick_device(name: str) -> torch.device:
@@ -107,10 +111,23 @@ def build_bundle(
     art = load_artifact(version_dir, device)
     rows = _row_map(art.item_ids, art.config.n_items, version_dir)
     table = art.model.item_table().detach().float().cpu().numpy()
+    stored = None
+    if art.index_path is not None and art.index_spec == index_spec:
+        try:  # built by the export from these weights (both checksummed): no rebuild at start-up
+            stored = read_item_index(art.index_path, art.config.n_items, art.config.d)
+        except ValueError as exc:
+            raise ArtifactError(f"the stored index of {version_dir} is unusable: {exc}") from exc
     try:
-        index = ItemIndex(table, index_spec, index_params)
+        index = ItemIndex(table, index_spec, index_params, stored)
     except (ValueError, RuntimeError) as exc:
         raise ArtifactError(f"cannot index the items of {version_dir}: {exc}") from exc
+    log.info(
+        "%s: %s index %r over %d items",
+        version_dir.name,
+        "stored" if stored is not None else "built",
+        index_spec,
+        art.config.n_items,
+    )
     popular = art.manifest.get("popular_items")
     popular_rows = (
         [rows[i] for i in popular if isinstance(i, str) and i in rows] if isinstance(popular, list) else []

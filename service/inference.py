@@ -10,7 +10,6 @@ import torch
 
 from model.intents import assign_intents
 from service.bundle import ModelBundle
-from service.retrieval import top_unseen
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,18 +53,9 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
         dist, intent = assign_intents(model.pool(hidden, ids).float(), model.intent_centers.float(), top)
     user_np = user.cpu().numpy()
     dist_l, intent_l = dist.cpu().tolist(), intent.cpu().tolist()
-    depth = max(q.k + len(q.exclude) if q.k else 0 for q in queries)
-    if depth:
-        scores, rows = bundle.index.search(user_np, depth)
-    answers = []
-    for i, q in enumerate(queries):
-        got_rows: list[int] = []
-        got_scores: list[float] = []
-        excluded = 0
-        if q.k:
-            # Searching k + |exclude| deep leaves k unseen hits whatever was seen (exact for Flat).
-            got_rows, got_scores, excluded = top_unseen(scores[i], rows[i], q.k, q.exclude)
-        answers.append(
-            Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], excluded)
-        )
-    return answers
+    # k unseen hits per query, approximate index or not (it searches deeper when one comes back short).
+    hits = bundle.index.search_unseen(user_np, [q.k for q in queries], [q.exclude for q in queries])
+    return [
+        Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], excluded)
+        for i, (q, (got_rows, got_scores, excluded)) in enumerate(zip(queries, hits, strict=True))
+    ]

@@ -144,8 +144,11 @@ class Recommender:
         if not 1 <= k <= min(bundle.n_items, self.settings.max_k):
             raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
         center = F.normalize(bundle.model.intent_centers[intent_id].detach().float(), dim=-1)
-        scores, rows = bundle.index.search(center.cpu().numpy()[None].astype(np.float32), k)
-        hits = [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+        # search_unseen, not search: an approximate index that comes back short is searched deeper.
+        [(rows, scores, _)] = bundle.index.search_unseen(
+            center.cpu().numpy()[None].astype(np.float32), [k], [frozenset()]
+        )
+        hits = list(zip(rows, scores, strict=True))
         share = bundle.intent_shares[intent_id] if bundle.intent_shares is not None else None
         return IntentDetail(
             id=intent_id,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import faiss
 import numpy as np
+
+from model.item_index import build_item_index, item_rows
 
 
 class IndexSpecError(ValueError):
@@ -13,21 +15,27 @@ class IndexSpecError(ValueError):
 
 
 class ItemIndex:
-    """FAISS index over the real item rows 1..N of a (N + 2, d) table; searches return table rows."""
+    """FAISS index over the real item rows 1..N of a (N + 2, d) table; searches return table rows.
 
-    def __init__(self, table: np.ndarray, spec: str = "Flat", params: str = "") -> None:
-        if table.ndim != 2 or table.shape[0] < 3:
-            raise ValueError(f"item table must be (N + 2, d) with N >= 1, got {table.shape}")
-        items = np.ascontiguousarray(table[1:-1], dtype=np.float32)  # (N, d): row r is label r - 1
+    `stored` is an index read from the artifact (built by the export with the same spec), used as is."""
+
+    def __init__(
+        self, table: np.ndarray, spec: str = "Flat", params: str = "", stored: faiss.Index | None = None
+    ) -> None:
+        items = item_rows(table)  # (N, d): row r is label r - 1; a view of the table when it can be
         self.n_items, self.dim = items.shape
         self.spec = spec
-        try:
-            self._index = faiss.index_factory(self.dim, spec, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise IndexSpecError(f"invalid FAISS index spec {spec!r}: {str(exc).splitlines()[0]}") from exc
-        if not self._index.is_trained:
-            self._index.train(items)
-        self._index.add(items)
+        self.stored = stored is not None
+        self._items = items  # for the exact fallback when an approximate search runs short
+        if stored is not None:
+            if stored.d != self.dim or stored.ntotal != self.n_items:
+                raise ValueError(f"stored index has {stored.ntotal} x {stored.d}, the table {items.shape}")
+            self._index = stored
+        else:
+            try:
+                self._index = build_item_index(items, spec)
+            except ValueError as exc:
+                raise IndexSpecError(str(exc)) from exc
         if params:
             try:
                 faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
@@ -45,6 +53,51 @@ class ItemIndex:
         scores, labels = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         rows = np.where(labels >= 0, labels + 1, -1)
         return np.where(labels >= 0, scores, -np.inf), rows
+
+    def search_unseen(
+        self, queries: np.ndarray, ks: Sequence[int], excludes: Sequence[Collection[int]]
+    ) -> list[tuple[list[int], list[float], int]]:
+        """(B, d) queries, each with its k and rows to exclude -> per query: its best k rows outside the
+        exclusion (fewer only when the catalog has fewer), their scores, and how many excluded rows were
+        skipped on the way (see top_unseen). k = 0 gives nothing.
+
+        One search k + |exclude| deep serves the batch: enough for exact search, where at most |exclude|
+        hits can be dropped. An approximate index can come back short (IVF: the probed lists hold too few
+        items), so a short query is searched again 4x deeper, then exactly against the item rows."""
+        if len(ks) != len(queries) or len(excludes) != len(queries):
+            raise ValueError(f"{len(queries)} queries need as many ks and excludes, got {len(ks)}, {len(excludes)}")
+        depth = max((k + len(ex) for k, ex in zip(ks, excludes, strict=True) if k), default=0)
+        if not depth:
+            return [([], [], 0) for _ in ks]
+        scores, rows = self.search(queries, depth)
+        hits = []
+        for i, (k, exclude) in enumerate(zip(ks, excludes, strict=True)):
+            got = top_unseen(scores[i], rows[i], k, exclude) if k else ([], [], 0)
+            available = self.n_items - sum(1 for r in exclude if 1 <= r <= self.n_items)
+            if len(got[0]) < min(k, available):
+                got = self._search_deeper(queries[i], k, exclude, depth, available)
+            hits.append(got)
+        return hits
+
+    def _search_deeper(
+        self, query: np.ndarray, k: int, exclude: Collection[int], depth: int, available: int
+    ) -> tuple[list[int], list[float], int]:
+        deeper = min(4 * depth, self.n_items)
+        if deeper > depth:
+            scores, rows = self.search(query[None], deeper)
+            got = top_unseen(scores[0], rows[0], k, exclude)
+            if len(got[0]) >= min(k, available):
+                return got
+        # Exact, as Flat would answer: every row scored, the excluded ones masked out.
+        all_scores = self._items @ np.asarray(query, dtype=np.float32)  # (N,)
+        excluded = np.fromiter((r - 1 for r in exclude if 1 <= r <= self.n_items), dtype=np.int64)
+        kept = all_scores.copy()
+        kept[excluded] = -np.inf
+        k = min(k, available)
+        top = np.argpartition(-kept, k - 1)[:k]
+        top = top[np.argsort(-kept[top], kind="stable")]
+        skipped = int((all_scores[excluded] >= kept[top[-1]]).sum())
+        return (top + 1).tolist(), kept[top].tolist(), skipped
 
 
 def top_unseen(

@@ -64,7 +64,10 @@ def export_model(
     item_ids: list[str | None] | None = None,
     device: str = "cpu",
     make_current: bool = True,
+    index_spec: str | None = None,
 ) -> Path:
+    """Write the model as a new version; with `index_spec` (FAISS index-factory string) the version stores
+    that index over its items, which a service configured with the same ELCREC_INDEX uses without a rebuild."""
     ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
     info = {
         "origin": origin,
@@ -75,7 +78,7 @@ def export_model(
         "pooling": model.cfg.pooling,
         "software": {"torch": torch.__version__, "python": platform.python_version()},
     }
-    return write_version(store, model, ids, info, make_current)
+    return write_version(store, model, ids, info, make_current, index_spec)
 
 
 def import_checkpoint(
