@@ -77,8 +77,9 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def write_text_atomic(path: Path, text: str, prefix: str | None = None) -> None:
+    """Write via a temporary file in the same folder and rename: readers see the old or the new text."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -120,7 +121,7 @@ def current_version(store: Path) -> str | None:
 def set_current(store: Path, version: str) -> None:
     if not (store / version / MANIFEST).is_file():
         raise ArtifactError(f"cannot point CURRENT at {version}: {store / version} is not a complete version")
-    _write_text_atomic(store / CURRENT, version + "\n")
+    write_text_atomic(store / CURRENT, version + "\n")
 
 
 def resolve(path: str | Path) -> Path:

@@ -29,10 +29,8 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +42,15 @@ import redis
 import torch
 from redis.exceptions import RedisError, ResponseError
 
-from model.artifact import Artifact, ArtifactError, current_version, load_artifact, set_current, write_version
+from model.artifact import (
+    Artifact,
+    ArtifactError,
+    current_version,
+    load_artifact,
+    set_current,
+    write_text_atomic,
+    write_version,
+)
 from model.encoder import ELCRec
 from training.config import TrainConfig
 from training.data import (
@@ -368,18 +374,7 @@ def read_base(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX + path.name + ".")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text, prefix=TMP_PREFIX + path.name + ".")  # TMP_PREFIX: stale ones get cleaned
 
 
 def write_merged(store: Path, version: str, merged: Merged, meta: dict[str, Any]) -> Path:

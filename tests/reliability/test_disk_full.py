@@ -57,7 +57,7 @@ def test_enospc_anywhere_in_write_version_leaves_the_store_as_it_was(
     elif where == "fsync":
         monkeypatch.setattr(artifact.os, "fsync", _enospc)
     elif where == "CURRENT":
-        monkeypatch.setattr(artifact, "_write_text_atomic", _enospc)
+        monkeypatch.setattr(artifact, "write_text_atomic", _enospc)
     monkeypatch.setattr(Path, "write_text", write_text)
 
     with pytest.raises(OSError, match="No space left on device"):
