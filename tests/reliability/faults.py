@@ -4,14 +4,13 @@ closed-loop request generator that records every call."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.service.support import REDIS_SERVER, RedisServer, wait_for
+from tests.service.support import RedisServer
 
 
 class DurableRedis(RedisServer):
@@ -23,11 +22,8 @@ class DurableRedis(RedisServer):
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
-    def start(self) -> None:
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-        argv += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._pong, 10, f"redis-server on port {self.port}")
+    def options(self) -> list[str]:
+        return ["--dir", str(self.directory), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 @dataclass

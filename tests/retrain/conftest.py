@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from retrain_testkit import REDIS_SERVER, RedisServer, train_store, write_base
+
+from tests.retrain.retrain_testkit import REDIS_SERVER, RedisServer, train_store, write_base
 
 
 @pytest.fixture(autouse=True)

@@ -4,97 +4,32 @@ redis-server, events written the way the service writes them, and `elcrec retrai
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from model.config import ModelConfig
+from tests.service import support
+from tests.service.support import REDIS_SERVER, RedisServer, free_port, wait_for  # noqa: F401 (re-exported)
 from training.config import TrainConfig
 from training.data import Interactions, write_interactions
 from training.export import export_model
 from training.synthetic import SyntheticSpec, generate
 from training.trainer import Trainer
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 ELCREC_CLI = Path(sys.executable).parent / "elcrec"
 EVENTS_STREAM = "elcrec:events"  # the service's stream (service/history.py)
 WATERMARK_KEY = "elcrec:retrain:watermark"
 N_ITEMS = 60
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without ELCREC_* settings, one thread per process (the CI box is shared)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ELCREC_")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
-    return env
-
-
-class RedisServer:
-    """A redis-server of our own on a free loopback port (checked: the pid answering is ours)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True)
-
-    def start(self) -> None:
-        argv = [
-            REDIS_SERVER,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def ours() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, f"redis-server on {self.port} exited"
-            try:
-                with self.client() as c:
-                    return int(c.info("server")["process_id"]) == self.proc.pid
-            except redis.RedisError:
-                return False
-
-        wait_for(ours, 10, f"redis-server on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
+    return support.clean_env(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **extra)
 
 
 def write_base(path: Path, users: int = 300, items: int = N_ITEMS, intents: int = 3) -> Interactions:

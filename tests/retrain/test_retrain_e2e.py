@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from retrain_testkit import ELCREC_CLI, clean_env, free_port, run_cli, wait_for, watermark
+
+from tests.retrain.retrain_testkit import ELCREC_CLI, clean_env, free_port, run_cli, wait_for, watermark
 
 NEW_ITEMS = ["sku-a", "sku-b", "sku-c", "sku-d"]
 

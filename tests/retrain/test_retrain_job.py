@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 import redis
 import torch
-from retrain_testkit import (
+from typer.testing import CliRunner
+
+import training.retrain as job
+from model.artifact import current_version, load_artifact, set_current
+from tests.retrain.retrain_testkit import (
     ELCREC_CLI,
     WATERMARK_KEY,
     add_events,
@@ -26,10 +30,6 @@ from retrain_testkit import (
     store_listing,
     watermark,
 )
-from typer.testing import CliRunner
-
-import training.retrain as job
-from model.artifact import current_version, load_artifact, set_current
 from training.cli import app
 from training.data import read_interactions
 from training.retrain import EventLog, RetrainOptions, retrain

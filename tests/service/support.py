@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 import torch
 
 from model.artifact import write_version
@@ -117,29 +118,26 @@ class RedisServer:
             s.sendall(command + b"\r\n")
             return s.recv(64)
 
-    def _pong(self) -> bool:
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def _ours(self) -> bool:
+        """Up, and the server answering on the port is the process we started (not a stranger's)."""
+        assert self.proc is not None and self.proc.poll() is None, f"redis-server on {self.port} exited"
         try:
-            return self._command(b"PING").startswith(b"+PONG")
-        except OSError:
+            with self.client() as c:
+                return int(c.info("server")["process_id"]) == self.proc.pid
+        except redis.RedisError:
             return False
 
+    def options(self) -> list[str]:
+        """redis-server options beyond port and bind: no persistence for throw-away servers."""
+        return ["--save", "", "--appendonly", "no"]
+
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self._pong, 10, f"redis-server on port {self.port}")
+        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", *self.options()]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ours, 10, f"redis-server on port {self.port}")
 
     def stop(self) -> None:
         if self.proc is not None:
