@@ -4,7 +4,6 @@ and that knows the new items, while a request loop running the whole time sees n
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.retrain.retrain_testkit import ELCREC_CLI, clean_env, free_port, run_cli, wait_for, watermark
+from tests.retrain.retrain_testkit import ELCREC_CLI, clean_env, run_cli, wait_for, watermark
+from tests.service.support import serve_process
 
 NEW_ITEMS = ["sku-a", "sku-b", "sku-c", "sku-d"]
 
@@ -22,34 +22,11 @@ NEW_ITEMS = ["sku-a", "sku-b", "sku-c", "sku-d"]
 def served(store: Path, redis_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
     if not ELCREC_CLI.is_file():
         pytest.skip(f"the elcrec command is not installed beside the interpreter ({ELCREC_CLI})")
-    port = free_port()
     env = clean_env(
         ELCREC_REDIS_URL=redis_url, ELCREC_POLL_INTERVAL_S="0.2", ELCREC_DEVICE="cpu", ELCREC_THREADS="1"
     )
-    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115  (closed below, read in failures)
-    proc = subprocess.Popen(
-        [str(ELCREC_CLI), "serve", "--artifacts", str(store), "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-
-    def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            return client.get("/health/ready").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, 60, "elcrec serve to become ready")
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    with serve_process(store, env, tmp_path / "serve.log") as served_process:
+        yield served_process.client
 
 
 class RequestLoop(threading.Thread):

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,40 @@ class RedisServer:
 
     def flush(self) -> None:
         assert self._command(b"FLUSHALL").startswith(b"+OK")
+
+
+@dataclass
+class ServeProcess:
+    client: httpx.Client
+    log_path: Path
+    exit_code: int | None = None  # set once the process has been stopped
+
+
+@contextlib.contextmanager
+def serve_process(store: Path, env: dict[str, str], log_path: Path, ready_timeout: float = 60) -> Iterator[ServeProcess]:
+    """`elcrec serve` as a real process on a free loopback port, ready when yielded; SIGTERM on exit."""
+    port = free_port()
+    with open(log_path, "w+") as log:
+        proc = subprocess.Popen(
+            [str(ELCREC_CLI), "serve", "--artifacts", str(store), "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        served = ServeProcess(httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10), log_path)
+
+        def up() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return served.client.get("/health/ready").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_for(up, ready_timeout, "elcrec serve to become ready")
+            yield served
+        finally:
+            served.client.close()
+            proc.terminate()
+            served.exit_code = proc.wait(timeout=30)
+

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from model.artifact import MANIFEST, WEIGHTS, set_current
-from tests.service.support import ELCREC_CLI, RedisServer, clean_env, free_port, wait_for
+from tests.service.support import RedisServer, clean_env, serve_process, wait_for
 
 TOKEN = "e2e-admin-token-9f2c"
 
@@ -26,7 +25,6 @@ def served(
 ) -> Iterator[tuple[httpx.Client, Path]]:
     store = tmp_path / "store"
     shutil.copytree(official_store, store)  # this test adds versions; the session's store stays as it is
-    port = free_port()
     env = clean_env(
         ELCREC_REDIS_URL=own_redis.url,
         ELCREC_ADMIN_TOKEN=TOKEN,
@@ -34,34 +32,13 @@ def served(
         ELCREC_REDIS_TIMEOUT_S="0.5",
         ELCREC_LOG_LEVEL="info",
     )
-    log = open(tmp_path / "serve.log", "w+")  # noqa: SIM115  (closed below, read in the assertions)
-    proc = subprocess.Popen(
-        [str(ELCREC_CLI), "serve", "--artifacts", str(store), "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-
-    def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            return client.get("/health/ready").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, 120, "elcrec serve to become ready")
-        yield client, store
-    finally:
-        client.close()
-        proc.terminate()
-        code = proc.wait(timeout=30)
-        log.close()
-        text = (tmp_path / "serve.log").read_text()
-        assert TOKEN not in text, "the admin token leaked into the log"
-        # uvicorn shuts down gracefully on SIGTERM, then re-raises it so the exit status tells why it ended.
-        assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in text, text
+    with serve_process(store, env, tmp_path / "serve.log", ready_timeout=120) as served_process:
+        yield served_process.client, store
+    text = served_process.log_path.read_text()
+    assert TOKEN not in text, "the admin token leaked into the log"
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it so the exit status tells why it ended.
+    code = served_process.exit_code
+    assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in text, text
 
 
 def test_serve_end_to_end(served: tuple[httpx.Client, Path], own_redis: RedisServer) -> None:
