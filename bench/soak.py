@@ -24,14 +24,12 @@ environment reach the service (e.g. ELCREC_THREADS=1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +41,7 @@ from typing import Any
 import httpx
 import torch
 
-from bench.load import HOST, free_port, parse_wrk, wait_until
+from bench.load import HOST, free_port, parse_wrk, stop_processes, wait_until
 from model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
 from model.config import ModelConfig
 from model.encoder import ELCRec
@@ -363,13 +361,7 @@ def main() -> None:
             raise SystemExit("the admin token appeared in the service log")
     finally:
         stop.set()
-        for proc in reversed(procs):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes(procs)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
