@@ -54,12 +54,17 @@ async def get_holder(request: Request) -> ModelHolder:
     return _resources(request).holder
 
 
-async def get_bundle(request: Request) -> ModelBundle:
+def current_bundle(request: Request) -> tuple[Resources, ModelBundle]:
     # Read once per request: a reload swapping the reference mid-request does not affect this request.
-    bundle = _resources(request).holder.bundle
+    resources = _resources(request)
+    bundle = resources.holder.bundle
     if bundle is None:
         raise HTTPException(503, "no model is loaded yet")
-    return bundle
+    return resources, bundle
+
+
+async def get_bundle(request: Request) -> ModelBundle:
+    return current_bundle(request)[1]
 
 
 async def get_metrics(request: Request) -> Metrics:

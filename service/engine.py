@@ -1,4 +1,4 @@
-"""Micro-batching: concurrent requests share one encoder call, run on one worker thread off the loop."""
+"""Micro-batching: concurrent requests share one encoder call, run on the event loop or on one worker thread."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class Engine:
     """Collects queries for up to `window_s` (or until `max_size` are waiting) when idle; while a batch
     runs, new queries pile up and form the next batch at once, so load raises the batch size, not the wait."""
 
-    def __init__(self, window_s: float, max_size: int, metrics: Metrics) -> None:
+    def __init__(self, window_s: float, max_size: int, metrics: Metrics, thread: bool = False) -> None:
         self.window_s = window_s
         self.max_size = max_size
         self.metrics = metrics
@@ -30,8 +30,13 @@ class Engine:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # One thread: batches run one after another and torch keeps its own intra-op threads.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="elcrec-infer")
+        # Inline (default), a batch runs on the event loop: no thread hand-off and no contention for the GIL,
+        # which on a few CPU cores costs more than the loop loses while blocked (requests arriving meanwhile
+        # wait in the socket buffers and form the next batch). With `thread`, one worker thread runs the
+        # batches one after another (torch keeps its own intra-op threads): for batches that take long.
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="elcrec-infer") if thread else None
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="elcrec-batcher")
@@ -46,7 +51,8 @@ class Engine:
                 fut.set_exception(RuntimeError("the inference engine is shutting down"))
         self._pending.clear()
         self._running.clear()
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     async def infer(self, bundle: ModelBundle, query: Query) -> Answer:
         if self._task is None or self._task.done():
@@ -85,9 +91,11 @@ class Engine:
         for items in groups.values():
             start = time.perf_counter()
             try:
-                answers = await loop.run_in_executor(
-                    self._executor, run_batch, items[0][0], [q for _, q, _ in items]
-                )
+                queries = [q for _, q, _ in items]
+                if self._executor is None:
+                    answers = run_batch(items[0][0], queries)
+                else:
+                    answers = await loop.run_in_executor(self._executor, run_batch, items[0][0], queries)
             except Exception as exc:
                 log.exception("inference batch of %d failed", len(items))
                 for _, _, fut in items:

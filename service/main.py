@@ -30,6 +30,7 @@ from service.reload import ModelHolder
 from service.settings import Settings
 
 log = logging.getLogger("elcrec.service")
+BLAS_QUERIES = 16
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
@@ -54,12 +55,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
             faiss.omp_set_num_threads(settings.threads)
+        # Exact search of a micro-batch as one matrix product (BLAS) from this many queries on. This FAISS
+        # build's default (128000) scans query by query: 2.2x slower for a batch of 32 on the Beauty items.
+        faiss.cvar.distance_compute_blas_threshold = BLAS_QUERIES
         holder = ModelHolder(
             settings.artifacts, pick_device(settings.device), metrics, settings.index, settings.index_params
         )
         await holder.reload(force=True)  # no model, no service: ArtifactError stops the start-up
         history = _history(settings, metrics)
-        engine = Engine(settings.batch_window_ms / 1000, settings.batch_max_size, metrics)
+        engine = Engine(
+            settings.batch_window_ms / 1000, settings.batch_max_size, metrics, settings.inference_thread
+        )
         engine.start()
         recommender = Recommender(settings, engine, history, metrics)
         app.state.resources = Resources(settings, metrics, holder, engine, history, recommender)

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     batch_window_ms: Annotated[float, Field(ge=0, le=100)] = 1.0  # how long an idle batcher waits for company
     batch_max_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    # Run micro-batches on a worker thread rather than on the event loop (for batches that take long).
+    inference_thread: bool = False
     index: str = "Flat"  # FAISS index-factory string over the item table (inner product)
     index_params: str = ""  # faiss ParameterSpace string, e.g. "nprobe=16" or "efSearch=128"
     threads: Annotated[int | None, Field(ge=1)] = (

@@ -3,6 +3,7 @@ in-process history store."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -180,7 +181,7 @@ async def test_missing_manifest_fields_are_tolerated(tmp_path: Path) -> None:
         ({"user_id": "a b"}, "no whitespace"),
         ({"user_id": "a\nb"}, "no whitespace"),
         ({"history": ["i1", ""]}, "at least 1 character"),
-        ({"history": "i1"}, "valid list"),
+        ({"history": "i1"}, "valid array"),
         ({"history": ["i1"], "kk": 3}, "Extra inputs are not permitted"),
         ({"history": ["i1"] * 1001}, "at most 1000 allowed"),
         ({"history": ["i1", "nope", "i2", "nada"]}, "'nope', 'nada'"),
@@ -298,3 +299,44 @@ def test_serve_refuses_a_missing_store_or_bad_settings(
     with pytest.raises(SystemExit):
         serve(artifacts=tmp_path, host="127.0.0.1", port=1)
     assert "batch_max_size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "fragment"),
+    [
+        (b'{"history": ["i1"], "k": 1e400}', "application/json", "finite number"),  # inf: answered, as null
+        (b"\xff\xfe", "application/json", "json_invalid"),  # not UTF-8: not echoed back
+        (b"", "application/json", "Input should be an object"),
+        (b'["i1"]', "application/json", "Input should be an object"),
+        (b'{"history": ["i1"]}', "text/plain", "must be JSON"),
+    ],
+)
+async def test_raw_bodies_get_a_422_in_fastapi_format(
+    client: AppClient, content: bytes, content_type: str, fragment: str
+) -> None:
+    r = await client.post("/v1/recommend", content=content, headers={"content-type": content_type})
+    assert r.status_code == 422, r.text
+    assert fragment in r.text
+    assert all(e["loc"][0] == "body" for e in r.json()["detail"])
+
+
+async def test_json_with_charset_and_vendor_types_is_read(client: AppClient) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        r = await client.post(
+            "/v1/recommend", content=b'{"history": ["i1"], "k": 2}', headers={"content-type": content_type}
+        )
+        assert r.status_code == 200 and len(r.json()["items"]) == 2, r.text
+
+
+async def test_inference_thread_gives_the_same_answers(store: Path) -> None:
+    body = {"history": ["i1", "i2", "i3"], "k": 5}
+    async with running_app(settings_for(store)) as inline:
+        expected = (await inline.post("/v1/recommend", json=body)).json()
+    async with running_app(settings_for(store, inference_thread=True)) as threaded:
+        assert threaded.resources.engine._executor is not None
+        got = await asyncio.gather(*(threaded.post("/v1/recommend", json=body) for _ in range(8)))
+    for r in got:  # a batch of 8 may round differently from a batch of 1: ids equal, scores close
+        answer = r.json()
+        assert [i["item_id"] for i in answer["items"]] == [i["item_id"] for i in expected["items"]]
+        assert answer["intent"]["id"] == expected["intent"]["id"]
+        assert [i["score"] for i in answer["items"]] == pytest.approx([i["score"] for i in expected["items"]])
