@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -28,11 +28,15 @@ class Resources:
     recommender: Recommender
 
 
-def _resources(request: Request) -> Resources:
-    resources: Resources | None = getattr(request.app.state, "resources", None)
+def app_resources(app: Any) -> Resources:
+    resources: Resources | None = getattr(app.state, "resources", None)
     if resources is None:
         raise HTTPException(503, "the service is starting or stopping")
     return resources
+
+
+def _resources(request: Request) -> Resources:
+    return app_resources(request.app)
 
 
 # Each dependency reads the request directly rather than through a shared sub-dependency, and is
@@ -54,17 +58,12 @@ async def get_holder(request: Request) -> ModelHolder:
     return _resources(request).holder
 
 
-def current_bundle(request: Request) -> tuple[Resources, ModelBundle]:
+async def get_bundle(request: Request) -> ModelBundle:
     # Read once per request: a reload swapping the reference mid-request does not affect this request.
-    resources = _resources(request)
-    bundle = resources.holder.bundle
+    bundle = _resources(request).holder.bundle
     if bundle is None:
         raise HTTPException(503, "no model is loaded yet")
-    return resources, bundle
-
-
-async def get_bundle(request: Request) -> ModelBundle:
-    return current_bundle(request)[1]
+    return bundle
 
 
 async def get_metrics(request: Request) -> Metrics:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from service.bundle import ModelBundle
@@ -18,14 +19,17 @@ _Pending = tuple[ModelBundle, Query, "asyncio.Future[Answer]"]
 
 
 class Engine:
-    """Collects queries for up to `window_s` (or until `max_size` are waiting) when idle; while a batch
-    runs, new queries pile up and form the next batch at once, so load raises the batch size, not the wait."""
+    """Collects queries for up to `window_s` (or until `max_size` are waiting) when idle, but only while other
+    requests are on their way to it (fetching a history from Redis: `on_the_way`): a lone request does not wait
+    for company that is not coming. While a batch runs, new queries pile up and form the next batch at once,
+    so load raises the batch size, not the wait."""
 
     def __init__(self, window_s: float, max_size: int, metrics: Metrics, thread: bool = False) -> None:
         self.window_s = window_s
         self.max_size = max_size
         self.metrics = metrics
         self._pending: list[_Pending] = []
+        self._incoming = 0  # requests that will call infer as soon as their history arrives
         self._running: list[_Pending] = []
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -54,6 +58,17 @@ class Engine:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    @contextlib.contextmanager
+    def on_the_way(self) -> Iterator[None]:
+        """Wrap a request's last await before `infer`: the batcher waits (up to the window) for it."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
+            if self._incoming == 0:
+                self._full.set()  # everyone expected has arrived (or failed): no reason to wait longer
+
     async def infer(self, bundle: ModelBundle, query: Query) -> Answer:
         if self._task is None or self._task.done():
             raise RuntimeError("the inference engine is not running")
@@ -69,9 +84,13 @@ class Engine:
         backlog = False
         while True:
             await self._wake.wait()
-            if not backlog and self.window_s > 0 and len(self._pending) < self.max_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.window_s)
+            if not backlog and len(self._pending) < self.max_size:
+                if self.window_s > 0 and self._incoming > 0:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), self.window_s)
+                else:  # one turn of the loop: requests already read from their sockets join this batch
+                    await asyncio.sleep(0)
             batch, self._pending = self._pending[: self.max_size], self._pending[self.max_size :]
             self._full.clear()
             if not self._pending:

@@ -11,14 +11,16 @@ import asyncio
 import contextlib
 import json
 from collections import OrderedDict, deque
-from typing import Protocol
+from typing import Any, Protocol
 
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from service.metrics import Metrics
+from service.resp import PipelinedReader
 
 HISTORY_PREFIX = "elcrec:hist:"
 EVENTS_STREAM = "elcrec:events"
@@ -105,6 +107,8 @@ class RedisHistory:
         self._metrics = metrics
         self._stream_maxlen = stream_maxlen
         self._reads: list[tuple[str, asyncio.Future[list[str]]]] = []
+        # Reads over our own pipelined connection where the URL allows it (service/resp.py), else redis-py.
+        self._fast = PipelinedReader(url, timeout_s) if PipelinedReader.supports(url) else None
         self._reader: asyncio.Task[None] | None = None
 
     def _failed(self, operation: str, exc: Exception) -> HistoryUnavailable:
@@ -124,19 +128,25 @@ class RedisHistory:
         while self._reads:
             batch = self._reads[:_MAX_READS_PER_PIPELINE]
             del self._reads[:_MAX_READS_PER_PIPELINE]
+            replies: list[Any]
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for user_id, _ in batch:
-                    pipe.eval(_READ_LIST_AS_JSON, 1, history_key(user_id))
-                replies = await pipe.execute(raise_on_error=False)
-            except (RedisError, OSError) as exc:
+                if self._fast is not None:
+                    replies = await self._fast.run([("LRANGE", history_key(u), "0", "-1") for u, _ in batch])
+                else:
+                    pipe = self._redis.pipeline(transaction=False)
+                    for user_id, _ in batch:
+                        pipe.eval(_READ_LIST_AS_JSON, 1, history_key(user_id))
+                    replies = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError, TimeoutError, hiredis.HiredisError) as exc:
                 replies = [exc] * len(batch)
             for (_, fut), reply in zip(batch, replies, strict=True):
                 if fut.done():
                     continue
                 if isinstance(reply, Exception):
                     fut.set_exception(self._failed("read", reply))
-                else:  # cjson writes an empty list as {}
+                elif isinstance(reply, list):  # LRANGE over our connection
+                    fut.set_result(reply)
+                else:  # redis-py's EVAL reply: JSON, where cjson writes an empty list as {}
                     items = json.loads(reply)
                     fut.set_result(items if isinstance(items, list) else [])
 
@@ -168,4 +178,6 @@ class RedisHistory:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        if self._fast is not None:
+            self._fast.close()
         await self._redis.aclose()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from service.bundle import ModelBundle
 from service.engine import Engine
+from service.errors import InvalidInput, NotFound
 from service.history import HistoryStore
 from service.inference import Answer, Query
 from service.metrics import Metrics
@@ -24,19 +25,6 @@ from service.schemas import (
     UserIntentResponse,
 )
 from service.settings import Settings
-
-
-class InvalidInput(Exception):
-    """A request the service understood but cannot serve as asked (-> 422)."""
-
-    def __init__(self, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra
-
-
-class NotFound(Exception):
-    pass
 
 
 def _intent(answer: Answer) -> Intent:
@@ -78,7 +66,9 @@ class Recommender:
         stored: list[int] = []
         if req.user_id is not None:
             # Unknown items in a stored history are tomorrow's catalog: skipped, not an error.
-            stored, _ = bundle.split_known(await self.history.get(req.user_id))
+            with self.engine.on_the_way():
+                history = await self.history.get(req.user_id)
+            stored, _ = bundle.split_known(history)
         rows = stored + explicit
         seen = frozenset(rows) if req.exclude_seen else frozenset()
         if not rows:

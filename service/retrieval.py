@@ -9,6 +9,8 @@ import numpy as np
 
 from model.item_index import build_item_index, item_rows
 
+BLAS_MIN_QUERIES = 4
+
 
 class IndexSpecError(ValueError):
     pass
@@ -36,6 +38,7 @@ class ItemIndex:
                 self._index = build_item_index(items, spec)
             except ValueError as exc:
                 raise IndexSpecError(str(exc)) from exc
+        self._flat = isinstance(self._index, faiss.IndexFlat)
         if params:
             try:
                 faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
@@ -50,6 +53,11 @@ class ItemIndex:
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ValueError(f"queries must be (B, {self.dim}), got {queries.shape}")
         k = min(k, self.n_items)
+        if self._flat:
+            # Exact search: one matrix product (BLAS) for a micro-batch of 4 or more queries, a scan per query
+            # below that. This FAISS build's default threshold never uses BLAS here: 2.3x slower for a batch of
+            # 32 over the Beauty items, while for 1-2 queries the scan is 2-3x faster than BLAS.
+            faiss.cvar.distance_compute_blas_threshold = 1 if len(queries) >= BLAS_MIN_QUERIES else 2**31 - 1
         scores, labels = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         rows = np.where(labels >= 0, labels + 1, -1)
         return np.where(labels >= 0, scores, -np.inf), rows

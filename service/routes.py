@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from pydantic_core import to_json
 
 from model.artifact import ArtifactError
-from service.deps import AdminDep, BundleDep, HolderDep, RecommenderDep, current_bundle
+from service.deps import AdminDep, BundleDep, HolderDep, RecommenderDep, Resources, ResourcesDep
 from service.schemas import (
     EventsRequest,
     EventsResponse,
@@ -52,14 +51,15 @@ UserIdPath = Annotated[Id, Path(description="1-128 visible ASCII characters (no 
 
 
 # The hot path reads and writes its JSON itself: FastAPI's body parameter would parse the body into Python
-# objects before validating them, and re-validate the response model before serialising it; together about
-# as much work as the rest of the request. The OpenAPI document still states both bodies.
+# objects before validating them, and re-validate the response model before serialising it. The route below
+# documents it; service/fastpath.py serves it without FastAPI's routing layers (the same function answers).
 _RECOMMEND_BODY = {
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": RecommendRequest.model_json_schema()}},
     }
 }
+RECOMMEND_PATH = "/v1/recommend"
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -67,6 +67,11 @@ def _is_json(content_type: str | None) -> bool:
         return True  # as FastAPI: no content type, read as JSON
     main = content_type.split(";", 1)[0].strip().lower()
     return main == "application/json" or (main.startswith("application/") and main.endswith("+json"))
+
+
+def _json(payload: Any, status: int) -> Response:
+    # 1e400 parses to inf: written as null rather than as invalid JSON
+    return Response(to_json(payload, inf_nan_mode="null", fallback=str), status, media_type="application/json")
 
 
 def _body_errors(exc: ValidationError) -> Response:
@@ -77,29 +82,35 @@ def _body_errors(exc: ValidationError) -> Response:
         if e["type"] != "json_invalid":  # never the raw bytes back; other inputs came out of valid JSON
             error["input"] = e.get("input")
         if "ctx" in e:
-            error["ctx"] = {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in e["ctx"].items()}
+            error["ctx"] = {
+                k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in e["ctx"].items()
+            }
         errors.append(error)
-    # 1e400 parses to inf: written as null rather than as invalid JSON
-    body = to_json({"detail": errors}, inf_nan_mode="null", fallback=str)
-    return Response(body, status_code=422, media_type="application/json")
+    return _json({"detail": errors}, 422)
 
 
-@router.post("/recommend", response_model=RecommendResponse, responses=BODY, openapi_extra=_RECOMMEND_BODY)
-async def recommend(request: Request) -> Response:
-    resources, bundle = current_bundle(request)
-    if not _is_json(request.headers.get("content-type")):
-        return JSONResponse(
-            {"detail": [{"type": "content_type", "loc": ["body"], "msg": "the body must be JSON (application/json)",
-                         "input": None}]},
-            status_code=422,
-        )
-    body = await request.body()
+_NOT_JSON = {"type": "content_type", "loc": ["body"], "msg": "the body must be JSON (application/json)", "input": None}
+
+
+async def recommend_body(resources: Resources, content_type: str | None, body: bytes) -> Response:
+    """POST /v1/recommend from its raw body. Raises what the app's exception handlers answer (errors.py)."""
+    bundle = resources.holder.bundle  # once: a reload swapping it mid-request does not affect this request
+    if bundle is None:
+        raise HTTPException(503, "no model is loaded yet")
+    if not _is_json(content_type):
+        return _json({"detail": [_NOT_JSON]}, 422)
     try:
         req = RecommendRequest.model_validate_json(body or b"null")
     except ValidationError as exc:
         return _body_errors(exc)
     answer = await resources.recommender.recommend(bundle, req)
     return Response(answer.__pydantic_serializer__.to_json(answer), media_type="application/json")
+
+
+@router.post(RECOMMEND_PATH.removeprefix("/v1"), response_model=RecommendResponse, responses=BODY,
+             openapi_extra=_RECOMMEND_BODY)
+async def recommend(request: Request, resources: ResourcesDep) -> Response:
+    return await recommend_body(resources, request.headers.get("content-type"), await request.body())
 
 
 @router.post("/users/{user_id}/events", responses=BODY)
