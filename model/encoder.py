@@ -117,7 +117,7 @@ class ELCRec(nn.Module):
             raise ValueError(f"sequence length {t} exceeds max_len {self.cfg.max_len}")
         pos = self.position_embeddings.weight[self.cfg.max_len - t :]  # (t, d)
         x = self.dropout(self.norm(self.item_embeddings(ids) + pos))  # (B, t, d)
-        mask = attention_mask(ids)
+        mask = attention_mask(ids).to(x.dtype)  # half-precision models add it in their own dtype
         for block in self.blocks:
             x = block(x, mask)
         return x

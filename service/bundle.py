@@ -16,7 +16,8 @@ from model.artifact import ArtifactError, load_artifact
 from model.config import ModelConfig
 from model.encoder import ELCRec
 from model.item_index import read_item_index
-from service.retrieval import ItemIndex
+from service.precision import PrecisionCheck, to_precision
+from service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
 
 log = logging.getLogger("elcrec.bundle")
 
@@ -41,11 +42,13 @@ class ModelBundle:
     config: ModelConfig
     model: ELCRec
     device: torch.device
-    index: ItemIndex
+    index: ItemIndex | TorchExactIndex
     item_ids: list[str | None]  # row -> external id (None for padding and mask)
     rows: dict[str, int]  # external id -> row
     popular_rows: list[int]  # most popular first, known items only
     intent_shares: list[float] | None
+    precision: str = "fp32"  # the encoder's; retrieval scores are fp32
+    precision_check: dict[str, Any] | None = None  # half precision against fp32 (service/precision.py)
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -105,12 +108,34 @@ def _shares(manifest: dict[str, Any], n_intents: int) -> list[float] | None:
 
 
 def build_bundle(
-    version_dir: Path, device: torch.device, index_spec: str = "Flat", index_params: str = ""
+    version_dir: Path,
+    device: torch.device,
+    index_spec: str = "Flat",
+    index_params: str = "",
+    precision: str = "fp32",
+    min_overlap: float = 0.0,
 ) -> ModelBundle:
     """Load and check one version directory; raises ArtifactError for anything unusable. Blocking."""
     art = load_artifact(version_dir, device)
     rows = _row_map(art.item_ids, art.config.n_items, version_dir)
     table = art.model.item_table().detach().float().cpu().numpy()
+    model, check = to_precision(art.model, precision)
+    if check is not None:
+        log.info("%s in %s: %s", version_dir.name, precision, check)
+        worst = min(check.top10_overlap, check.intent_agreement)
+        if worst < min_overlap:
+            raise ArtifactError(
+                f"version {version_dir.name} in {precision} keeps {check.top10_overlap:.1%} of the fp32 top-10 items"
+                f" and {check.intent_agreement:.1%} of the intents over {check.probes} probe histories, below"
+                f" ELCREC_PRECISION_MIN_OVERLAP={min_overlap}: serve it in fp32"
+            )
+    index: ItemIndex | TorchExactIndex
+    if index_spec == TORCH_EXACT:
+        if index_params:
+            raise ArtifactError(f"the {TORCH_EXACT!r} index takes no ELCREC_INDEX_PARAMS, got {index_params!r}")
+        index = TorchExactIndex(table, device)
+        log.info("%s: exact torch top-k on %s over %d items", version_dir.name, device, art.config.n_items)
+        return _bundle(version_dir, art, model, device, index, rows, precision, check)
     stored = None
     if art.index_path is not None and art.index_spec == index_spec:
         try:  # built by the export from these weights (both checksummed): no rebuild at start-up
@@ -128,24 +153,39 @@ def build_bundle(
         index_spec,
         art.config.n_items,
     )
+    return _bundle(version_dir, art, model, device, index, rows, precision, check)
+
+
+def _bundle(
+    version_dir: Path,
+    art: Any,
+    model: ELCRec,
+    device: torch.device,
+    index: ItemIndex | TorchExactIndex,
+    rows: dict[str, int],
+    precision: str,
+    check: PrecisionCheck | None,
+) -> ModelBundle:
     popular = art.manifest.get("popular_items")
     popular_rows = (
         [rows[i] for i in popular if isinstance(i, str) and i in rows] if isinstance(popular, list) else []
     )
-    for p in art.model.parameters():
+    for p in model.parameters():
         p.requires_grad_(False)
     bundle = ModelBundle(
         name=version_dir.name,
         version=art.version,
         manifest=art.manifest,
         config=art.config,
-        model=art.model,
+        model=model,
         device=device,
         index=index,
         item_ids=art.item_ids,
         rows=rows,
         popular_rows=list(dict.fromkeys(popular_rows)),
         intent_shares=_shares(art.manifest, art.config.n_intents),
+        precision=precision,
+        precision_check=check.to_dict() if check is not None else None,
     )
     _warm_up(bundle)
     return bundle

@@ -10,6 +10,7 @@ import torch
 
 from model.intents import assign_intents
 from service.bundle import ModelBundle
+from service.retrieval import TorchExactIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +52,11 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
         hidden = model(ids)  # (B, t, d)
         user = hidden[:, -1].float()  # (B, d)
         dist, intent = assign_intents(model.pool(hidden, ids).float(), model.intent_centers.float(), top)
-    user_np = user.cpu().numpy()
     dist_l, intent_l = dist.cpu().tolist(), intent.cpu().tolist()
-    # k unseen hits per query, approximate index or not (it searches deeper when one comes back short).
-    hits = bundle.index.search_unseen(user_np, [q.k for q in queries], [q.exclude for q in queries])
+    # k unseen hits per query, approximate index or not (it searches deeper when one comes back short);
+    # the torch index takes the user vectors where they are (on the GPU), FAISS on the host.
+    users = user if isinstance(bundle.index, TorchExactIndex) else user.cpu().numpy()
+    hits = bundle.index.search_unseen(users, [q.k for q in queries], [q.exclude for q in queries])
     return [
         Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], excluded)
         for i, (q, (got_rows, got_scores, excluded)) in enumerate(zip(queries, hits, strict=True))

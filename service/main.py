@@ -58,7 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             torch.set_num_threads(settings.threads)
             faiss.omp_set_num_threads(settings.threads)
         holder = ModelHolder(
-            settings.artifacts, pick_device(settings.device), metrics, settings.index, settings.index_params
+            settings.artifacts,
+            pick_device(settings.device),
+            metrics,
+            settings.index,
+            settings.index_params,
+            settings.precision,
+            settings.precision_min_overlap,
         )
         await holder.reload(force=True)  # no model, no service: ArtifactError stops the start-up
         history = _history(settings, metrics)

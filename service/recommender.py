@@ -167,5 +167,7 @@ class Recommender:
             metrics=as_dict(m.get("metrics")),
             device=str(bundle.device),
             index=bundle.index.spec,
+            precision=bundle.precision,
+            precision_check=bundle.precision_check,
             loaded_at=bundle.loaded_at,
         )

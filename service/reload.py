@@ -35,12 +35,16 @@ class ModelHolder:
         metrics: Metrics,
         index_spec: str = "Flat",
         index_params: str = "",
+        precision: str = "fp32",
+        precision_min_overlap: float = 0.0,
     ) -> None:
         self.store = store
         self.device = device
         self.metrics = metrics
         self.index_spec = index_spec
         self.index_params = index_params
+        self.precision = precision
+        self.precision_min_overlap = precision_min_overlap
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
         self.failed_version: str | None = None
@@ -74,7 +78,13 @@ class ModelHolder:
                 return ReloadResult(False, previous or name, previous)
             try:
                 bundle = await asyncio.to_thread(
-                    build_bundle, self.store / name, self.device, self.index_spec, self.index_params
+                    build_bundle,
+                    self.store / name,
+                    self.device,
+                    self.index_spec,
+                    self.index_params,
+                    self.precision,
+                    self.precision_min_overlap,
                 )
             except ArtifactError as exc:
                 self._failed(name, exc)

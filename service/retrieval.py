@@ -1,4 +1,4 @@
-"""Inner-product retrieval over the item table with FAISS; padding and mask rows are never indexed."""
+"""Inner-product retrieval over the item table (FAISS, or exact with torch); padding and mask rows are never indexed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 
 import faiss
 import numpy as np
+import torch
 
 from model.item_index import build_item_index, item_rows
 
@@ -127,3 +128,71 @@ def top_unseen(
         if len(out_rows) == k:
             break
     return out_rows, out_scores, skipped
+
+
+TORCH_EXACT = "torch"  # ELCREC_INDEX value: exact top-k by a matrix product on the model's device
+
+
+class TorchExactIndex:
+    """Exact inner-product top-k with torch on the model's device (a GPU when serving on one): the item rows
+    stay on the device, a micro-batch is one matrix product, seen items are masked before the top-k, so no
+    deeper search is ever needed. Same interface and answers as `ItemIndex` with "Flat" (up to score ties).
+    Queries may be numpy arrays or tensors (tensors on the device skip a copy to the host)."""
+
+    stored = False
+
+    def __init__(self, table: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> None:
+        items = torch.as_tensor(item_rows(np.asarray(table.detach().cpu() if isinstance(table, torch.Tensor)
+                                                     else table)))
+        self.device = torch.device(device)
+        self._items = items.to(self.device)  # (N, d) float32, row r of the table is label r - 1
+        self.n_items, self.dim = items.shape
+        self.spec = TORCH_EXACT
+
+    def _queries(self, queries: np.ndarray | torch.Tensor) -> torch.Tensor:
+        q = torch.as_tensor(queries).to(self.device, torch.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be (B, {self.dim}), got {tuple(q.shape)}")
+        return q
+
+    @torch.inference_mode()
+    def search(self, queries: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As ItemIndex.search: scores (B, k') and table rows (B, k'), best first; k' = min(k, N)."""
+        scores, labels = torch.topk(self._queries(queries) @ self._items.T, min(k, self.n_items), dim=1)
+        return scores.cpu().numpy(), labels.cpu().numpy() + 1
+
+    @torch.inference_mode()
+    def search_unseen(
+        self, queries: np.ndarray | torch.Tensor, ks: Sequence[int], excludes: Sequence[Collection[int]]
+    ) -> list[tuple[list[int], list[float], int]]:
+        """As ItemIndex.search_unseen: per query its best k rows outside `exclude`, their scores, and how many
+        excluded rows scored at least as high as the last one returned (would have been returned otherwise)."""
+        q = self._queries(queries)
+        if len(ks) != len(q) or len(excludes) != len(q):
+            raise ValueError(f"{len(q)} queries need as many ks and excludes, got {len(ks)}, {len(excludes)}")
+        top = min(max(ks, default=0), self.n_items)
+        if top == 0:
+            return [([], [], 0) for _ in ks]
+        scores = q @ self._items.T  # (B, N)
+        pairs = [(i, r - 1) for i, ex in enumerate(excludes) for r in ex if 1 <= r <= self.n_items]
+        seen = None
+        if pairs:
+            at = torch.tensor(pairs, device=self.device).T  # (2, P): query, label
+            seen = scores[at[0], at[1]]
+            scores[at[0], at[1]] = -torch.inf
+        values, labels = torch.topk(scores, top, dim=1)
+        values_l, labels_l = values.cpu().tolist(), labels.cpu().tolist()
+        skipped = [0] * len(ks)
+        if seen is not None:
+            n_seen = [0] * len(ks)
+            for i, _ in pairs:
+                n_seen[i] += 1
+            for (i, _), s in zip(pairs, seen.cpu().tolist(), strict=True):
+                k = min(ks[i], self.n_items - n_seen[i])
+                if k > 0 and s >= values_l[i][k - 1]:
+                    skipped[i] += 1
+        hits = []
+        for i, k in enumerate(ks):
+            kept = [(lab + 1, v) for lab, v in zip(labels_l[i][:k], values_l[i][:k], strict=True) if v != -np.inf]
+            hits.append(([r for r, _ in kept], [v for _, v in kept], skipped[i] if k else 0))
+        return hits

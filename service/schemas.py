@@ -122,6 +122,8 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] | None
     device: str
     index: str
+    precision: str  # the encoder's: fp32, bf16 or fp16
+    precision_check: dict[str, Any] | None  # bf16/fp16 against fp32 on probe histories (top-10 and intents kept)
     loaded_at: float
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,8 +27,14 @@ class Settings(BaseSettings):
     batch_max_size: Annotated[int, Field(ge=1, le=4096)] = 64
     # Run micro-batches on a worker thread rather than on the event loop (for batches that take long).
     inference_thread: bool = False
-    index: str = "Flat"  # FAISS index-factory string over the item table (inner product)
+    # FAISS index-factory string over the item table (inner product), or "torch": exact top-k by a matrix
+    # product on the model's device (the GPU path's retrieval)
+    index: str = "Flat"
     index_params: str = ""  # faiss ParameterSpace string, e.g. "nprobe=16" or "efSearch=128"
+    # The encoder's precision; bf16/fp16 versions are refused unless their rankings on probe histories keep
+    # at least this share of fp32's top-10 items and intents (service/precision.py).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision_min_overlap: Annotated[float, Field(ge=0, le=1)] = 0.9
     threads: Annotated[int | None, Field(ge=1)] = (
         None  # torch and FAISS CPU threads; None keeps their defaults
     )

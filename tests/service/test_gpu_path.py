@@ -1,0 +1,120 @@
+"""The GPU path: exact torch top-k as an alternative to FAISS, half-precision encoders checked against fp32.
+
+Everything runs on the CPU here (torch's top-k and bf16/fp16 work there too); the CUDA tests at the end run
+whenever a GPU is present and skip otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.artifact import ArtifactError
+from service import bundle as bundle_module
+from service.bundle import build_bundle
+from service.precision import PrecisionCheck, probe_histories, to_precision
+from service.retrieval import ItemIndex, TorchExactIndex
+from tests.service.support import N_ITEMS, running_app, settings_for, tiny_model
+from tests.service.test_retrieval import table
+
+pytestmark = pytest.mark.anyio
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU path runs on a GPU machine")
+
+
+def _compare(flat: list, torch_hits: list) -> None:
+    for (rows_a, scores_a, skipped_a), (rows_b, scores_b, skipped_b) in zip(flat, torch_hits, strict=True):
+        assert rows_a == rows_b
+        np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-5)
+        assert skipped_a == skipped_b
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_torch_index_answers_as_flat_faiss(device: str) -> None:
+    t = table(n=500)
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(6, 16)).astype(np.float32)
+    ks = [5, 10, 0, 3, 500, 1]
+    excludes = [set(rng.integers(1, 501, 30).tolist()) for _ in ks]
+    excludes[2] = set()
+    excludes[5] = {0, 501, 10_000}  # padding, mask and unknown rows are never returned anyway
+    flat = ItemIndex(t, "Flat").search_unseen(q, ks, excludes)
+    exact = TorchExactIndex(t, device)
+    _compare(flat, exact.search_unseen(torch.from_numpy(q).to(device), ks, excludes))
+    _compare(flat, exact.search_unseen(q, ks, excludes))  # numpy queries too
+    assert [len(h[0]) for h in flat] == [5, 10, 0, 3, 500 - len(excludes[4]), 1]
+    np.testing.assert_array_equal(exact.search(q, 7)[1], ItemIndex(t, "Flat").search(q, 7)[1])
+
+
+async def test_service_with_the_torch_index_recommends_as_with_faiss(store: Path) -> None:
+    bodies = [{"history": ["i1", "i2", "i3"], "k": 5}, {"history": ["i7"], "k": N_ITEMS - 1, "exclude_seen": True}]
+    answers = {}
+    for index in ("Flat", "torch"):
+        async with running_app(settings_for(store, index=index)) as c:
+            answers[index] = [(await c.post("/v1/recommend", json=b)).json() for b in bodies]
+            assert (await c.get("/v1/model")).json()["index"] == index
+            assert (await c.get("/v1/intents/1", params={"k": 3})).status_code == 200
+    for a, b in zip(answers["Flat"], answers["torch"], strict=True):
+        assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
+        assert a["intent"] == b["intent"]
+
+
+def test_torch_index_takes_no_faiss_parameters(store: Path) -> None:
+    with pytest.raises(ArtifactError, match="takes no ELCREC_INDEX_PARAMS"):
+        build_bundle(store / "v0001", torch.device("cpu"), "torch", "nprobe=4")
+
+
+def test_probe_histories_cover_every_length() -> None:
+    ids = probe_histories(n_items=40, max_len=8, n=16)
+    lengths = (ids > 0).sum(1)
+    assert sorted(set(lengths.tolist())) == list(range(1, 9))
+    assert ((ids > 0).int().diff(dim=1) >= 0).all()  # left-padded
+    assert ids.max() <= 40
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_is_checked_against_fp32(precision: str) -> None:
+    model = tiny_model(pooling="real")
+    low, check = to_precision(model, precision)
+    assert check is not None and check.precision == precision and check.probes == 256
+    assert low.item_embeddings.weight.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert model.item_embeddings.weight.dtype == torch.float32  # the fp32 model is left as it was
+    assert 0.5 <= check.top10_overlap <= 1 and 0.5 <= check.intent_agreement <= 1
+    assert to_precision(model, "fp32") == (model, None)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        to_precision(model, "int8")
+
+
+async def test_service_serves_bf16_and_reports_the_check(store: Path) -> None:
+    async with running_app(settings_for(store, precision="bf16", precision_min_overlap=0.5)) as c:
+        info = (await c.get("/v1/model")).json()
+        assert info["precision"] == "bf16" and info["precision_check"]["probes"] == 256
+        r = await c.post("/v1/recommend", json={"history": ["i1", "i2"], "k": 4})
+        assert r.status_code == 200 and len(r.json()["items"]) == 4
+        assert all(isinstance(i["score"], float) for i in r.json()["items"])
+
+
+def test_a_version_that_ranks_differently_in_half_precision_is_refused(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def poor(model: torch.nn.Module, precision: str) -> tuple:
+        return model, PrecisionCheck(precision, 256, top10_overlap=0.62, intent_agreement=0.97)
+
+    monkeypatch.setattr(bundle_module, "to_precision", poor)
+    with pytest.raises(ArtifactError, match=r"keeps 62\.0% of the fp32 top-10 items .* serve it in fp32"):
+        build_bundle(store / "v0001", torch.device("cpu"), precision="fp16", min_overlap=0.9)
+
+
+@CUDA
+async def test_cuda_fp16_with_torch_topk_matches_cpu_fp32(store: Path) -> None:
+    body = {"history": ["i1", "i2", "i3", "i4"], "k": 10}
+    async with running_app(settings_for(store)) as c:
+        expected = (await c.post("/v1/recommend", json=body)).json()
+    settings = settings_for(store, device="cuda", index="torch", precision="fp16", precision_min_overlap=0.8)
+    async with running_app(settings) as c:
+        assert (await c.get("/v1/model")).json()["device"].startswith("cuda")
+        got = (await c.post("/v1/recommend", json=body)).json()
+    kept = {i["item_id"] for i in got["items"]} & {i["item_id"] for i in expected["items"]}
+    assert len(kept) >= 8
