@@ -1,7 +1,7 @@
 """Train and evaluate every benchmark file with its preset; write docs/results.json and docs/RESULTS.md.
 
     python -m bench.results [--data-dir ../shared/data] [--sets Beauty Toys_and_Games] [--seeds 1 2 3]
-                            [--variant faithful|reference|improved] [--store-root runs/results] [--table-only]
+                            [--variant faithful|reference|improved|softmax] [--store-root runs/results] [--table-only]
 
 Each (data set, variant, seed) trains through `elcrec train` into its own store; an interrupted run is
 resumed by running the same command again. Results already present are not retrained.
@@ -38,6 +38,8 @@ VARIANTS: dict[str, list[str]] = {
     # The exact algorithm of ELCREC.md: pooling over all T positions, flattened instance loss (slow).
     "reference": ["--pooling", "all"],
     "improved": ["--rec-loss", "sampled", "--negatives", "1024"],
+    # Beyond the paper, full softmax over all items (the later work's loss); a candidate for the improved preset.
+    "softmax": ["--rec-loss", "softmax"],
 }
 
 
