@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ DEFAULT_DATA = Path(os.environ.get("ELCREC_SHARED", ROOT.parent / "shared")) / "
 SETS = ["Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp"]
 RESULTS_JSON = ROOT / "docs" / "results.json"
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
+LOGS = ROOT / "docs" / "logs"
 
 # ELCREC.md section 8: (H@5, N@5, H@20, N@20) on test, reference protocol.
 PAPER = {
@@ -56,7 +58,10 @@ def run_one(data: Path, name: str, variant: str, seed: int, store_root: Path, tr
     if not done:
         return None
     result = json.loads(done[-1].read_text())
-    log = done[-1].parent / "log.jsonl"
+    # The epoch log beside the results (committed; the run directory with its checkpoints is not).
+    log = LOGS / f"{name}-{variant}-seed{seed}.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(done[-1].parent / "log.jsonl", log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
             "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
             "metrics": result["metrics"], "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
@@ -99,12 +104,14 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
     lines += [
         "",
         "- *faithful*: the paper's preset (ELCREC.md section 6, one sampled negative, BCE) trained in the default fast",
-        "  mode (`--pooling real`, see the README); *improved*: the same preset with the next-item loss a softmax",
-        "  over 1024 negatives shared by the batch (`--rec-loss sampled --negatives 1024`), intent losses kept.",
+        "  mode (`--pooling real`, see the README); *reference*: the same in the exact reference mode",
+        "  (`--pooling all`); *improved*: the preset with the next-item loss a softmax over 1024 negatives shared by",
+        "  the batch (`--rec-loss sampled --negatives 1024`); *softmax*: the preset with a full softmax over all",
+        "  items (`--rec-loss softmax`). Intent losses are kept in every variant.",
         "- Train time is wall time on the shared 2-core machine, which ran other jobs at the same time.",
     ]
-    lines += ["", "Per-epoch logs (losses, validation metrics, seconds): see the `log` field of each run in",
-              "[results.json](results.json).", ""]
+    lines += ["", "Per-epoch logs (losses, validation metrics, seconds): [logs/](logs/), named",
+              "`<data set>-<variant>-seed<seed>.jsonl`; the `log` field of each run in [results.json](results.json).", ""]
     return "\n".join(lines)
 
 
