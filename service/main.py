@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -122,8 +123,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def serve(artifacts: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the service with uvicorn; the remaining settings come from ELCREC_* variables."""
+def app_from_env() -> FastAPI:
+    """The app of one worker process (`--workers` > 1): settings from ELCREC_* variables, as its parent's."""
+    return create_app(Settings())
+
+
+def serve(artifacts: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the service with uvicorn; the remaining settings come from ELCREC_* variables.
+
+    With workers > 1, uvicorn starts that many processes on the port (each loads the model and watches the
+    store by itself; histories need Redis to be shared between them)."""
     try:
         settings = Settings(artifacts=artifacts)
         resolve(settings.artifacts)  # a clear message now rather than a failed start-up later
@@ -133,8 +142,14 @@ def serve(artifacts: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if workers > 1:
+        if settings.redis_url is None:
+            log.warning("%d workers with in-process history stores: each worker sees only its own users", workers)
+        os.environ["ELCREC_ARTIFACTS"] = str(settings.artifacts)  # the workers read their settings from it
     uvicorn.run(
-        create_app(settings),
+        "service.main:app_from_env" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=host,
         port=port,
         log_level=settings.log_level,

@@ -287,11 +287,14 @@ def serve(
     artifacts: Annotated[Path, typer.Option(help="Artifact store to serve (its CURRENT version)")],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes on the port, each with its own model copy")
+    ] = 1,
 ) -> None:
     """Serve the store's CURRENT model over HTTP (settings from ELCREC_* environment variables)."""
     from service.main import serve as run_server
 
-    run_server(artifacts=artifacts, host=host, port=port)
+    run_server(artifacts=artifacts, host=host, port=port, workers=workers)
 
 
 def _register_retrain() -> None:

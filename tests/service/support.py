@@ -158,12 +158,14 @@ class ServeProcess:
 
 
 @contextlib.contextmanager
-def serve_process(store: Path, env: dict[str, str], log_path: Path, ready_timeout: float = 60) -> Iterator[ServeProcess]:
+def serve_process(
+    store: Path, env: dict[str, str], log_path: Path, ready_timeout: float = 60, extra: tuple[str, ...] = ()
+) -> Iterator[ServeProcess]:
     """`elcrec serve` as a real process on a free loopback port, ready when yielded; SIGTERM on exit."""
     port = free_port()
     with open(log_path, "w+") as log:
         proc = subprocess.Popen(
-            [str(ELCREC_CLI), "serve", "--artifacts", str(store), "--host", "127.0.0.1", "--port", str(port)],
+            [str(ELCREC_CLI), "serve", "--artifacts", str(store), "--host", "127.0.0.1", "--port", str(port), *extra],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -154,3 +154,17 @@ def test_serve_end_to_end(served: tuple[httpx.Client, Path], own_redis: RedisSer
     ):
         assert line in metrics, line
     assert "alice" not in metrics
+
+
+def test_two_worker_processes_share_the_port_and_redis(
+    store: Path, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    env = clean_env(ELCREC_REDIS_URL=own_redis.url, ELCREC_LOG_LEVEL="info", ELCREC_THREADS="1")
+    with serve_process(store, env, tmp_path / "serve.log", ready_timeout=120, extra=("--workers", "2")) as served:
+        c = served.client
+        assert c.post("/v1/users/w/events", json={"item_ids": ["i1", "i2"]}).status_code == 200
+        for _ in range(20):  # whichever worker answers, the history is in the shared Redis
+            r = c.post("/v1/recommend", json={"user_id": "w", "k": 3}, headers={"connection": "close"})
+            assert r.status_code == 200 and r.json()["strategy"] == "model"
+    log = served.log_path.read_text()
+    assert log.count("Application startup complete") == 2, log
