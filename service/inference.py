@@ -49,14 +49,17 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     ids = torch.from_numpy(ids_np).to(bundle.device)
     top = min(max(q.intents for q in queries), bundle.n_intents)
     with torch.inference_mode():
-        hidden = model(ids)  # (B, t, d)
+        hidden = bundle.encoder(ids)  # (B, t, d)
         user = hidden[:, -1].float()  # (B, d)
         dist, intent = assign_intents(model.pool(hidden, ids).float(), model.intent_centers.float(), top)
     dist_l, intent_l = dist.cpu().tolist(), intent.cpu().tolist()
     # k unseen hits per query, approximate index or not (it searches deeper when one comes back short);
     # the torch index takes the user vectors where they are (on the GPU), FAISS on the host.
-    users = user if isinstance(bundle.index, TorchExactIndex) else user.cpu().numpy()
-    hits = bundle.index.search_unseen(users, [q.k for q in queries], [q.exclude for q in queries])
+    ks, excludes = [q.k for q in queries], [q.exclude for q in queries]
+    if isinstance(bundle.index, TorchExactIndex):
+        hits = bundle.index.search_unseen(user, ks, excludes)
+    else:
+        hits = bundle.index.search_unseen(user.cpu().numpy(), ks, excludes)
     return [
         Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], excluded)
         for i, (q, (got_rows, got_scores, excluded)) in enumerate(zip(queries, hits, strict=True))

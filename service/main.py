@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.index_params,
             settings.precision,
             settings.precision_min_overlap,
+            settings.jit,
         )
         await holder.reload(force=True)  # no model, no service: ArtifactError stops the start-up
         history = _history(settings, metrics)

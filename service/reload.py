@@ -37,6 +37,7 @@ class ModelHolder:
         index_params: str = "",
         precision: str = "fp32",
         precision_min_overlap: float = 0.0,
+        jit: bool = True,
     ) -> None:
         self.store = store
         self.device = device
@@ -45,6 +46,7 @@ class ModelHolder:
         self.index_params = index_params
         self.precision = precision
         self.precision_min_overlap = precision_min_overlap
+        self.jit = jit
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
         self.failed_version: str | None = None
@@ -85,6 +87,7 @@ class ModelHolder:
                     self.index_params,
                     self.precision,
                     self.precision_min_overlap,
+                    self.jit,
                 )
             except ArtifactError as exc:
                 self._failed(name, exc)

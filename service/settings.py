@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     # The encoder's precision; bf16/fp16 versions are refused unless their rankings on probe histories keep
     # at least this share of fp32's top-10 items and intents (service/precision.py).
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    jit: bool = True  # TorchScript-trace the encoder at load (checked equal to the module; untraced if not)
     precision_min_overlap: Annotated[float, Field(ge=0, le=1)] = 0.9
     threads: Annotated[int | None, Field(ge=1)] = (
         None  # torch and FAISS CPU threads; None keeps their defaults

@@ -118,3 +118,29 @@ async def test_cuda_fp16_with_torch_topk_matches_cpu_fp32(store: Path) -> None:
         got = (await c.post("/v1/recommend", json=body)).json()
     kept = {i["item_id"] for i in got["items"]} & {i["item_id"] for i in expected["items"]}
     assert len(kept) >= 8
+
+
+@pytest.mark.parametrize("pooling", ["all", "real"])
+def test_the_traced_encoder_gives_the_module_states(tmp_path: Path, pooling: str) -> None:
+    from tests.service.support import add_version
+
+    store = tmp_path / "s"
+    add_version(store, pooling=pooling)
+    bundle = build_bundle(store / "v0001", torch.device("cpu"))
+    assert isinstance(bundle.encoder, torch.jit.ScriptModule)
+    with torch.inference_mode():
+        for shape in ((1, 3), (5, 8), (2, 1)):
+            ids = torch.randint(0, N_ITEMS + 1, shape)
+            ids[:, -1] = 1
+            torch.testing.assert_close(bundle.encoder(ids), bundle.model(ids))
+    assert build_bundle(store / "v0001", torch.device("cpu"), jit=False).encoder is not None
+
+
+def test_a_failed_trace_serves_the_module(store: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no tracing today")
+
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    bundle = build_bundle(store / "v0001", torch.device("cpu"))
+    assert bundle.encoder is bundle.model
+    assert "serving the encoder untraced (RuntimeError: no tracing today)" in caplog.text
