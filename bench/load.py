@@ -81,6 +81,24 @@ def wait_until(check: Any, timeout: float, what: str, log: Path | None = None) -
     raise SystemExit(f"gave up waiting for {what}\n{tail}")
 
 
+def start_service(store: Path, port: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `elcrec serve` on `store` (output to `log`), wait until it is ready; return it and its base URL."""
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen(
+            [str(ELCREC), "serve", "--artifacts", str(store), "--host", HOST, "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://{HOST}:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{base}/health/ready").status_code == 200, 180, "the service to be ready", log)
+    except SystemExit:
+        stop_processes([server])
+        raise
+    return server, base
+
+
 def known_items(store: Path) -> list[str]:
     ids = json.loads((resolve(store) / ITEMS).read_text())["ids"]
     return [i for i in ids if i is not None]
@@ -211,31 +229,8 @@ def main() -> None:
             "ELCREC_REDIS_URL": f"redis://{HOST}:{redis_port}/0",
             "ELCREC_LOG_LEVEL": "warning",
         }
-        with open(workdir / "serve.log", "w") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        str(ELCREC),
-                        "serve",
-                        "--artifacts",
-                        str(args.artifacts),
-                        "--host",
-                        HOST,
-                        "--port",
-                        str(port),
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        base = f"http://{HOST}:{port}"
-        wait_until(
-            lambda: httpx.get(f"{base}/health/ready").status_code == 200,
-            180,
-            "the service to be ready",
-            workdir / "serve.log",
-        )
+        server, base = start_service(args.artifacts, port, env, workdir / "serve.log")
+        procs.append(server)
         with httpx.Client(base_url=base, timeout=10) as c:
             for u in range(1, args.users + 1):
                 r = c.post(f"/v1/users/bench-{u}/events", json={"item_ids": rng.sample(items, args.history)})

@@ -41,12 +41,11 @@ from typing import Any
 import httpx
 import torch
 
-from bench.load import HOST, free_port, parse_wrk, stop_processes, wait_until
+from bench.load import HOST, free_port, parse_wrk, start_service, stop_processes
 from model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
 from model.config import ModelConfig
 from model.encoder import ELCRec
 
-ELCREC = Path(sys.executable).parent / "elcrec"
 TOKEN = "soak-admin-token"
 
 LUA = """
@@ -213,21 +212,8 @@ def main() -> None:
             "ELCREC_LOG_LEVEL": "warning",
             "ELCREC_DEVICE": "cpu",
         }
-        log = open(workdir / "serve.log", "w")  # noqa: SIM115  (closed with the process below)
-        server = subprocess.Popen(
-            [str(ELCREC), "serve", "--artifacts", str(store), "--host", HOST, "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        server, base = start_service(store, port, env, workdir / "serve.log")
         procs.append(server)
-        base = f"http://{HOST}:{port}"
-        wait_until(
-            lambda: httpx.get(f"{base}/health/ready").status_code == 200,
-            180,
-            "the service to be ready",
-            workdir / "serve.log",
-        )
         rng = random.Random(0)
         with httpx.Client(base_url=base, timeout=10) as c:
             for u in range(1, args.users + 1):
@@ -355,7 +341,6 @@ def main() -> None:
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2))
-        log.close()
         serve_log = (workdir / "serve.log").read_text()
         if TOKEN in serve_log:
             raise SystemExit("the admin token appeared in the service log")
