@@ -1,23 +1,17 @@
-"""Fixtures for the retraining tests: one tiny trained store per session (copied per test) and a real
-redis-server (emptied per test)."""
+"""Fixtures for the retraining tests: one tiny trained store per session (copied per test) and the service tests'
+redis-server fixtures (one server a session, emptied per test), reused rather than copied."""
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.retrain.retrain_testkit import REDIS_SERVER, RedisServer, train_store, write_base
+from tests.retrain.retrain_testkit import train_store, write_base
+from tests.service.conftest import _no_elcrec_env, redis_server, redis_url
 
-
-@pytest.fixture(autouse=True)
-def _no_elcrec_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("ELCREC_") and name != "ELCREC_SHARED":
-            monkeypatch.delenv(name)
+__all__ = ["_no_elcrec_env", "redis_server", "redis_url"]
 
 
 @pytest.fixture(scope="session")
@@ -38,20 +32,3 @@ def base(trained: tuple[Path, Path]) -> Path:
 def store(trained: tuple[Path, Path], tmp_path: Path) -> Path:
     """A copy of the trained store that the test may change."""
     return Path(shutil.copytree(trained[1], tmp_path / "store"))
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).is_file():
-        pytest.skip(f"redis-server not found at {REDIS_SERVER}: install it to run the retraining tests")
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    with redis_server.client() as c:
-        c.flushall()
-    return redis_server.url
