@@ -59,6 +59,7 @@ def train(
     data: Annotated[Path, typer.Option(help="Interaction file: 'user item item ...' per line")],
     out: Annotated[Path, typer.Option(help="Artifact store; the trained model becomes a new version and CURRENT")],
     preset: Annotated[Preset | None, typer.Option(help="The paper's hyperparameters for a data set")] = None,
+    improved: Annotated[bool, typer.Option("--improved", help="With --preset: the best settings found beyond the paper for that data set (docs/RESULTS.md)")] = False,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
@@ -94,7 +95,7 @@ def train(
 
     from model.config import ModelConfig
     from training import distributed
-    from training.config import PRESETS, TrainConfig
+    from training.config import IMPROVED, PRESETS, TrainConfig
     from training.data import DataError, read_interactions
     from training.device import pick_device
     from training.export import export_model, full_metrics
@@ -106,6 +107,10 @@ def train(
         m, t = PRESETS[preset.value]
         model_kw.update(m)
         train_kw.update(t)
+        if improved:
+            train_kw.update(IMPROVED[preset.value])
+    elif improved:
+        fail("--improved needs --preset: the improved settings are chosen per data set")
     model_overrides: dict[str, int | None] = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
     }
@@ -149,7 +154,8 @@ def train(
     if not dist.is_main:
         return  # rank 0 evaluates and exports
     metrics = full_metrics(model, interactions, dev)
-    origin = {"kind": "trained", "preset": preset.value if preset else None, "train_config": tcfg.to_dict(),
+    origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
+              "train_config": tcfg.to_dict(),
               **trainer.summary()}
     try:
         version_dir = export_model(out, model, interactions, origin, metrics, device=dev, index_spec=index)

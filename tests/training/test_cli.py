@@ -97,3 +97,24 @@ def test_download_refuses_a_file_with_the_wrong_checksum(tmp_path, mirror, monke
 def test_download_reports_an_unreachable_mirror(tmp_path):
     result = run_cli("data", "download", "Yelp", "--out", str(tmp_path), "--base-url", "http://127.0.0.1:9")
     assert result.returncode == 2 and "could not download" in result.stderr
+
+
+def test_the_improved_preset_changes_the_next_item_loss_and_explicit_flags_still_win(tmp_path):
+    data = tmp_path / "syn.txt"
+    assert run_cli("data", "synthetic", "--out", str(data), "--users", "200", "--items", "40", "--intents", "3").returncode == 0
+    small = ["--epochs", "1", "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress"]
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), "--preset", "Beauty", "--improved", *small)
+    assert done.returncode == 0, done.stderr
+    origin = json.loads((tmp_path / "a" / "v0001" / "manifest.json").read_text())["origin"]
+    assert origin["improved"] is True and origin["preset"] == "Beauty"
+    assert origin["train_config"]["rec_loss"] == "sampled" and origin["train_config"]["n_negatives"] == 1024
+    assert origin["train_config"]["trade_off"] == 10.0  # the paper's preset underneath
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--preset", "Beauty", "--improved",
+                   "--negatives", "64", *small)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "b" / "v0001" / "manifest.json").read_text())["origin"]["train_config"]["n_negatives"] == 64
+
+
+def test_improved_without_a_preset_is_refused_with_a_message(tmp_path):
+    result = run_cli("train", "--data", "x", "--out", str(tmp_path), "--improved")
+    assert result.returncode == 2 and "--improved needs --preset" in result.stderr and "Traceback" not in result.stderr
