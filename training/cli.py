@@ -137,8 +137,15 @@ def train(
             empty_index(index, mcfg.d)
     except (DataError, ValueError, TypeError) as exc:
         fail(str(exc))
-    settings = json.dumps({"data": interactions.fingerprint, "model": mcfg.to_dict(), "train": tcfg.to_dict()}, sort_keys=True)
-    run = run_dir or out / "runs" / f"{data.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
+    def run_name(train_settings: dict[str, object]) -> str:
+        settings = json.dumps({"data": interactions.fingerprint, "model": mcfg.to_dict(), "train": train_settings}, sort_keys=True)
+        return f"{data.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
+
+    # Named without the stopping rules (epochs, patience): the same command with other ones resumes the run.
+    run = run_dir or out / "runs" / run_name(tcfg.trajectory())
+    legacy = out / "runs" / run_name(tcfg.to_dict())  # runs started before this rule were named by every setting
+    if run_dir is None and not run.exists() and legacy.exists():
+        run = legacy
     dist, dev = distributed.start(dev)  # a single process unless torchrun started this one
     if fresh and run.exists() and dist.is_main:
         shutil.rmtree(run)

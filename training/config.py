@@ -44,6 +44,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def trajectory(self) -> dict[str, Any]:
+        """The settings that decide what each epoch computes; `epochs` and `patience` only decide when to stop,
+        so a run can be resumed with more epochs, or stopped early, under other values."""
+        return {k: v for k, v in self.to_dict().items() if k not in STOPPING}
+
+
+STOPPING = ("epochs", "patience")
+
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

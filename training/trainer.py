@@ -23,7 +23,7 @@ from model.config import ModelConfig
 from model.encoder import ELCRec
 from training import losses
 from training.augment import augment_batch
-from training.config import TrainConfig
+from training.config import STOPPING, TrainConfig
 from training.data import Interactions, eval_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
@@ -139,11 +139,14 @@ class Trainer:
             return False
         blob = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
         saved = json.loads(blob["configs"])
-        mine = {"model": self.mcfg.to_dict(), "train": self.cfg.to_dict()}
-        if saved != mine:
+        saved_train = {k: v for k, v in saved["train"].items() if k not in STOPPING}
+        if saved["model"] != self.mcfg.to_dict() or saved_train != self.cfg.trajectory():
             raise ValueError(
                 f"{self.run_dir} holds a run with other settings; pass another --run-dir or remove it to start over"
             )
+        changed = {k: (saved["train"].get(k), getattr(self.cfg, k)) for k in STOPPING if saved["train"].get(k) != getattr(self.cfg, k)}
+        if changed:
+            self.log("resuming with " + ", ".join(f"{k} {new} (was {old})" for k, (old, new) in changed.items()))
         self.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.best_weights = blob["best"]

@@ -38,6 +38,11 @@ def test_train_exports_a_version_and_evaluate_reads_it(tmp_path):
     again = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "2", "--layers", "1",
                     "--intents", "3", "--hidden", "16", "--no-progress")
     assert "resumed" in again.stdout and "epoch   1" not in again.stdout
+    # more epochs: the same run goes on (the run directory is named without the stopping rules)
+    longer = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "3", "--layers", "1",
+                     "--intents", "3", "--hidden", "16", "--no-progress")
+    assert "resumed" in longer.stdout and "epoch   3" in longer.stdout and "epoch   2" not in longer.stdout
+    assert list((store / "runs").iterdir()) == run_dirs
     evaluated = run_cli("evaluate", str(store / "v0001"), "--data", str(data), "--split", "valid", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads(evaluated.stdout)["metrics"]

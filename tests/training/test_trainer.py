@@ -96,6 +96,22 @@ def test_resume_with_other_settings_is_refused(planted, tmp_path):
         Trainer(mcfg, small_configs(data, epochs=1, lr=1e-2)[1], data, tmp_path, log=lambda _: None).fit()
 
 
+def test_a_run_resumes_under_other_stopping_rules(planted, tmp_path):
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=2)
+    Trainer(mcfg, tcfg, data, tmp_path, log=lambda _: None).fit()
+    logs: list[str] = []
+    longer = Trainer(mcfg, small_configs(data, epochs=3, patience=7)[1], data, tmp_path, log=logs.append)
+    longer.fit()
+    assert longer.state.epoch == 3 and any("epochs 3 (was 2)" in line and "patience 7" in line for line in logs)
+    # fewer epochs than already run: nothing more is trained, the best epoch so far is kept
+    shorter = Trainer(mcfg, small_configs(data, epochs=1)[1], data, tmp_path, log=lambda _: None)
+    shorter.fit()
+    assert shorter.state.epoch == 3
+    for k, v in longer.model.state_dict().items():
+        assert torch.equal(v, shorter.model.state_dict()[k]), k
+
+
 def test_early_stopping_keeps_the_best_epoch(planted):
     data, _ = planted
     mcfg, tcfg = small_configs(data, epochs=30, patience=1, lr=0.3)  # a huge lr: validation soon gets worse
