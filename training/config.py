@@ -63,5 +63,8 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 
 # Beyond the paper (`elcrec train --preset NAME --improved`): the best settings found per data set, on top of
 # the paper's preset; the figures are in docs/RESULTS.md. The next-item loss is a softmax over 1024 negatives
-# shared by the batch instead of BCE with one negative; the intent losses are kept as they are.
+# shared by the batch instead of BCE with one negative; the intent losses are kept. On Beauty the ELCM weight
+# drops from 10 to 1: the same accuracy, and the users spread over 162 intents (largest 17%) instead of one
+# intent holding 91% of them.
 IMPROVED: dict[str, dict[str, Any]] = {name: {"rec_loss": "sampled", "n_negatives": 1024} for name in PRESETS}
+IMPROVED["Beauty"]["trade_off"] = 1.0

@@ -113,7 +113,8 @@ def test_the_improved_preset_changes_the_next_item_loss_and_explicit_flags_still
     origin = json.loads((tmp_path / "a" / "v0001" / "manifest.json").read_text())["origin"]
     assert origin["improved"] is True and origin["preset"] == "Beauty"
     assert origin["train_config"]["rec_loss"] == "sampled" and origin["train_config"]["n_negatives"] == 1024
-    assert origin["train_config"]["trade_off"] == 10.0  # the paper's preset underneath
+    assert origin["train_config"]["prototype"] == "shift"  # the paper's Beauty preset underneath
+    assert origin["train_config"]["trade_off"] == 1.0  # ... with its ELCM weight changed by IMPROVED
     done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--preset", "Beauty", "--improved",
                    "--negatives", "64", *small)
     assert done.returncode == 0, done.stderr
