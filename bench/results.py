@@ -139,8 +139,7 @@ def main() -> None:
     parser.add_argument("--store-root", type=Path, default=ROOT / "runs" / "results")
     parser.add_argument("--table-only", action="store_true", help="collect finished runs and rewrite the table; train nothing")
     args = parser.parse_args()
-    previous = json.loads(RESULTS_JSON.read_text())["runs"] if RESULTS_JSON.exists() else []
-    results = {(r["data"], r["variant"], r["seed"]): r for r in previous}
+    mine: dict[tuple[str, str, int], dict[str, Any]] = {}
     variants = list(VARIANTS) if args.table_only else [args.variant]
     for name in args.sets:
         data = args.data_dir / f"{name}.txt"
@@ -150,16 +149,21 @@ def main() -> None:
             for seed in args.seeds:
                 got = run_one(data, name, variant, seed, args.store_root, train=not args.table_only)
                 if got is not None:
-                    results[(name, variant, seed)] = got
-                    write(list(results.values()))
-    write(list(results.values()))
+                    mine[(name, variant, seed)] = got
+                    write(mine)
+    write(mine)
 
 
-def write(results: list[dict[str, Any]]) -> None:
+def write(mine: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+    """Merge this process's runs into results.json as it is now (other runs may be writing theirs)."""
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, torch threads per run as launched"
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(results, key=lambda r: (SETS.index(r["data"]), r["variant"], r["seed"]))
-    RESULTS_JSON.write_text(json.dumps({"machine": machine, "runs": ordered}, indent=2) + "\n")
+    current = json.loads(RESULTS_JSON.read_text())["runs"] if RESULTS_JSON.exists() else []
+    results = {(r["data"], r["variant"], r["seed"]): r for r in current} | mine
+    ordered = sorted(results.values(), key=lambda r: (SETS.index(r["data"]), r["variant"], r["seed"]))
+    tmp = RESULTS_JSON.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"machine": machine, "runs": ordered}, indent=2) + "\n")
+    os.replace(tmp, RESULTS_JSON)
     RESULTS_MD.write_text(table(ordered, machine))
 
 
