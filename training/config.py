@@ -65,6 +65,11 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 # the paper's preset; the figures are in docs/RESULTS.md. The next-item loss is a softmax over 1024 negatives
 # shared by the batch instead of BCE with one negative; the intent losses are kept. On Beauty the ELCM weight
 # drops from 10 to 1: the same accuracy, and the users spread over 162 intents (largest 17%) instead of one
-# intent holding 91% of them.
-IMPROVED: dict[str, dict[str, Any]] = {name: {"rec_loss": "sampled", "n_negatives": 1024} for name in PRESETS}
-IMPROVED["Beauty"]["trade_off"] = 1.0
+# intent holding 91% of them. On Yelp that loss overfits within 10 epochs and scores below the paper's preset,
+# so nothing better than the paper's preset has been found there yet.
+IMPROVED: dict[str, dict[str, Any]] = {
+    "Beauty": {"rec_loss": "sampled", "n_negatives": 1024, "trade_off": 1.0},
+    "Sports_and_Outdoors": {"rec_loss": "sampled", "n_negatives": 1024},
+    "Toys_and_Games": {"rec_loss": "sampled", "n_negatives": 1024},
+    "Yelp": {},
+}
