@@ -47,6 +47,11 @@ class RecLossKind(StrEnum):
     sampled = "sampled"
 
 
+class Samples(StrEnum):
+    sequence = "sequence"
+    prefixes = "prefixes"
+
+
 class Preset(StrEnum):
     Beauty = "Beauty"
     Sports_and_Outdoors = "Sports_and_Outdoors"
@@ -78,6 +83,7 @@ def train(
     prototype: Annotated[PrototypeMode | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
     rec_loss: Annotated[RecLossKind | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
+    samples: Annotated[Samples | None, typer.Option(help="sequence: one row a user, a target at every position (the paper); prefixes: one row per prefix, its next item the target")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Checkpoint directory (default STORE/runs/<data>-<settings hash>)")] = None,
@@ -122,7 +128,7 @@ def train(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "cf_weight": cf_weight,
         "intent_cf_weight": intent_cf_weight, "trade_off": trade_off, "patience": patience, "seed": seed,
         "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
-        "n_negatives": negatives,
+        "n_negatives": negatives, "samples": samples.value if samples else None,
     }
     train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
     train_kw["bucket"] = pooling is Pooling.real

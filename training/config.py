@@ -32,6 +32,10 @@ class TrainConfig:
     bucket: bool = False
     # Fast mode only: scale auxiliary-loss gradients at real positions by n/T, as the reference's pooling does.
     aux_grad_scale: Literal["length", "none"] = "length"
+    # Training samples: "sequence" (the paper): one row a user, a next-item target at every position;
+    # "prefixes": one row per prefix of a user's training items, its next item the only target, so that every
+    # target is predicted from the last position, as at serving time.
+    samples: Literal["sequence", "prefixes"] = "sequence"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
@@ -40,9 +44,13 @@ class TrainConfig:
             raise ValueError(f"prototype must be 'shift' or 'concat', got {self.prototype!r}")
         if self.rec_loss not in ("bce", "softmax", "sampled"):
             raise ValueError(f"rec_loss must be 'bce', 'softmax' or 'sampled', got {self.rec_loss!r}")
+        if self.samples not in ("sequence", "prefixes"):
+            raise ValueError(f"samples must be 'sequence' or 'prefixes', got {self.samples!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Settings added after runs were recorded are left out at their default, so those runs keep their names
+        # and checkpoints.
+        return {k: v for k, v in dataclasses.asdict(self).items() if ADDED_LATER.get(k, object()) != v}
 
     def trajectory(self) -> dict[str, Any]:
         """The settings that decide what each epoch computes; `epochs` and `patience` only decide when to stop,
@@ -51,6 +59,7 @@ class TrainConfig:
 
 
 STOPPING = ("epochs", "patience")
+ADDED_LATER = {"samples": "sequence"}
 
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.

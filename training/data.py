@@ -142,6 +142,22 @@ def train_split(data: Interactions, max_len: int) -> TrainSplit:
     )
 
 
+def prefix_split(data: Interactions, max_len: int) -> TrainSplit:
+    """One row per prefix s[:k] of the training items s[:-2] (k = 1 .. n-3), its next item s[k] the target at the
+    last position only; the same targets as train_split, each predicted from a sequence's end."""
+    users = min_length_users(data, 4)
+    rows, last, owners = [], [], []
+    for u in users:
+        s = data.sequence(u)[:-2]
+        for k in range(1, len(s)):
+            rows.append(s[:k])
+            last.append(s[k])
+            owners.append(u)
+    targets = np.zeros((len(rows), max_len), dtype=np.int64)
+    targets[:, -1] = last
+    return TrainSplit(left_pad(rows, max_len), targets, np.asarray(owners, dtype=np.int64))
+
+
 def eval_split(data: Interactions, max_len: int, split: str) -> EvalSplit:
     """valid: input s[:-2], target s[-2]; test: input s[:-1], target s[-1]."""
     if split not in ("valid", "test"):

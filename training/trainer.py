@@ -24,7 +24,7 @@ from model.encoder import ELCRec
 from training import losses
 from training.augment import augment_batch
 from training.config import STOPPING, TrainConfig
-from training.data import Interactions, eval_split, train_split
+from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
 from training.sampling import NegativeSampler
@@ -99,7 +99,8 @@ class Trainer:
             self.model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
             weight_decay=train_cfg.weight_decay, foreach=True,  # one kernel per op over all tensors: faster on CPU
         )
-        self.train = train_split(data, model_cfg.max_len)
+        split = prefix_split if train_cfg.samples == "prefixes" else train_split
+        self.train = split(data, model_cfg.max_len)
         self.valid = eval_split(data, model_cfg.max_len, "valid")
         self.sampler = NegativeSampler(data, model_cfg.vocab_size)
         self.state = TrainState()

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from training.data import DataError, eval_split, left_pad, parse_lines, read_interactions, train_split
+from training.data import (
+    DataError,
+    eval_split,
+    left_pad,
+    parse_lines,
+    prefix_split,
+    read_interactions,
+    train_split,
+)
 
 
 def test_splits_follow_leave_one_out():
@@ -13,6 +21,16 @@ def test_splits_follow_leave_one_out():
     assert te.inputs[0].tolist() == [1, 2, 3, 4, 5] and te.targets[0] == 6
     assert te.seen[0].tolist() == [1, 2, 3, 4, 5]
     assert data.n_items == 11
+
+
+def test_prefix_samples_hold_the_same_targets_one_per_row():
+    data = parse_lines(["u1 1 2 3 4 5 6", "u2 7 8 9 10 11", "u3 12 13 14"])
+    pre = prefix_split(data, max_len=2)
+    assert pre.inputs.tolist() == [[0, 1], [1, 2], [2, 3], [0, 7], [7, 8]]  # the last T items of each prefix
+    assert pre.targets.tolist() == [[0, 2], [0, 3], [0, 4], [0, 8], [0, 9]]  # the next item, last position only
+    assert pre.users.tolist() == [0, 0, 0, 1, 1]  # u3 (3 items) has nothing to train on, as in train_split
+    seq = train_split(data, max_len=5)
+    assert sorted(pre.targets[:, -1].tolist()) == sorted(seq.targets[seq.targets > 0].tolist())
 
 
 def test_inputs_keep_the_most_recent_items():

@@ -112,6 +112,17 @@ def test_a_run_resumes_under_other_stopping_rules(planted, tmp_path):
         assert torch.equal(v, shorter.model.state_dict()[k]), k
 
 
+def test_prefix_samples_train_and_keep_old_run_names(planted):
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=3, samples="prefixes", rec_loss="sampled", n_negatives=64)
+    trainer = Trainer(mcfg, tcfg, data, log=lambda _: None)
+    assert len(trainer.train.inputs) == int((data.lengths[data.lengths >= 4] - 3).sum())
+    model = trainer.fit()
+    assert evaluate(model, data, "test", ("strict",))["strict"]["NDCG@10"] > 3 * popularity_metrics(data)["NDCG@10"]
+    # the setting is named only where it is not the default: runs recorded before it keep their names
+    assert "samples" in tcfg.trajectory() and "samples" not in small_configs(data)[1].trajectory()
+
+
 def test_early_stopping_keeps_the_best_epoch(planted):
     data, _ = planted
     mcfg, tcfg = small_configs(data, epochs=30, patience=1, lr=0.3)  # a huge lr: validation soon gets worse
