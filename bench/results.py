@@ -127,7 +127,9 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  paper's preset itself, trained once and listed under both names (`--improved`, training/config.py `IMPROVED`);",
         "  *sampled*: the paper's preset with that next-item loss alone (`--rec-loss sampled --negatives 1024`; the",
         "  same as *improved* on Sports and Toys); *softmax*: the preset with a full softmax over all",
-        "  items (`--rec-loss softmax`). Intent losses are kept in every variant.",
+        "  items (`--rec-loss softmax`); *prefixes*: the improved preset trained on one row per prefix of each",
+        "  user's training items, its next item the only target, predicted from the sequence's end as at serving",
+        "  time (`--improved --samples prefixes`, patience 5). Intent losses are kept in every variant.",
         "- Train time is wall time on the shared 2-core machine, which ran other jobs at the same time.",
     ]
     lines += ["", "Per-epoch logs (losses, validation metrics, seconds): [logs/](logs/), named",
