@@ -23,6 +23,12 @@ class ModelConfig:
     # How a sequence is mean-pooled for intents: "all" = over all T positions, padding included
     # (the reference); "real" = over real items only (padding positions contribute nothing).
     pooling: Pooling = "all"
+    # Beyond the paper (BSARec, Shin et al. 2024): each block mixes its self-attention with a frequency filter,
+    # mix_alpha * filter + (1 - mix_alpha) * attention; the filter keeps the freq_bins lowest DFT bins of the
+    # sequence and rescales the rest by a learned per-dimension weight. 0 = attention alone (the paper). The
+    # filter sees the whole input sequence, so a model with mix_alpha > 0 is trained on prefix samples only.
+    mix_alpha: float = 0.0
+    freq_bins: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -32,6 +38,10 @@ class ModelConfig:
             problems.append(f"d ({self.d}) must be a positive multiple of n_heads ({self.n_heads})")
         if self.n_layers < 1 or self.max_len < 1 or self.n_intents < 1:
             problems.append("n_layers, max_len and n_intents must be >= 1")
+        if not 0.0 <= self.mix_alpha < 1.0:
+            problems.append(f"mix_alpha must be in [0, 1), got {self.mix_alpha}")
+        if not 1 <= self.freq_bins <= self.max_len // 2 + 1:
+            problems.append(f"freq_bins must be in [1, max_len // 2 + 1], got {self.freq_bins}")
         if self.pooling not in ("all", "real"):
             problems.append(f"pooling must be 'all' or 'real', got {self.pooling!r}")
         if problems:
@@ -42,7 +52,9 @@ class ModelConfig:
         return self.n_items + 2
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Settings added after models were exported are left out at their default, so those runs keep their
+        # names and checkpoints, and their artifacts load in older releases.
+        return {k: v for k, v in dataclasses.asdict(self).items() if ADDED_LATER.get(k, object()) != v}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
@@ -51,3 +63,6 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         return cls(**raw)
+
+
+ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3}

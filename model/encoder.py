@@ -65,14 +65,48 @@ class FeedForward(nn.Module):
         return self.norm(self.dropout(h) + x)
 
 
+class FrequencyFilter(nn.Module):
+    """BSARec's inductive bias: the freq_bins lowest DFT bins over time kept, the rest scaled by beta (d,).
+
+    Padding positions enter as zeros and the transform runs over T positions, so a batch trimmed of its
+    all-padding columns gives the same values at real positions as the full one (a low-pass is a circular
+    convolution: zero-padding on the right instead of the left only shifts it).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.bins = cfg.freq_bins
+        self.sqrt_beta = nn.Parameter(torch.randn(1, 1, cfg.d))
+        self.dropout = Dropout(cfg.dropout)
+        self.norm = nn.LayerNorm(cfg.d, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        xr = (x * real).float()  # (B, t, d); the FFT runs in float32 whatever the model's dtype
+        spec = torch.fft.rfft(xr, n=self.max_len, dim=1, norm="ortho")
+        keep = torch.zeros(spec.shape[1], 1, dtype=spec.real.dtype, device=x.device)
+        keep[: self.bins] = 1.0
+        low = torch.fft.irfft(spec * keep, n=self.max_len, dim=1, norm="ortho")[:, :t]
+        y = (low + self.sqrt_beta.float().square() * (xr - low)).to(x.dtype)
+        return self.norm(self.dropout(y) + x)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.attention = SelfAttention(cfg)
+        self.mix_alpha = cfg.mix_alpha
+        if cfg.mix_alpha > 0:  # the paper's model has no such parameters
+            self.filter = FrequencyFilter(cfg)
         self.ffn = FeedForward(cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.attention(x, mask))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.attention(x, mask)
+        if self.mix_alpha > 0:
+            assert real is not None
+            h = self.mix_alpha * self.filter(x, real) + (1.0 - self.mix_alpha) * h
+        return self.ffn(h)
 
 
 def attention_mask(ids: torch.Tensor) -> torch.Tensor:
@@ -118,8 +152,9 @@ class ELCRec(nn.Module):
         pos = self.position_embeddings.weight[self.cfg.max_len - t :]  # (t, d)
         x = self.dropout(self.norm(self.item_embeddings(ids) + pos))  # (B, t, d)
         mask = attention_mask(ids).to(x.dtype)  # half-precision models add it in their own dtype
+        real = (ids > 0).unsqueeze(-1).to(x.dtype) if self.cfg.mix_alpha > 0 else None
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, real)
         return x
 
     def pool(self, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

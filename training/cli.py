@@ -73,6 +73,8 @@ def train(
     hidden: Annotated[int | None, typer.Option(help="Hidden size d")] = None,
     max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
     dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
+    mix_alpha: Annotated[float | None, typer.Option(help="Beyond the paper (BSARec): share of a frequency filter mixed with each block's self-attention, 0 to 1 (0 = the paper); needs --samples prefixes")] = None,
+    freq_bins: Annotated[int | None, typer.Option(help="With --mix-alpha: the lowest DFT bins the filter keeps (default 3)")] = None,
     pooling: Annotated[Pooling, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = Pooling.real,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
@@ -101,7 +103,7 @@ def train(
 
     from model.config import ModelConfig
     from training import distributed
-    from training.config import IMPROVED, PRESETS, TrainConfig
+    from training.config import IMPROVED, PRESETS, TrainConfig, check_compatible
     from training.data import DataError, read_interactions
     from training.device import pick_device
     from training.export import export_model, full_metrics
@@ -119,8 +121,11 @@ def train(
         fail("--improved needs --preset: the improved settings are chosen per data set")
     model_overrides: dict[str, int | None] = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
+        "freq_bins": freq_bins,
     }
     model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
+    if mix_alpha is not None:
+        model_kw["mix_alpha"] = mix_alpha
     if dropout is not None:
         model_kw["dropout"] = model_kw["attn_dropout"] = dropout
     model_kw["pooling"] = pooling.value
@@ -137,6 +142,7 @@ def train(
         interactions = read_interactions(data)
         mcfg = ModelConfig(n_items=interactions.n_items, **model_kw)  # type: ignore[arg-type]
         tcfg = TrainConfig(**train_kw)  # type: ignore[arg-type]
+        check_compatible(mcfg, tcfg)
         if index is not None:  # a bad spec fails now, not after the training
             from model.item_index import empty_index
 

@@ -58,6 +58,15 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in STOPPING}
 
 
+def check_compatible(model_cfg: Any, train_cfg: TrainConfig) -> None:
+    """Settings valid alone but not together; a ValueError names the problem."""
+    if model_cfg.mix_alpha > 0 and train_cfg.samples != "prefixes":
+        raise ValueError(
+            "mix_alpha > 0 (the frequency filter) needs samples 'prefixes': the filter mixes later positions into "
+            "earlier ones, so next-item targets at every position would be seen in the input"
+        )
+
+
 STOPPING = ("epochs", "patience")
 ADDED_LATER = {"samples": "sequence"}
 

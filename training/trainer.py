@@ -23,7 +23,7 @@ from model.config import ModelConfig
 from model.encoder import ELCRec
 from training import losses
 from training.augment import augment_batch
-from training.config import STOPPING, TrainConfig
+from training.config import STOPPING, TrainConfig, check_compatible
 from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
@@ -81,6 +81,7 @@ class Trainer:
         progress: bool | None = None,
         dist: Dist | None = None,
     ) -> None:
+        check_compatible(model_cfg, train_cfg)
         if train_cfg.bucket and model_cfg.pooling != "real":
             raise ValueError("bucketed, trimmed batches need pooling 'real' (padding states would be lost)")
         self.mcfg, self.cfg, self.data, self.device, self.log = model_cfg, train_cfg, data, device, log

@@ -40,3 +40,49 @@ def test_init_follows_the_reference():
     assert abs(w.std().item() - 0.02) < 0.002
     assert model.blocks[0].attention.query.bias.abs().sum() == 0
     assert model.norm.weight.eq(1).all() and model.norm.eps == 1e-12
+
+
+def test_frequency_filter_keeps_the_trimmed_batch_rule():
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_items=50, n_layers=2, n_intents=4, max_len=10, mix_alpha=0.7, freq_bins=2, pooling="real")
+    model = ELCRec(cfg).eval()
+    full = torch.zeros(2, 10, dtype=torch.long)
+    full[0, -3:] = torch.tensor([4, 8, 15])
+    full[1, -4:] = torch.tensor([16, 23, 42, 7])
+    with torch.no_grad():
+        h_full, h_trim = model(full), model(full[:, -4:])
+        plain = ELCRec(ModelConfig(n_items=50, n_layers=2, n_intents=4, max_len=10, pooling="real")).eval()(full)
+    assert torch.allclose(h_full[:, -4:][full[:, -4:] > 0], h_trim[full[:, -4:] > 0], atol=1e-5)
+    assert not torch.allclose(h_full, plain, atol=1e-3)  # the filter does change the states
+
+
+def test_frequency_filter_passes_a_constant_sequence_and_scales_the_rest():
+    from model.encoder import FrequencyFilter
+
+    cfg = ModelConfig(n_items=5, max_len=8, mix_alpha=0.5, freq_bins=1, dropout=0.0)
+    filt = FrequencyFilter(cfg).eval()
+    real = torch.ones(1, 8, 1)
+    const = torch.randn(1, 1, 4 * 16).expand(1, 8, 64).clone()
+    with torch.no_grad():
+        filt.sqrt_beta.zero_()  # beta 0: only the lowest bin (the mean over time) is left
+        assert torch.allclose(filt(const, real), filt.norm(2 * const), atol=1e-5)
+        wavy = torch.randn(1, 8, 64)
+        low = wavy.mean(dim=1, keepdim=True).expand_as(wavy)
+        assert torch.allclose(filt(wavy, real), filt.norm(low + wavy), atol=1e-5)
+
+
+def test_settings_added_later_stay_out_of_the_config_dict_at_their_default():
+    plain = ModelConfig(n_items=5).to_dict()
+    assert "mix_alpha" not in plain and "freq_bins" not in plain
+    assert ModelConfig.from_dict(plain) == ModelConfig(n_items=5)
+    mixed = ModelConfig(n_items=5, mix_alpha=0.7).to_dict()
+    assert ModelConfig.from_dict(mixed).mix_alpha == 0.7
+
+
+def test_bad_filter_settings_are_refused_with_a_message():
+    import pytest
+
+    with pytest.raises(ValueError, match="mix_alpha must be in"):
+        ModelConfig(n_items=5, mix_alpha=1.0)
+    with pytest.raises(ValueError, match="freq_bins must be in"):
+        ModelConfig(n_items=5, max_len=8, freq_bins=6)

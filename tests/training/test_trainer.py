@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +123,16 @@ def test_prefix_samples_train_and_keep_old_run_names(planted):
     assert evaluate(model, data, "test", ("strict",))["strict"]["NDCG@10"] > 3 * popularity_metrics(data)["NDCG@10"]
     # the setting is named only where it is not the default: runs recorded before it keep their names
     assert "samples" in tcfg.trajectory() and "samples" not in small_configs(data)[1].trajectory()
+
+
+def test_the_frequency_filter_trains_on_prefixes_and_is_refused_on_sequences(planted):
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=3, samples="prefixes", rec_loss="softmax")
+    mcfg = dataclasses.replace(mcfg, mix_alpha=0.7, freq_bins=3)
+    model = Trainer(mcfg, tcfg, data, log=lambda _: None).fit()
+    assert evaluate(model, data, "test", ("strict",))["strict"]["NDCG@10"] > 3 * popularity_metrics(data)["NDCG@10"]
+    with pytest.raises(ValueError, match="needs samples 'prefixes'"):
+        Trainer(mcfg, dataclasses.replace(tcfg, samples="sequence"), data, log=lambda _: None)
 
 
 def test_early_stopping_keeps_the_best_epoch(planted):
