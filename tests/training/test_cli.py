@@ -126,18 +126,17 @@ def test_improved_without_a_preset_is_refused_with_a_message(tmp_path):
     assert result.returncode == 2 and "--improved needs --preset" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_filter_and_position_options_train_export_and_evaluate(tmp_path):
+def test_the_frequency_filter_option_trains_exports_and_evaluates(tmp_path):
     data = tmp_path / "syn.txt"
     assert run_cli("data", "synthetic", "--out", str(data), "--users", "200", "--items", "40", "--intents", "3").returncode == 0
     small = ["--epochs", "1", "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress", "--mix-alpha", "0.7"]
     refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *small)
     assert refused.returncode == 2 and "needs samples 'prefixes'" in refused.stderr and "Traceback" not in refused.stderr
     done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *small, "--samples", "prefixes",
-                   "--freq-bins", "2", "--positions", "left")
+                   "--freq-bins", "2")
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp_path / "a" / "v0001" / "manifest.json").read_text())
     assert manifest["model_config"]["mix_alpha"] == 0.7 and manifest["model_config"]["freq_bins"] == 2
-    assert manifest["model_config"]["positions"] == "left"
     evaluated = run_cli("evaluate", str(tmp_path / "a" / "v0001"), "--data", str(data), "--split", "test", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["metrics"]["NDCG@20"] == pytest.approx(
