@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 Prototype = Literal["shift", "concat"]
 Pooling = Literal["all", "real"]
-Positions = Literal["right", "left"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +29,6 @@ class ModelConfig:
     # filter sees the whole input sequence, so a model with mix_alpha > 0 is trained on prefix samples only.
     mix_alpha: float = 0.0
     freq_bins: int = 3
-    # Position embeddings: "right" (the paper) counts back from the sequence's end, so the newest item always
-    # sits at position T - 1; "left" counts forward from the oldest item in the window. With "left" and causal
-    # attention, the state at position i of a sequence is the state the sequence cut after item i would end
-    # with: a sequence-sample epoch then trains every prefix as it is served (the gain of samples "prefixes",
-    # at the cost of sequence samples).
-    positions: Positions = "right"
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,8 +42,6 @@ class ModelConfig:
             problems.append(f"mix_alpha must be in [0, 1), got {self.mix_alpha}")
         if not 1 <= self.freq_bins <= self.max_len // 2 + 1:
             problems.append(f"freq_bins must be in [1, max_len // 2 + 1], got {self.freq_bins}")
-        if self.positions not in ("right", "left"):
-            problems.append(f"positions must be 'right' or 'left', got {self.positions!r}")
         if self.pooling not in ("all", "real"):
             problems.append(f"pooling must be 'all' or 'real', got {self.pooling!r}")
         if problems:
@@ -74,4 +65,4 @@ class ModelConfig:
         return cls(**raw)
 
 
-ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3, "positions": "right"}
+ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3}

@@ -149,10 +149,7 @@ class ELCRec(nn.Module):
         B, t = ids.shape
         if t > self.cfg.max_len:
             raise ValueError(f"sequence length {t} exceeds max_len {self.cfg.max_len}")
-        if self.cfg.positions == "left":  # 0 at the oldest real item of each row; padding rows read 0 too
-            pos = self.position_embeddings(((ids > 0).cumsum(dim=1) - 1).clamp_min(0))  # (B, t, d)
-        else:
-            pos = self.position_embeddings.weight[self.cfg.max_len - t :]  # (t, d)
+        pos = self.position_embeddings.weight[self.cfg.max_len - t :]  # (t, d)
         x = self.dropout(self.norm(self.item_embeddings(ids) + pos))  # (B, t, d)
         mask = attention_mask(ids).to(x.dtype)  # half-precision models add it in their own dtype
         real = (ids > 0).unsqueeze(-1).to(x.dtype) if self.cfg.mix_alpha > 0 else None

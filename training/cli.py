@@ -47,11 +47,6 @@ class RecLossKind(StrEnum):
     sampled = "sampled"
 
 
-class Positions(StrEnum):
-    right = "right"
-    left = "left"
-
-
 class Samples(StrEnum):
     sequence = "sequence"
     prefixes = "prefixes"
@@ -79,7 +74,6 @@ def train(
     max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
     dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beyond the paper (BSARec): share of a frequency filter mixed with each block's self-attention, 0 to 1 (0 = the paper); needs --samples prefixes")] = None,
-    positions: Annotated[Positions | None, typer.Option(help="Position embeddings counted back from the newest item (right, the paper) or forward from the oldest (left: each position is then trained as the end of its prefix)")] = None,
     freq_bins: Annotated[int | None, typer.Option(help="With --mix-alpha: the lowest DFT bins the filter keeps (default 3)")] = None,
     pooling: Annotated[Pooling, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = Pooling.real,
     batch_size: Annotated[int | None, typer.Option()] = None,
@@ -132,8 +126,6 @@ def train(
     model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
     if mix_alpha is not None:
         model_kw["mix_alpha"] = mix_alpha
-    if positions is not None:
-        model_kw["positions"] = positions.value
     if dropout is not None:
         model_kw["dropout"] = model_kw["attn_dropout"] = dropout
     model_kw["pooling"] = pooling.value

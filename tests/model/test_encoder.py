@@ -86,18 +86,3 @@ def test_bad_filter_settings_are_refused_with_a_message():
         ModelConfig(n_items=5, mix_alpha=1.0)
     with pytest.raises(ValueError, match="freq_bins must be in"):
         ModelConfig(n_items=5, max_len=8, freq_bins=6)
-
-
-def test_left_positions_make_every_position_the_end_of_its_prefix():
-    torch.manual_seed(0)
-    seq = torch.tensor([[0, 0, 0, 0, 9, 4, 8, 15, 16, 23]])
-    for positions, same in (("left", True), ("right", False)):
-        cfg = ModelConfig(n_items=50, n_layers=2, n_intents=4, max_len=10, pooling="real", positions=positions)
-        model = ELCRec(cfg).eval()
-        with torch.no_grad():
-            states = model(seq)
-            ends = [model(seq[:, : i + 1])[0, -1] for i in range(4, 10)]
-            trimmed = model(seq[:, 3:])
-        matches = [torch.allclose(states[0, i], end, atol=1e-5) for i, end in zip(range(4, 10), ends, strict=True)]
-        assert all(matches) if same else not any(matches[:-1])
-        assert torch.allclose(states[0, 4:], trimmed[0, 1:], atol=1e-5)  # trimming padding changes nothing
