@@ -132,7 +132,9 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  same as *improved* on Sports and Toys); *softmax*: the preset with a full softmax over all",
         "  items (`--rec-loss softmax`); *prefixes*: the improved preset trained on one row per prefix of each",
         "  user's training items, its next item the only target, predicted from the sequence's end as at serving",
-        "  time (`--improved --samples prefixes`, patience 5). Intent losses are kept in every variant.",
+        "  time (`--improved --samples prefixes`, patience 5); *filter*: prefixes with the full softmax over all",
+        "  items and BSARec's frequency filter mixed into each block's self-attention at weight 0.7 (`--improved",
+        "  --samples prefixes --rec-loss softmax --mix-alpha 0.7`, patience 10). Intent losses are kept in every variant.",
         "- Train time is wall time on the shared 2-core machine, which ran other jobs at the same time.",
     ]
     lines += ["", "Per-epoch logs (losses, validation metrics, seconds): [logs/](logs/), named",
