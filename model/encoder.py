@@ -76,7 +76,9 @@ class FrequencyFilter(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.max_len = cfg.max_len
-        self.bins = cfg.freq_bins
+        keep = torch.zeros(cfg.max_len // 2 + 1, 1)  # per rfft bin over T positions: 1 = low, kept whole
+        keep[: cfg.freq_bins] = 1.0
+        self.register_buffer("keep", keep, persistent=False)  # derived from the config, not saved
         self.sqrt_beta = nn.Parameter(torch.randn(1, 1, cfg.d))
         self.dropout = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d, eps=LN_EPS)
@@ -85,9 +87,7 @@ class FrequencyFilter(nn.Module):
         t = x.shape[1]
         xr = (x * real).float()  # (B, t, d); the FFT runs in float32 whatever the model's dtype
         spec = torch.fft.rfft(xr, n=self.max_len, dim=1, norm="ortho")
-        keep = torch.zeros(spec.shape[1], 1, dtype=spec.real.dtype, device=x.device)
-        keep[: self.bins] = 1.0
-        low = torch.fft.irfft(spec * keep, n=self.max_len, dim=1, norm="ortho")[:, :t]
+        low = torch.fft.irfft(spec * self.keep.float(), n=self.max_len, dim=1, norm="ortho")[:, :t]
         y = (low + self.sqrt_beta.float().square() * (xr - low)).to(x.dtype)
         return self.norm(self.dropout(y) + x)
 

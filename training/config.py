@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from model.config import ModelConfig
+
 RecLoss = Literal["bce", "softmax", "sampled"]
 
 
@@ -58,7 +60,7 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in STOPPING}
 
 
-def check_compatible(model_cfg: Any, train_cfg: TrainConfig) -> None:
+def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     """Settings valid alone but not together; a ValueError names the problem."""
     if model_cfg.mix_alpha > 0 and train_cfg.samples != "prefixes":
         raise ValueError(
