@@ -54,7 +54,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         # Settings added after models were exported are left out at their default, so those runs keep their
         # names and checkpoints, and their artifacts load in older releases.
-        return {k: v for k, v in dataclasses.asdict(self).items() if ADDED_LATER.get(k, object()) != v}
+        return settings_dict(self, ADDED_LATER)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelConfig:
@@ -66,3 +66,9 @@ class ModelConfig:
 
 
 ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3}
+
+
+def settings_dict(config: Any, added_later: dict[str, Any]) -> dict[str, Any]:
+    """A config dataclass as a dict, without the settings added later that are at their default: runs and
+    artifacts recorded before a setting existed keep their names, checkpoints and manifests."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if added_later.get(k, object()) != v}

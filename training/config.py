@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from model.config import ModelConfig
+from model.config import ModelConfig, settings_dict
 
 RecLoss = Literal["bce", "softmax", "sampled"]
 
@@ -52,7 +51,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         # Settings added after runs were recorded are left out at their default, so those runs keep their names
         # and checkpoints.
-        return {k: v for k, v in dataclasses.asdict(self).items() if ADDED_LATER.get(k, object()) != v}
+        return settings_dict(self, ADDED_LATER)
 
     def trajectory(self) -> dict[str, Any]:
         """The settings that decide what each epoch computes; `epochs` and `patience` only decide when to stop,
@@ -62,6 +61,8 @@ class TrainConfig:
 
 def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
     """Settings valid alone but not together; a ValueError names the problem."""
+    if train_cfg.bucket and model_cfg.pooling != "real":
+        raise ValueError("bucketed, trimmed batches need pooling 'real' (padding states would be lost)")
     if model_cfg.mix_alpha > 0 and train_cfg.samples != "prefixes":
         raise ValueError(
             "mix_alpha > 0 (the frequency filter) needs samples 'prefixes': the filter mixes later positions into "

@@ -82,8 +82,6 @@ class Trainer:
         dist: Dist | None = None,
     ) -> None:
         check_compatible(model_cfg, train_cfg)
-        if train_cfg.bucket and model_cfg.pooling != "real":
-            raise ValueError("bucketed, trimmed batches need pooling 'real' (padding states would be lost)")
         self.mcfg, self.cfg, self.data, self.device, self.log = model_cfg, train_cfg, data, device, log
         self.progress = progress
         self.dist = dist or Dist()
