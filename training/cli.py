@@ -119,13 +119,11 @@ def train(
             train_kw.update(IMPROVED[preset.value])
     elif improved:
         fail("--improved needs --preset: the improved settings are chosen per data set")
-    model_overrides: dict[str, int | None] = {
+    model_overrides: dict[str, int | float | None] = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
-        "freq_bins": freq_bins,
+        "mix_alpha": mix_alpha, "freq_bins": freq_bins,
     }
     model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
-    if mix_alpha is not None:
-        model_kw["mix_alpha"] = mix_alpha
     if dropout is not None:
         model_kw["dropout"] = model_kw["attn_dropout"] = dropout
     model_kw["pooling"] = pooling.value
