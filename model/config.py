@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 Prototype = Literal["shift", "concat"]
 Pooling = Literal["all", "real"]
-FilterPadding = Literal["zero", "states"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +29,6 @@ class ModelConfig:
     # filter sees the whole input sequence, so a model with mix_alpha > 0 is trained on prefix samples only.
     mix_alpha: float = 0.0
     freq_bins: int = 3
-    # What the filter sees at padding positions: "zero" = nothing (only the real items are transformed);
-    # "states" = the hidden states the model gives padding there, as in BSARec, whose filter runs over the whole
-    # T-long window. A short sequence's low-pass is then mostly those (input-independent) padding states.
-    filter_padding: FilterPadding = "zero"
 
     def __post_init__(self) -> None:
         problems = []
@@ -47,10 +42,6 @@ class ModelConfig:
             problems.append(f"mix_alpha must be in [0, 1), got {self.mix_alpha}")
         if not 1 <= self.freq_bins <= self.max_len // 2 + 1:
             problems.append(f"freq_bins must be in [1, max_len // 2 + 1], got {self.freq_bins}")
-        if self.filter_padding not in ("zero", "states"):
-            problems.append(f"filter_padding must be 'zero' or 'states', got {self.filter_padding!r}")
-        elif self.filter_padding == "states" and self.mix_alpha == 0:
-            problems.append("filter_padding 'states' needs mix_alpha > 0 (there is no filter without it)")
         if self.pooling not in ("all", "real"):
             problems.append(f"pooling must be 'all' or 'real', got {self.pooling!r}")
         if problems:
@@ -74,7 +65,7 @@ class ModelConfig:
         return cls(**raw)
 
 
-ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3, "filter_padding": "zero"}
+ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3}
 
 
 def settings_dict(config: Any, added_later: dict[str, Any]) -> dict[str, Any]:

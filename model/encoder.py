@@ -68,11 +68,9 @@ class FeedForward(nn.Module):
 class FrequencyFilter(nn.Module):
     """BSARec's inductive bias: the freq_bins lowest DFT bins over time kept, the rest scaled by beta (d,).
 
-    The transform runs over T positions. With filter_padding "zero", padding positions enter as zeros, so a
-    batch trimmed of its all-padding columns gives the same values at real positions as the full one (a
-    low-pass is a circular convolution: zero-padding on the right instead of the left only shifts it). With
-    "states", they enter with their hidden states, as in BSARec: `lead` (B, T - t, d) holds those of the
-    columns trimmed away.
+    Padding positions enter as zeros and the transform runs over T positions, so a batch trimmed of its
+    all-padding columns gives the same values at real positions as the full one (a low-pass is a circular
+    convolution: zero-padding on the right instead of the left only shifts it).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -85,19 +83,12 @@ class FrequencyFilter(nn.Module):
         self.dropout = Dropout(cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d, eps=LN_EPS)
 
-    def forward(self, x: torch.Tensor, real: torch.Tensor | None, lead: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         t = x.shape[1]
-        xf = x.float()  # the FFT runs in float32 whatever the model's dtype
-        if real is not None:  # "zero": padding left out; the FFT fills the T - t missing columns with zeros too
-            xf = xf * real.float()
-            window, keep = xf, slice(0, t)
-        else:  # "states": the whole T-long window, padding states included
-            window = xf if lead is None else torch.cat([lead.float(), xf], dim=1)
-            assert window.shape[1] == self.max_len, "filter_padding 'states' needs the whole window"
-            keep = slice(self.max_len - t, self.max_len)
-        spec = torch.fft.rfft(window, n=self.max_len, dim=1, norm="ortho")
-        low = torch.fft.irfft(spec * self.keep.float(), n=self.max_len, dim=1, norm="ortho")[:, keep]
-        y = (low + self.sqrt_beta.float().square() * (xf - low)).to(x.dtype)
+        xr = (x * real).float()  # (B, t, d); the FFT runs in float32 whatever the model's dtype
+        spec = torch.fft.rfft(xr, n=self.max_len, dim=1, norm="ortho")
+        low = torch.fft.irfft(spec * self.keep.float(), n=self.max_len, dim=1, norm="ortho")[:, :t]
+        y = (low + self.sqrt_beta.float().square() * (xr - low)).to(x.dtype)
         return self.norm(self.dropout(y) + x)
 
 
@@ -110,12 +101,11 @@ class Block(nn.Module):
             self.filter = FrequencyFilter(cfg)
         self.ffn = FeedForward(cfg)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, real: torch.Tensor | None = None, lead: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         h = self.attention(x, mask)
         if self.mix_alpha > 0:
-            h = self.mix_alpha * self.filter(x, real, lead) + (1.0 - self.mix_alpha) * h
+            assert real is not None
+            h = self.mix_alpha * self.filter(x, real) + (1.0 - self.mix_alpha) * h
         return self.ffn(h)
 
 
@@ -159,21 +149,12 @@ class ELCRec(nn.Module):
         B, t = ids.shape
         if t > self.cfg.max_len:
             raise ValueError(f"sequence length {t} exceeds max_len {self.cfg.max_len}")
-        T = self.cfg.max_len
-        states = self.cfg.mix_alpha > 0 and self.cfg.filter_padding == "states"
-        if states and self.cfg.n_layers > 1 and t < T:
-            # A deeper block's filter sees the padding states the block before computed: the whole window runs.
-            return self.forward(F.pad(ids, (T - t, 0)))[:, -t:]
-        pos = self.position_embeddings.weight[T - t :]  # (t, d)
+        pos = self.position_embeddings.weight[self.cfg.max_len - t :]  # (t, d)
         x = self.dropout(self.norm(self.item_embeddings(ids) + pos))  # (B, t, d)
         mask = attention_mask(ids).to(x.dtype)  # half-precision models add it in their own dtype
-        real = (ids > 0).unsqueeze(-1).to(x.dtype) if self.cfg.mix_alpha > 0 and not states else None
-        lead = None
-        if states and t < T:  # one block: the trimmed columns' input is the padding embedding alone
-            pad = self.norm(self.item_embeddings.weight[0] + self.position_embeddings.weight[: T - t])
-            lead = self.dropout(pad.expand(B, -1, -1).contiguous())  # (B, T - t, d)
+        real = (ids > 0).unsqueeze(-1).to(x.dtype) if self.cfg.mix_alpha > 0 else None
         for block in self.blocks:
-            x = block(x, mask, real, lead)
+            x = block(x, mask, real)
         return x
 
     def pool(self, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

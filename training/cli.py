@@ -52,11 +52,6 @@ class Samples(StrEnum):
     prefixes = "prefixes"
 
 
-class FilterPadding(StrEnum):
-    zero = "zero"
-    states = "states"
-
-
 class Preset(StrEnum):
     Beauty = "Beauty"
     Sports_and_Outdoors = "Sports_and_Outdoors"
@@ -80,7 +75,6 @@ def train(
     dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beyond the paper (BSARec): share of a frequency filter mixed with each block's self-attention, 0 to 1 (0 = the paper); needs --samples prefixes")] = None,
     freq_bins: Annotated[int | None, typer.Option(help="With --mix-alpha: the lowest DFT bins the filter keeps (default 3)")] = None,
-    filter_padding: Annotated[FilterPadding | None, typer.Option(help="With --mix-alpha: what the filter sees at padding positions: zero (default) or states (the padding's hidden states, as BSARec)")] = None,
     pooling: Annotated[Pooling, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = Pooling.real,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
@@ -125,9 +119,9 @@ def train(
             train_kw.update(IMPROVED[preset.value])
     elif improved:
         fail("--improved needs --preset: the improved settings are chosen per data set")
-    model_overrides: dict[str, int | float | str | None] = {
+    model_overrides: dict[str, int | float | None] = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
-        "mix_alpha": mix_alpha, "freq_bins": freq_bins, "filter_padding": filter_padding.value if filter_padding else None,
+        "mix_alpha": mix_alpha, "freq_bins": freq_bins,
     }
     model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
     if dropout is not None:

@@ -56,32 +56,6 @@ def test_frequency_filter_keeps_the_trimmed_batch_rule():
     assert not torch.allclose(h_full, plain, atol=1e-3)  # the filter does change the states
 
 
-def test_padding_states_in_the_filter_keep_the_trimmed_batch_rule_and_change_the_states():
-    import pytest
-
-    full = torch.zeros(3, 10, dtype=torch.long)
-    full[0, -3:] = torch.tensor([4, 8, 15])
-    full[1, -4:] = torch.tensor([16, 23, 42, 7])
-    full[2, -1:] = torch.tensor([9])
-    real = full[:, -4:] > 0
-    for layers in (1, 2):
-        torch.manual_seed(0)
-        kw = {"n_items": 50, "n_layers": layers, "n_intents": 4, "max_len": 10, "mix_alpha": 0.7, "pooling": "real"}
-        states = ELCRec(ModelConfig(**kw, filter_padding="states")).eval()
-        zero = ELCRec(ModelConfig(**kw)).eval()
-        zero.load_state_dict(states.state_dict())
-        with torch.no_grad():
-            h_full, h_trim = states(full), states(full[:, -4:])
-            h_zero = zero(full)
-        assert torch.allclose(h_full[:, -4:][real], h_trim[real], atol=1e-5)
-        # The padding states reach the real positions through the low-pass: a short sequence changes most.
-        assert (h_full[:, -4:][real] - h_zero[:, -4:][real]).abs().max() > 1e-2
-    with pytest.raises(ValueError, match="filter_padding 'states' needs mix_alpha"):
-        ModelConfig(n_items=5, filter_padding="states")
-    with pytest.raises(ValueError, match="filter_padding must be"):
-        ModelConfig(n_items=5, mix_alpha=0.5, filter_padding="ones")
-
-
 def test_frequency_filter_passes_a_constant_sequence_and_scales_the_rest():
     from model.encoder import FrequencyFilter
 
@@ -99,7 +73,7 @@ def test_frequency_filter_passes_a_constant_sequence_and_scales_the_rest():
 
 def test_settings_added_later_stay_out_of_the_config_dict_at_their_default():
     plain = ModelConfig(n_items=5).to_dict()
-    assert "mix_alpha" not in plain and "freq_bins" not in plain and "filter_padding" not in plain
+    assert "mix_alpha" not in plain and "freq_bins" not in plain
     assert ModelConfig.from_dict(plain) == ModelConfig(n_items=5)
     mixed = ModelConfig(n_items=5, mix_alpha=0.7).to_dict()
     assert ModelConfig.from_dict(mixed).mix_alpha == 0.7

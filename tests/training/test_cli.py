@@ -141,16 +141,3 @@ def test_the_frequency_filter_option_trains_exports_and_evaluates(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["metrics"]["NDCG@20"] == pytest.approx(
         manifest["metrics"]["test"]["reference"]["NDCG@20"], abs=1e-9)
-    # The padding states in the filter (BSARec's window): refused without a filter, saved with the model.
-    small = [a for a in small if a not in ("--mix-alpha", "0.7")]
-    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), *small, "--samples", "prefixes",
-                      "--filter-padding", "states")
-    assert refused.returncode == 2 and "needs mix_alpha > 0" in refused.stderr and "Traceback" not in refused.stderr
-    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), *small, "--samples", "prefixes",
-                   "--mix-alpha", "0.7", "--filter-padding", "states")
-    assert done.returncode == 0, done.stderr
-    manifest = json.loads((tmp_path / "b" / "v0001" / "manifest.json").read_text())
-    assert manifest["model_config"]["filter_padding"] == "states"
-    evaluated = run_cli("evaluate", str(tmp_path / "b" / "v0001"), "--data", str(data), "--split", "test", "--json")
-    assert json.loads(evaluated.stdout)["metrics"]["NDCG@20"] == pytest.approx(
-        manifest["metrics"]["test"]["reference"]["NDCG@20"], abs=1e-9)
