@@ -274,9 +274,10 @@ def evaluate(
 ) -> None:
     """HIT@5/10/20 and NDCG@5/10/20 with full ranking."""
     from model.artifact import ArtifactError, load_artifact
-    from training.data import DataError, read_interactions
+    from training.data import DataError, eval_split, read_interactions
     from training.device import pick_device
-    from training.evaluate import evaluate as run_eval
+    from training.evaluate import split_ranks
+    from training.metrics import hit_ndcg, standard_errors
 
     try:
         dev = pick_device(device)
@@ -288,10 +289,14 @@ def evaluate(
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
     protocols = ("reference", "strict") if protocol is Protocol.both else (protocol.value,)
-    results = run_eval(art.model, interactions, split.value, protocols, dev)
+    ranks = split_ranks(art.model, eval_split(interactions, art.config.max_len, split.value), protocols, dev)
+    results = {p: hit_ndcg(r) for p, r in ranks.items()}
+    errors = {p: standard_errors(r) for p, r in ranks.items()}  # of each mean over the split's users
     if as_json:
         payload = {
             "metrics": results[protocols[0]],
+            "standard_errors": errors[protocols[0]],
+            "users": len(ranks[protocols[0]]),
             "protocol": protocols[0],
             "split": split.value,
             "version": art.version,
@@ -299,10 +304,12 @@ def evaluate(
         }
         if len(protocols) > 1:
             payload["by_protocol"] = results
+            payload["standard_errors_by_protocol"] = errors
         typer.echo(json.dumps(payload, indent=2))
         return
     for p, metrics in results.items():
-        typer.echo(f"{art.version} {split.value} ({p}): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        cells = "  ".join(f"{k} {v:.4f} ± {errors[p][k]:.4f}" for k, v in metrics.items())
+        typer.echo(f"{art.version} {split.value} ({p}, {len(ranks[p])} users, ± one standard error): {cells}")
 
 
 @app.command()

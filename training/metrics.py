@@ -31,12 +31,24 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (scores > target_scores).sum(dim=1)
 
 
-def hit_ndcg(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
-    """Mean HIT@k and NDCG@k over users from 0-based target ranks."""
+def per_user(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, torch.Tensor]:
+    """Each user's HIT@k and NDCG@k (U,) from 0-based target ranks."""
     ranks = ranks.to(torch.float64)
-    out: dict[str, float] = {}
+    out: dict[str, torch.Tensor] = {}
     for k in ks:
         hit = ranks < k
-        out[f"HIT@{k}"] = hit.double().mean().item()
-        out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0).mean().item()
+        out[f"HIT@{k}"] = hit.double()
+        out[f"NDCG@{k}"] = torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0)
     return out
+
+
+def hit_ndcg(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Mean HIT@k and NDCG@k over users from 0-based target ranks."""
+    return {name: values.mean().item() for name, values in per_user(ranks, ks).items()}
+
+
+def standard_errors(ranks: torch.Tensor, ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Standard error of each mean of `hit_ndcg` (per-user standard deviation / sqrt(users)): how far a score
+    could move, for the same model, with another draw of users of the same kind."""
+    n = len(ranks)
+    return {name: (values.std() / n**0.5).item() if n > 1 else float("nan") for name, values in per_user(ranks, ks).items()}

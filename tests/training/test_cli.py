@@ -45,8 +45,13 @@ def test_train_exports_a_version_and_evaluate_reads_it(tmp_path):
     assert list((store / "runs").iterdir()) == run_dirs
     evaluated = run_cli("evaluate", str(store / "v0001"), "--data", str(data), "--split", "valid", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
-    metrics = json.loads(evaluated.stdout)["metrics"]
+    payload = json.loads(evaluated.stdout)
+    metrics = payload["metrics"]
     assert metrics["NDCG@20"] == pytest.approx(manifest["metrics"]["valid"]["reference"]["NDCG@20"], abs=1e-9)
+    assert payload["users"] > 0 and set(payload["standard_errors"]) == set(metrics)
+    assert all(0.0 <= v < 0.5 for v in payload["standard_errors"].values())
+    text = run_cli("evaluate", str(store / "v0001"), "--data", str(data), "--split", "valid")
+    assert text.returncode == 0 and f"NDCG@20 {metrics['NDCG@20']:.4f} ± " in text.stdout
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from model.config import ModelConfig
 from model.encoder import ELCRec
 from training.data import EvalSplit
 from training.evaluate import evaluate_split
-from training.metrics import hit_ndcg, mask_scores, target_ranks
+from training.metrics import hit_ndcg, mask_scores, standard_errors, target_ranks
 
 
 def test_hit_and_ndcg_from_ranks_by_hand():
@@ -17,6 +17,15 @@ def test_hit_and_ndcg_from_ranks_by_hand():
     assert m["NDCG@5"] == pytest.approx((1.0 + 1 / math.log2(6)) / 4)
     assert m["HIT@10"] == pytest.approx(0.75)
     assert m["HIT@20"] == pytest.approx(0.75)
+
+
+def test_standard_errors_are_the_per_user_spread_over_the_square_root_of_users():
+    se = standard_errors(torch.tensor([0, 4, 5, 30]))
+    assert se["HIT@5"] == pytest.approx(torch.tensor([1.0, 1.0, 0.0, 0.0]).std().item() / 2)
+    ndcg = torch.tensor([1.0, 1 / math.log2(6), 0.0, 0.0], dtype=torch.float64)
+    assert se["NDCG@5"] == pytest.approx(ndcg.std().item() / 2)
+    assert standard_errors(torch.tensor([0, 0, 0]))["NDCG@20"] == 0.0  # every user alike: no spread
+    assert math.isnan(standard_errors(torch.tensor([3]))["HIT@5"])  # one user: undefined
 
 
 def test_reference_masks_seen_items_to_zero_so_they_can_outrank_negative_scores():
