@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -291,7 +292,8 @@ def evaluate(
     protocols = ("reference", "strict") if protocol is Protocol.both else (protocol.value,)
     ranks = split_ranks(art.model, eval_split(interactions, art.config.max_len, split.value), protocols, dev)
     results = {p: hit_ndcg(r) for p, r in ranks.items()}
-    errors = {p: standard_errors(r) for p, r in ranks.items()}  # of each mean over the split's users
+    # Of each mean over the split's users; undefined (None in JSON) for a single user.
+    errors = {p: {k: None if math.isnan(v) else v for k, v in standard_errors(r).items()} for p, r in ranks.items()}
     if as_json:
         payload = {
             "metrics": results[protocols[0]],
@@ -308,7 +310,7 @@ def evaluate(
         typer.echo(json.dumps(payload, indent=2))
         return
     for p, metrics in results.items():
-        cells = "  ".join(f"{k} {v:.4f} ± {errors[p][k]:.4f}" for k, v in metrics.items())
+        cells = "  ".join(f"{k} {v:.4f} ± " + (f"{e:.4f}" if (e := errors[p][k]) is not None else "?") for k, v in metrics.items())
         typer.echo(f"{art.version} {split.value} ({p}, {len(ranks[p])} users, ± one standard error): {cells}")
 
 
