@@ -65,7 +65,8 @@ def train(
     data: Annotated[Path, typer.Option(help="Interaction file: 'user item item ...' per line")],
     out: Annotated[Path, typer.Option(help="Artifact store; the trained model becomes a new version and CURRENT")],
     preset: Annotated[Preset | None, typer.Option(help="The paper's hyperparameters for a data set")] = None,
-    improved: Annotated[bool, typer.Option("--improved", help="With --preset: the best settings found beyond the paper for that data set (docs/RESULTS.md)")] = False,
+    improved: Annotated[bool, typer.Option("--improved", help="With --preset: the best ranking found beyond the paper for that data set (docs/RESULTS.md)")] = False,
+    improved_intents: Annotated[bool, typer.Option("--improved-intents", help="With --preset: better ranking than the paper with the users spread over many intents")] = False,
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
@@ -104,7 +105,7 @@ def train(
 
     from model.config import ModelConfig
     from training import distributed
-    from training.config import IMPROVED, PRESETS, TrainConfig, check_compatible
+    from training.config import IMPROVED, IMPROVED_INTENTS, PRESETS, TrainConfig, check_compatible
     from training.data import DataError, read_interactions
     from training.device import pick_device
     from training.export import export_model, full_metrics
@@ -116,10 +117,16 @@ def train(
         m, t = PRESETS[preset.value]
         model_kw.update(m)
         train_kw.update(t)
+        if improved and improved_intents:
+            fail("--improved and --improved-intents are alternatives: pick one")
         if improved:
-            train_kw.update(IMPROVED[preset.value])
-    elif improved:
-        fail("--improved needs --preset: the improved settings are chosen per data set")
+            model_kw.update(IMPROVED[preset.value][0])
+            train_kw.update(IMPROVED[preset.value][1])
+        if improved_intents:
+            train_kw.update(IMPROVED_INTENTS[preset.value])
+    elif improved or improved_intents:
+        flag = "--improved" if improved else "--improved-intents"
+        fail(f"{flag} needs --preset: the improved settings are chosen per data set")
     model_overrides: dict[str, int | float | None] = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
         "mix_alpha": mix_alpha, "freq_bins": freq_bins,
@@ -173,6 +180,7 @@ def train(
         return  # rank 0 evaluates and exports
     metrics = full_metrics(model, interactions, dev)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
+              "improved_intents": improved_intents,
               "train_config": tcfg.to_dict(),
               **trainer.summary()}
     try:

@@ -109,26 +109,65 @@ def test_download_reports_an_unreachable_mirror(tmp_path):
     assert result.returncode == 2 and "could not download" in result.stderr
 
 
-def test_the_improved_preset_changes_the_next_item_loss_and_explicit_flags_still_win(tmp_path):
+def _synthetic(tmp_path):
     data = tmp_path / "syn.txt"
     assert run_cli("data", "synthetic", "--out", str(data), "--users", "200", "--items", "40", "--intents", "3").returncode == 0
-    small = ["--epochs", "1", "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress"]
-    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), "--preset", "Beauty", "--improved", *small)
+    return data
+
+
+SMALL = ["--epochs", "1", "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress"]
+
+
+def _origin(store):
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    return manifest["origin"], manifest["model_config"]
+
+
+def test_the_improved_preset_sets_the_best_ranking_settings_and_explicit_flags_still_win(tmp_path):
+    data = _synthetic(tmp_path)
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), "--preset", "Beauty", "--improved", *SMALL)
     assert done.returncode == 0, done.stderr
-    origin = json.loads((tmp_path / "a" / "v0001" / "manifest.json").read_text())["origin"]
-    assert origin["improved"] is True and origin["preset"] == "Beauty"
-    assert origin["train_config"]["rec_loss"] == "sampled" and origin["train_config"]["n_negatives"] == 1024
-    assert origin["train_config"]["prototype"] == "shift"  # the paper's Beauty preset underneath
-    assert origin["train_config"]["trade_off"] == 1.0  # ... with its ELCM weight changed by IMPROVED
+    origin, model = _origin(tmp_path / "a")
+    assert origin["improved"] is True and origin["improved_intents"] is False and origin["preset"] == "Beauty"
+    train = origin["train_config"]
+    assert train["rec_loss"] == "softmax" and train["samples"] == "prefixes" and train["patience"] == 10
+    assert model["mix_alpha"] == 0.7  # the frequency filter: IMPROVED also sets model settings
+    assert train["prototype"] == "shift"  # the paper's Beauty preset underneath
+    assert train["trade_off"] == 1.0  # ... with its ELCM weight changed by IMPROVED
     done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--preset", "Beauty", "--improved",
-                   "--negatives", "64", *small)
+                   "--mix-alpha", "0.2", "--rec-loss", "sampled", "--negatives", "64", *SMALL)
     assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "b" / "v0001" / "manifest.json").read_text())["origin"]["train_config"]["n_negatives"] == 64
+    origin, model = _origin(tmp_path / "b")
+    assert model["mix_alpha"] == 0.2 and origin["train_config"]["rec_loss"] == "sampled"
+    assert origin["train_config"]["n_negatives"] == 64
 
 
-def test_improved_without_a_preset_is_refused_with_a_message(tmp_path):
-    result = run_cli("train", "--data", "x", "--out", str(tmp_path), "--improved")
-    assert result.returncode == 2 and "--improved needs --preset" in result.stderr and "Traceback" not in result.stderr
+def test_the_improved_intents_preset_keeps_sequence_samples_and_lowers_the_elcm_weight(tmp_path):
+    data = _synthetic(tmp_path)
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), "--preset", "Beauty", "--improved-intents",
+                   *SMALL)
+    assert done.returncode == 0, done.stderr
+    origin, model = _origin(tmp_path / "a")
+    assert origin["improved_intents"] is True and origin["improved"] is False
+    train = origin["train_config"]
+    assert train["rec_loss"] == "sampled" and train["n_negatives"] == 1024 and train["trade_off"] == 1.0
+    assert train.get("samples", "sequence") == "sequence" and model.get("mix_alpha", 0.0) == 0.0
+
+
+def test_improved_without_a_preset_or_with_both_variants_is_refused_with_a_message(tmp_path):
+    for flags, message in ((["--improved"], "--improved needs --preset"),
+                           (["--improved-intents"], "--improved-intents needs --preset"),
+                           (["--preset", "Beauty", "--improved", "--improved-intents"], "pick one")):
+        result = run_cli("train", "--data", "x", "--out", str(tmp_path), *flags)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_improved_preset_with_sequence_samples_names_the_conflict(tmp_path):
+    data = _synthetic(tmp_path)
+    result = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), "--preset", "Beauty", "--improved",
+                     "--samples", "sequence", *SMALL)
+    assert result.returncode == 2 and "needs samples 'prefixes'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "a" / "v0001").exists()
 
 
 def test_the_frequency_filter_option_trains_exports_and_evaluates(tmp_path):
