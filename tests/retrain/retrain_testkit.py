@@ -39,14 +39,15 @@ def write_base(path: Path, users: int = 300, items: int = N_ITEMS, intents: int 
     return data
 
 
-def train_store(data: Interactions, store: Path) -> Path:
-    """What `elcrec train --epochs 2 --layers 1 --intents 3 --hidden 16` does (pooling real, bucketed)."""
-    mcfg = ModelConfig(n_items=data.n_items, d=16, n_layers=1, n_intents=3, pooling="real")
-    tcfg = TrainConfig(epochs=2, bucket=True)
+def train_store(data: Interactions, store: Path, model: dict[str, Any] | None = None, train: dict[str, Any] | None = None) -> Path:
+    """What `elcrec train --epochs 2 --layers 1 --intents 3 --hidden 16` does (pooling real, bucketed), with
+    further model and training settings if given."""
+    mcfg = ModelConfig(n_items=data.n_items, d=16, n_layers=1, n_intents=3, pooling="real", **(model or {}))
+    tcfg = TrainConfig(epochs=2, bucket=True, **(train or {}))
     trainer = Trainer(mcfg, tcfg, data, None, "cpu", log=lambda _: None, progress=False)
-    model = trainer.fit()
+    fitted = trainer.fit()
     origin = {"kind": "trained", "preset": None, "train_config": tcfg.to_dict(), **trainer.summary()}
-    return export_model(store, model, data, origin)
+    return export_model(store, fitted, data, origin)
 
 
 def add_events(url: str, events: Sequence[tuple[str, Sequence[str]]]) -> list[str]:

@@ -28,6 +28,7 @@ from tests.retrain.retrain_testkit import (
     clean_env,
     free_port,
     store_listing,
+    train_store,
     watermark,
 )
 from training.cli import app
@@ -130,6 +131,24 @@ def test_events_are_folded_in_exactly_once_across_runs(store: Path, base: Path, 
         "b-sku2",
         None,
     ]
+
+
+def test_a_model_of_the_improved_preset_is_retrained_with_its_own_settings(
+    base: Path, tmp_path: Path, redis_url: str
+) -> None:
+    """`--improved` models carry the frequency filter and prefix samples; the retrained candidate keeps both (the
+    filter is refused on sequence samples, so losing either one would fail the run)."""
+    store = tmp_path / "filter-store"
+    train_store(read_interactions(base), store, model={"mix_alpha": 0.7},
+                train={"samples": "prefixes", "rec_loss": "softmax", "patience": 10})
+    add_events(redis_url, batch("f"))
+    s = retrain(options(store, base, redis_url), log=lambda _: None)
+    assert (s.status, s.published) == ("published", "v0002")
+    art = load_artifact(store)
+    assert art.config.mix_alpha == 0.7 and art.manifest["model_config"]["mix_alpha"] == 0.7
+    settings = art.manifest["origin"]["train_config"]
+    assert (settings["samples"], settings["rec_loss"], settings["patience"]) == ("prefixes", "softmax", 10)
+    assert art.item_ids[61:] == ["f-sku0", "f-sku1", "f-sku2", None]
 
 
 def test_a_worse_candidate_is_not_published(
