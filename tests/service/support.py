@@ -39,10 +39,12 @@ POPULAR = ["i3", "i5", "i7", "i9", "i11", "i13", "i15", "i17", "i19", "i21", "i2
 TOKEN = "s3cret-token"
 
 
-def tiny_model(seed: int = 0, pooling: str = "all", n_intents: int = 4) -> ELCRec:
+def tiny_model(seed: int = 0, pooling: str = "all", n_intents: int = 4, mix_alpha: float = 0.0) -> ELCRec:
     torch.manual_seed(seed)
     model = ELCRec(
-        ModelConfig(n_items=N_ITEMS, n_layers=1, n_intents=n_intents, max_len=MAX_LEN, pooling=pooling)
+        ModelConfig(
+            n_items=N_ITEMS, n_layers=1, n_intents=n_intents, max_len=MAX_LEN, pooling=pooling, mix_alpha=mix_alpha
+        )
     )
     with torch.no_grad():  # spread the centers so that intents differ between sequences
         model.intent_centers.normal_()
@@ -50,11 +52,11 @@ def tiny_model(seed: int = 0, pooling: str = "all", n_intents: int = 4) -> ELCRe
 
 
 def add_version(
-    store: Path, seed: int = 0, pooling: str = "all", make_current: bool = True, **info: Any
+    store: Path, seed: int = 0, pooling: str = "all", make_current: bool = True, mix_alpha: float = 0.0, **info: Any
 ) -> Path:
     info.setdefault("popular_items", POPULAR)
     info.setdefault("intent_shares", [0.1, 0.2, 0.3, 0.4])
-    return write_version(store, tiny_model(seed, pooling), ITEM_IDS, info, make_current)
+    return write_version(store, tiny_model(seed, pooling, mix_alpha=mix_alpha), ITEM_IDS, info, make_current)
 
 
 def settings_for(store: Path, **overrides: Any) -> Settings:

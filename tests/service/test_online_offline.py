@@ -55,9 +55,10 @@ async def compare(
     assert exact >= 0.95 * len(histories)
 
 
-@pytest.mark.parametrize("pooling", ["all", "real"])
-async def test_tiny_model_service_matches_offline_ranking(tmp_path: Path, pooling: str) -> None:
-    version = add_version(tmp_path / "s", pooling=pooling)
+@pytest.mark.parametrize(("pooling", "mix_alpha"), [("all", 0.0), ("real", 0.0), ("real", 0.7)])
+async def test_tiny_model_service_matches_offline_ranking(tmp_path: Path, pooling: str, mix_alpha: float) -> None:
+    """mix_alpha 0.7: the frequency filter of the improved preset, served traced or not, ranks as offline."""
+    version = add_version(tmp_path / "s", pooling=pooling, mix_alpha=mix_alpha)
     art = load_artifact(version)
     rng = np.random.default_rng(0)
     histories = [rng.integers(1, 41, size=n).tolist() for n in [1, 2, 3, 5, 8, 9, 15, 30] * 3]
