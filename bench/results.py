@@ -151,7 +151,10 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  0.0013 on NDCG@5 (0.0505), as large as many differences in this table.",
         "- Train time is wall time on the shared 2-core machine, which ran other jobs at the same time.",
     ]
-    lines += ["", "Per-epoch logs (losses, validation metrics, seconds): [logs/](logs/), named",
+    lines += ["", "Pictures (`elcrec report STORE --data FILE --out DIR`: training curves, a t-SNE map of users coloured by",
+              "intent, intent sizes) of two Beauty models of seed 1: *faithful* ([report/Beauty/](report/Beauty/index.html))",
+              "and *improved* ([report/Beauty-improved/](report/Beauty-improved/index.html)).", ""]
+    lines += ["Per-epoch logs (losses, validation metrics, seconds): [logs/](logs/), named",
               "`<data set>-<variant>-seed<seed>.jsonl`; the `log` field of each run in [results.json](results.json).", ""]
     return "\n".join(lines)
 
