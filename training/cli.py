@@ -107,7 +107,7 @@ def train(
     from training import distributed
     from training.config import IMPROVED, IMPROVED_INTENTS, PRESETS, TrainConfig, check_compatible
     from training.data import DataError, read_interactions
-    from training.device import pick_device
+    from training.device import describe_device, pick_device
     from training.export import export_model, full_metrics
     from training.trainer import Trainer
 
@@ -180,7 +180,7 @@ def train(
         return  # rank 0 evaluates and exports
     metrics = full_metrics(model, interactions, dev)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
-              "improved_intents": improved_intents,
+              "improved_intents": improved_intents, "device": describe_device(dev),
               "train_config": tcfg.to_dict(),
               **trainer.summary()}
     try:

@@ -11,3 +11,10 @@ def pick_device(name: str = "auto") -> str:
     if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
     return name
+
+
+def describe_device(name: str) -> str:
+    """The device a run trained on, for its result and manifest: "cpu" or "cuda (NVIDIA H100 80GB HBM3)"."""
+    if not name.startswith("cuda"):
+        return name
+    return f"{name} ({torch.cuda.get_device_name(torch.device(name))})"

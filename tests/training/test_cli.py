@@ -129,6 +129,9 @@ def test_the_improved_preset_sets_the_best_ranking_settings_and_explicit_flags_s
     assert done.returncode == 0, done.stderr
     origin, model = _origin(tmp_path / "a")
     assert origin["improved"] is True and origin["improved_intents"] is False and origin["preset"] == "Beauty"
+    assert origin["device"] == "cpu"  # where it trained, recorded beside the results
+    done_run = next((tmp_path / "a" / "runs").glob("*/result.json"))
+    assert json.loads(done_run.read_text())["device"] == "cpu"
     train = origin["train_config"]
     assert train["rec_loss"] == "softmax" and train["samples"] == "prefixes" and train["patience"] == 10
     assert model["mix_alpha"] == 0.7  # the frequency filter: IMPROVED also sets model settings
