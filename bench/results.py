@@ -81,7 +81,14 @@ def run_one(data: Path, name: str, variant: str, seed: int, store_root: Path, tr
     shutil.copyfile(done[-1].parent / "log.jsonl", log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
             "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-            "metrics": result["metrics"], "intents": intents, "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
+            "metrics": result["metrics"], "intents": intents, "device": result.get("device", "cpu"), "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
+
+
+def gpu_mark(run: dict[str, Any]) -> str:
+    device = run.get("device", "cpu")
+    if device == "cpu":
+        return ""
+    return " GPU" if device.startswith("cuda") else " cpu+GPU"
 
 
 def fmt(values: list[float]) -> str:
@@ -99,7 +106,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "",
         "Test split, full ranking. Produced by `python -m bench.results` (rerun it to reproduce; finished runs are",
         "reused, interrupted ones resume). Paper numbers: ELCREC.md section 8 (reference protocol).",
-        f"Machine: {machine}.",
+        f"Machine: {machine}. Runs marked GPU in the train time column trained on one NVIDIA H100 (lent for",
+        "one session); *cpu+GPU*: resumed on it after epochs on the CPU (each run's `device` in results.json).",
         "",
         "| data set | model | seeds | epochs (best) | HIT@5 | NDCG@5 | HIT@20 | NDCG@20 | strict NDCG@5 / @20 | intents used (largest share) | train time |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -118,7 +126,7 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
             intents = ", ".join(
                 f"{i['used']}/{i['of']} ({i['largest']:.0%})" if (i := r.get("intents")) else "-" for r in runs
             )
-            minutes = " / ".join(f"{r['train_seconds'] / 60:.0f}" for r in runs) + " min"
+            minutes = " / ".join(f"{r['train_seconds'] / 60:.0f} min" + gpu_mark(r) for r in runs)
             lines.append(f"| {name} | ours, {variant} | {seeds} | {epochs} | " + " | ".join(cells)
                          + f" | {' / '.join(strict)} | {intents} | {minutes} |")
     lines += [
@@ -131,10 +139,9 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  mode (`--pooling real`, see the README); *reference*: the same in the exact reference mode",
         "  (`--pooling all`).",
         "- *improved*: the best ranking found for the data set (`--improved`, training/config.py `IMPROVED`). On",
-        "  Beauty and Toys that is the *filter* settings below (with the ELCM weight 1 on Beauty; their runs are",
-        "  listed as *improved*); on Sports, the *intents* settings (its *filter* run is listed apart until it",
-        "  finishes); on Yelp, the paper's preset. A run whose settings two names share is trained once and listed",
-        "  under both.",
+        "  Beauty, Sports and Toys that is the *filter* settings below (with the ELCM weight 1 on Beauty; their runs",
+        "  are listed as *improved*); on Yelp, the paper's preset. A run whose settings two names share is trained",
+        "  once and listed under both.",
         "- *intents*: better ranking than the paper with the users spread over many intents (`--improved-intents`,",
         "  `IMPROVED_INTENTS`): the next-item loss a softmax over 1024 negatives shared by the batch, and on Beauty the",
         "  ELCM weight 1 instead of 10; on Yelp, where that loss scored lower, the paper's preset.",
@@ -149,7 +156,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "- Spread over users: each test mean is over one draw of users. `elcrec evaluate STORE --data FILE` prints",
         "  every metric with its standard error over the split's users; for the Beauty *improved* model of seed 1 it is",
         "  0.0013 on NDCG@5 (0.0505), as large as many differences in this table.",
-        "- Train time is wall time on the shared 2-core machine, which ran other jobs at the same time.",
+        "- Train time is wall time: on the shared 2-core machine, which ran other jobs at the same time, or on the",
+        "  GPU, which trained up to nine runs at once.",
     ]
     lines += ["", "Pictures (`elcrec report STORE --data FILE --out DIR`: training curves, a t-SNE map of users coloured by",
               "intent, intent sizes) of two Beauty models of seed 1: *faithful* ([report/Beauty/](report/Beauty/index.html))",
@@ -185,7 +193,7 @@ def main() -> None:
 
 def write(mine: dict[tuple[str, str, int], dict[str, Any]]) -> None:
     """Merge this process's runs into results.json as it is now (other runs may be writing theirs)."""
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, torch threads per run as launched"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads per run as launched"
     RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(RESULTS_JSON.read_text())["runs"] if RESULTS_JSON.exists() else []
     results = {(r["data"], r["variant"], r["seed"]): r for r in current} | mine
