@@ -71,6 +71,28 @@ def test_frequency_filter_passes_a_constant_sequence_and_scales_the_rest():
         assert torch.allclose(filt(wavy, real), filt.norm(low + wavy), atol=1e-5)
 
 
+def test_frequency_filter_equals_the_fft_low_pass_over_t_positions_for_trimmed_inputs():
+    """The filter applies the low-pass as a (T, T) matrix; it must equal BSARec's FFT round trip over T positions
+    (rfft, the lowest bins kept, irfft), for every trimmed width, odd and even T, and any number of bins."""
+    from model.encoder import FrequencyFilter
+
+    torch.manual_seed(0)
+    for max_len, bins in ((8, 1), (10, 3), (11, 2), (50, 3), (50, 26)):
+        filt = FrequencyFilter(ModelConfig(n_items=5, max_len=max_len, mix_alpha=0.5, freq_bins=bins, dropout=0.0))
+        filt = filt.eval()
+        for t in (1, max_len // 2, max_len):
+            x = torch.randn(3, t, 64)
+            real = (torch.rand(3, t, 1) > 0.3).float()
+            xr = (x * real).double()
+            spec = torch.fft.rfft(xr, n=max_len, dim=1)
+            spec[:, bins:] = 0
+            low = torch.fft.irfft(spec, n=max_len, dim=1)[:, :t]
+            beta = filt.sqrt_beta.detach().double().square()
+            want = filt.norm((low + beta * (xr - low)).float() + x)
+            with torch.no_grad():
+                assert torch.allclose(filt(x, real), want, atol=1e-5), (max_len, bins, t)
+
+
 def test_settings_added_later_stay_out_of_the_config_dict_at_their_default():
     plain = ModelConfig(n_items=5).to_dict()
     assert "mix_alpha" not in plain and "freq_bins" not in plain
