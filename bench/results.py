@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -107,6 +108,14 @@ def gpu_mark(run: dict[str, Any]) -> str:
     return " GPU" if device.startswith("cuda") else " cpu+GPU"
 
 
+def gpu_line(results: list[dict[str, Any]]) -> str:
+    gpus = sorted({m for r in results for m in re.findall(r"cuda\S* \(([^)]+)\)", r.get("device", "cpu"))})
+    if not gpus:
+        return ""
+    return (f" Runs marked GPU in the train time column trained on {' / '.join(gpus)}; *cpu+GPU*: resumed there"
+            " after epochs on the CPU (each run's `device` in results.json).")
+
+
 def fmt(values: list[float]) -> str:
     if not values:
         return "-"
@@ -122,8 +131,7 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "",
         "Test split, full ranking. Produced by `python -m bench.results` (rerun it to reproduce; finished runs are",
         "reused, interrupted ones resume). Paper numbers: ELCREC.md section 8 (reference protocol).",
-        f"Machine: {machine}. Runs marked GPU in the train time column trained on one NVIDIA H100 (lent for",
-        "one session); *cpu+GPU*: resumed on it after epochs on the CPU (each run's `device` in results.json).",
+        f"Machine: {machine}." + gpu_line(results),
         "",
         "| data set | model | seeds | epochs (best) | HIT@5 | NDCG@5 | HIT@20 | NDCG@20 | strict NDCG@5 / @20 | intents used (largest share) | train time |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
