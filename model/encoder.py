@@ -94,7 +94,8 @@ class FrequencyFilter(nn.Module):
     def forward(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         t = x.shape[1]
         xr = (x * real).float()  # (B, t, d); the filter runs in float32 whatever the model's dtype
-        low = torch.matmul(self.low_pass[:t, :t], xr)  # the inputs past t are the zeros of the padding
+        # The inputs past t are the zeros of the padding. float(): the buffer follows the model to bf16/fp16.
+        low = torch.matmul(self.low_pass[:t, :t].float(), xr)
         y = (low + self.sqrt_beta.float().square() * (xr - low)).to(x.dtype)
         return self.norm(self.dropout(y) + x)
 

@@ -1,3 +1,5 @@
+import copy
+
 import torch
 
 from model.config import ModelConfig
@@ -91,6 +93,24 @@ def test_frequency_filter_equals_the_fft_low_pass_over_t_positions_for_trimmed_i
             want = filt.norm((low + beta * (xr - low)).float() + x)
             with torch.no_grad():
                 assert torch.allclose(filt(x, real), want, atol=1e-5), (max_len, bins, t)
+
+
+def test_a_filter_model_runs_in_half_precision_close_to_float32():
+    """The service may serve in bf16/fp16 (model.to(dtype) converts the low-pass buffer too); the filter itself
+    runs in float32 whatever the model's dtype."""
+    from service.precision import to_precision
+
+    torch.manual_seed(0)
+    model = ELCRec(ModelConfig(n_items=50, n_layers=2, n_intents=4, max_len=10, mix_alpha=0.7, pooling="real")).eval()
+    ids = torch.randint(1, 51, (4, 10))
+    ids[0, :6] = 0  # a short history: padding on the left
+    with torch.no_grad():
+        full = model(ids)
+        for dtype in (torch.bfloat16, torch.float16):
+            low = copy.deepcopy(model).to(dtype)(ids)
+            assert low.dtype == dtype and torch.allclose(low.float(), full, atol=0.1), dtype
+    _, check = to_precision(model, "bf16")
+    assert check is not None and check.top10_overlap > 0.9  # its rankings are kept
 
 
 def test_settings_added_later_stay_out_of_the_config_dict_at_their_default():
