@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from model.config import ModelConfig
-from training.config import IMPROVED, PRESETS, TrainConfig
+from training.config import TrainConfig, preset_settings
 from training.data import read_interactions
 from training.trainer import Trainer
 
@@ -38,9 +38,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     preset = args.preset or args.data.stem
-    model_kw, train_kw = PRESETS[preset]
-    if args.improved:
-        model_kw, train_kw = {**model_kw, **IMPROVED[preset][0]}, {**train_kw, **IMPROVED[preset][1]}
+    model_kw, train_kw = preset_settings(preset, improved=args.improved)
     data = read_interactions(args.data)
     mcfg = ModelConfig(n_items=data.n_items, pooling=args.pooling, **model_kw)
     tcfg = TrainConfig(**train_kw, epochs=args.epochs, bucket=args.pooling == "real")

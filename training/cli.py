@@ -105,7 +105,7 @@ def train(
 
     from model.config import ModelConfig
     from training import distributed
-    from training.config import IMPROVED, IMPROVED_INTENTS, PRESETS, TrainConfig, check_compatible
+    from training.config import TrainConfig, check_compatible, preset_settings
     from training.data import DataError, read_interactions
     from training.device import describe_device, pick_device
     from training.export import export_model, full_metrics
@@ -114,16 +114,10 @@ def train(
     model_kw: dict[str, object] = {}
     train_kw: dict[str, object] = {}
     if preset is not None:
-        m, t = PRESETS[preset.value]
-        model_kw.update(m)
-        train_kw.update(t)
-        if improved and improved_intents:
-            fail("--improved and --improved-intents are alternatives: pick one")
-        if improved:
-            model_kw.update(IMPROVED[preset.value][0])
-            train_kw.update(IMPROVED[preset.value][1])
-        if improved_intents:
-            train_kw.update(IMPROVED_INTENTS[preset.value])
+        try:
+            model_kw, train_kw = preset_settings(preset.value, improved, improved_intents)
+        except ValueError as exc:
+            fail(str(exc))
     elif improved or improved_intents:
         flag = "--improved" if improved else "--improved-intents"
         fail(f"{flag} needs --preset: the improved settings are chosen per data set")

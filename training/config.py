@@ -108,3 +108,16 @@ IMPROVED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "Toys_and_Games": (_FILTER_MODEL, _FILTER_TRAIN),
     "Yelp": ({}, IMPROVED_INTENTS["Yelp"]),
 }
+
+
+def preset_settings(name: str, improved: bool = False, improved_intents: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model, training) settings of the paper's preset `name`, with IMPROVED or IMPROVED_INTENTS on top."""
+    if improved and improved_intents:
+        raise ValueError("--improved and --improved-intents are alternatives: pick one")
+    model_kw, train_kw = dict(PRESETS[name][0]), dict(PRESETS[name][1])
+    if improved:
+        model_kw.update(IMPROVED[name][0])
+        train_kw.update(IMPROVED[name][1])
+    if improved_intents:
+        train_kw.update(IMPROVED_INTENTS[name])
+    return model_kw, train_kw
