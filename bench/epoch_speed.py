@@ -1,7 +1,7 @@
 """One training epoch on a benchmark file with its preset: center init + training + validation.
 
     python -m bench.epoch_speed --data ../shared/data/Beauty.txt [--preset Beauty] [--improved] [--pooling real|all]
-                                [--steps N] [--json]
+                                [--batches length|random] [--steps N] [--json]
 
 --improved: the improved preset (training.config.IMPROVED) on top of the paper's; --steps N: time N training
 steps after 5 warm-up steps (milliseconds a step, and the epoch's training time they project) instead of whole
@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--pooling", choices=["real", "all"], default="real")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--improved", action="store_true", help="the improved preset on top of the paper's")
+    parser.add_argument("--batches", choices=["length", "random"], default="length",
+                        help="with pooling real: batches of similar length, or uniform ones run in length groups")
     parser.add_argument("--steps", type=int, default=0, help="time N training steps instead of whole epochs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -41,10 +43,13 @@ def main() -> None:
     model_kw, train_kw = preset_settings(preset, improved=args.improved)
     data = read_interactions(args.data)
     mcfg = ModelConfig(n_items=data.n_items, pooling=args.pooling, **model_kw)
+    if args.batches == "random":
+        train_kw["batches"] = "random"
     tcfg = TrainConfig(**train_kw, epochs=args.epochs, bucket=args.pooling == "real")
     trainer = Trainer(mcfg, tcfg, data, log=lambda _: None, progress=False)
     if args.steps:
-        time_steps(trainer, args.steps, f"{args.data.name} preset {preset}{' improved' if args.improved else ''}")
+        what = f"{args.data.name} preset {preset}{' improved' if args.improved else ''}, {args.batches} batches"
+        time_steps(trainer, args.steps, what)
         return
     cpu0 = time.process_time()
     t0 = time.perf_counter()

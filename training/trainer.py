@@ -176,7 +176,7 @@ class Trainer:
 
     def batches(self) -> list[np.ndarray]:
         n, bs = len(self.train.users), self.cfg.batch_size
-        if not self.cfg.bucket:
+        if not self.cfg.bucket or self.cfg.batches == "random":
             perm = self.rng.permutation(n)
             return [perm[i : i + bs] for i in range(0, n, bs)]
         # Similar lengths together (random tie order), then batches in random order.
@@ -184,6 +184,24 @@ class Trainer:
         order = np.lexsort((self.rng.random(n), lengths))
         chunks = [order[i : i + bs] for i in range(0, n, bs)]
         return [chunks[i] for i in self.rng.permutation(len(chunks))]
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """The encoder pass over (n, w) left-padded ids. With random batches on one process, rows are run in groups
+        of similar length (lengths up to 1, 2, 4, 8, ...), each trimmed to its own width, then put back in order:
+        the same hidden states at real positions, since the encoder reads a trimmed row as the end of a full one."""
+        if self.cfg.batches != "random" or self.dist.enabled:  # DDP wants one forward pass per backward
+            return self.net(ids)
+        w = ids.shape[1]
+        lengths = (ids > 0).sum(dim=1)
+        group = torch.ceil(torch.log2(lengths.clamp_min(1).to(torch.float32))).to(torch.int64)
+        order = torch.argsort(group, stable=True)
+        counts = torch.unique_consecutive(group[order], return_counts=True)[1].tolist()
+        parts = []
+        for rows in torch.split(order, counts):
+            width = min(w, int(lengths[rows].max().clamp_min(1)))
+            h = self.net(ids[rows, -width:])
+            parts.append(F.pad(h, (0, 0, w - width, 0)))  # zeros at padding positions, which no loss reads
+        return torch.cat(parts)[torch.argsort(order)]
 
     def step(self, idx: np.ndarray) -> dict[str, float]:
         cfg, model = self.cfg, self.model
@@ -206,7 +224,7 @@ class Trainer:
             model.intent_centers.copy_(F.normalize(model.intent_centers, dim=-1))
         centers = model.intent_centers
 
-        hidden = self.net(ids)  # (3B, w, d), one shared pass for the sequence and both views
+        hidden = self.encode(ids)  # (3B, w, d), one shared pass for the sequence and both views
         aux = hidden
         if self.mcfg.pooling == "real" and cfg.aux_grad_scale == "length":
             # The reference pools over all T positions, so only n/T of an auxiliary loss's gradient

@@ -142,3 +142,29 @@ def test_early_stopping_keeps_the_best_epoch(planted):
     trainer.fit()
     assert trainer.state.epoch < 30
     assert trainer.state.best_epoch == trainer.state.epoch - 1
+
+
+def test_random_batches_run_in_length_groups_with_the_same_states(planted):
+    """batches 'random': uniform batches (not sorted by length), whose encoder pass runs in trimmed length groups
+    and gives the hidden states of one pass over the whole batch at every real position."""
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=2, samples="prefixes", rec_loss="softmax", batches="random")
+    mcfg = dataclasses.replace(mcfg, mix_alpha=0.7, freq_bins=3, n_layers=2)
+    trainer = Trainer(mcfg, tcfg, data, log=lambda _: None)
+    batches = trainer.batches()
+    lengths = (trainer.train.inputs > 0).sum(axis=1)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert np.mean([np.ptp(lengths[b]) for b in batches]) > 5  # mixed lengths, where length batches span ~0
+    trainer.model.eval()
+    idx = next(b for b in batches if np.ptp(lengths[b]) > 8)
+    ids = torch.from_numpy(trainer.train.inputs[idx])
+    with torch.no_grad():
+        grouped, whole = trainer.encode(ids), trainer.net(ids)
+    real = ids > 0
+    assert torch.allclose(grouped[real], whole[real], atol=1e-5)
+    model = trainer.fit()
+    assert evaluate(model, data, "test", ("strict",))["strict"]["NDCG@10"] > 3 * popularity_metrics(data)["NDCG@10"]
+    # the setting is named only where it is not the default, and is refused where batches are not trimmed
+    assert tcfg.trajectory()["batches"] == "random" and "batches" not in small_configs(data)[1].trajectory()
+    with pytest.raises(ValueError, match="batches 'random'"):
+        Trainer(mcfg, dataclasses.replace(tcfg, bucket=False), data, log=lambda _: None)
