@@ -41,6 +41,10 @@ class TrainConfig:
     # "random" draws batches uniformly, as the reference and BSARec do, and runs each batch's encoder pass in
     # groups of similar length, each trimmed to its own width (the same values, about 1.25 times the work).
     batches: Literal["length", "random"] = "length"
+    # Per-step decay of an exponential moving average of the weights (0 = off). With it, each epoch validates the
+    # average instead of the raw weights, and the best average is what is kept and exported; training itself
+    # goes on with the raw weights.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
@@ -51,6 +55,8 @@ class TrainConfig:
             raise ValueError(f"rec_loss must be 'bce', 'softmax' or 'sampled', got {self.rec_loss!r}")
         if self.samples not in ("sequence", "prefixes"):
             raise ValueError(f"samples must be 'sequence' or 'prefixes', got {self.samples!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema (a decay per step) must be in [0, 1), got {self.ema}")
         if self.batches not in ("length", "random"):
             raise ValueError(f"batches must be 'length' or 'random', got {self.batches!r}")
 
@@ -79,7 +85,7 @@ def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
 
 
 STOPPING = ("epochs", "patience")
-ADDED_LATER = {"samples": "sequence", "batches": "length"}
+ADDED_LATER = {"samples": "sequence", "batches": "length", "ema": 0.0}
 
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.

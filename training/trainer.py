@@ -8,7 +8,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class TrainState:
     best_epoch: int = 0
     bad_epochs: int = 0
     elapsed: float = 0.0
+    ema_steps: int = 0  # steps averaged into the weight average (TrainConfig.ema)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -104,6 +105,7 @@ class Trainer:
         self.sampler = NegativeSampler(data, model_cfg.vocab_size)
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.ema: list[torch.Tensor] | None = None  # the weight average, one tensor per model parameter
         self.centers_ready = False
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -122,6 +124,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "best": self.best_weights,
+            "ema": self.ema,
             "state": json.dumps(self.state.__dict__),
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
@@ -150,6 +153,7 @@ class Trainer:
         self.model.load_state_dict(blob["model"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.best_weights = blob["best"]
+        self.ema = blob.get("ema")
         self.state = TrainState(**json.loads(blob["state"]))
         torch.set_rng_state(blob["torch_rng"].cpu())
         if self.dist.enabled:
@@ -267,11 +271,39 @@ class Trainer:
         else:
             loss.backward()
         self.optimizer.step()
+        if cfg.ema > 0:
+            self.update_average()
         if self.dist.enabled:  # report the global batch's losses, as one process would
             rec_local = rec.detach()
             rec = self.dist.all_sum(rec_local)
             loss = loss.detach() - rec_local + rec
         return {"loss": loss.item(), "rec": rec.item(), "inst": inst.item(), "intent": intent.item(), "elcm": cluster.item()}
+
+    def update_average(self) -> None:
+        """One step of the weight average; its decay ramps up as (1 + n) / (10 + n) so that the first steps (and
+        the k-means centers set before them) are not frozen in."""
+        params = [p.detach() for p in self.model.parameters()]
+        if self.ema is None:
+            self.ema = [p.clone() for p in params]
+        self.state.ema_steps += 1
+        n = self.state.ema_steps
+        torch._foreach_lerp_(self.ema, params, 1.0 - min(self.cfg.ema, (1 + n) / (10 + n)))
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """The model holds the weight average inside the block (where there is one), its raw weights again after."""
+        if self.ema is None:
+            yield
+            return
+        params = [p.detach() for p in self.model.parameters()]  # copies into these land in the parameters
+        raw = [p.clone() for p in params]
+        with torch.no_grad():
+            torch._foreach_copy_(params, self.ema)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, raw)
 
     def validate(self) -> dict[str, float]:
         def valid() -> dict[str, float]:
@@ -290,7 +322,10 @@ class Trainer:
             for k, v in self.step(idx).items():
                 sums[k] = sums.get(k, 0.0) + v
         train_s = time.perf_counter() - start
-        valid = self.validate()
+        with self.averaged_weights():  # with an average, it is what is validated and kept
+            valid = self.validate()
+            if valid["NDCG@20"] > self.state.best_metric:
+                self.best_weights = copy.deepcopy(self.model.state_dict())
         seconds = time.perf_counter() - start
         self.state.epoch += 1
         self.state.elapsed += seconds
@@ -303,7 +338,6 @@ class Trainer:
         }
         if valid["NDCG@20"] > self.state.best_metric:
             self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = valid["NDCG@20"], self.state.epoch, 0
-            self.best_weights = copy.deepcopy(self.model.state_dict())
         else:
             self.state.bad_epochs += 1
         self.state.history.append(record)

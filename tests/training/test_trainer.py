@@ -168,3 +168,34 @@ def test_random_batches_run_in_length_groups_with_the_same_states(planted):
     assert tcfg.trajectory()["batches"] == "random" and "batches" not in small_configs(data)[1].trajectory()
     with pytest.raises(ValueError, match="batches 'random'"):
         Trainer(mcfg, dataclasses.replace(tcfg, bucket=False), data, log=lambda _: None)
+
+
+def test_a_weight_average_is_validated_kept_and_resumed(planted, tmp_path, fixed_threads):
+    """ema: each epoch validates the moving average of the weights, the best average is the model returned, training
+    goes on with the raw weights, and an interrupted run resumes to the same average."""
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=3, ema=0.99)
+    straight = Trainer(mcfg, tcfg, data, tmp_path / "a", log=lambda _: None)
+    straight.run_epoch()  # the first epoch is the best so far: its average is kept, not the raw weights
+    names = [k for k, _ in straight.model.named_parameters()]
+    raw = [p.detach().clone() for p in straight.model.parameters()]
+    assert all(torch.equal(straight.best_weights[k], e) for k, e in zip(names, straight.ema, strict=True))
+    assert not all(torch.equal(straight.best_weights[k], p) for k, p in zip(names, raw, strict=True))
+    with straight.averaged_weights():  # the block swaps the average in, and the raw weights back after
+        inside = [p.detach().clone() for p in straight.model.parameters()]
+    assert all(torch.equal(e, p) for e, p in zip(straight.ema, inside, strict=True))
+    assert all(torch.equal(a, p) for a, p in zip(raw, straight.model.parameters(), strict=True))
+    model = straight.fit()
+    assert straight.state.ema_steps == 3 * len(straight.batches())
+    assert evaluate(model, data, "test", ("strict",))["strict"]["NDCG@10"] > 3 * popularity_metrics(data)["NDCG@10"]
+
+    first = Trainer(mcfg, tcfg, data, tmp_path / "b", log=lambda _: None)
+    first.run_epoch()
+    first.save_checkpoint()  # as if killed after the first epoch
+    resumed = Trainer(mcfg, tcfg, data, tmp_path / "b", log=lambda _: None)
+    resumed.fit()
+    for a, b in zip(straight.ema, resumed.ema, strict=True):
+        assert torch.equal(a, b)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert "ema" not in small_configs(data)[1].trajectory()  # runs recorded before the setting keep their names
