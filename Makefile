@@ -6,7 +6,7 @@ STORE ?= artifacts
 PORT ?= 8000
 HOST ?= 0.0.0.0
 
-.PHONY: setup run test lint redis-server demo-model bench-epoch clean
+.PHONY: setup run test lint redis-server promtool demo-model bench-epoch clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ redis-server:
 			{ apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }; \
 		else echo "redis-server is missing: install it (sudo apt-get install redis-server)"; exit 1; fi; }
 
+# The deploy tests check the Prometheus config and alert rules with promtool (Debian's prometheus package ships it).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
+		else echo "promtool is missing: the deploy test that needs it is skipped (sudo apt-get install prometheus)"; fi; }
+
 # A small model on synthetic data, built only when the store has no CURRENT version yet.
 demo-model: setup
 	@if [ ! -f $(STORE)/CURRENT ]; then \
@@ -36,7 +43,7 @@ demo-model: setup
 run: demo-model
 	$(BIN)/elcrec serve --artifacts $(STORE) --host $(HOST) --port $(PORT)
 
-test: setup redis-server
+test: setup redis-server promtool
 	$(BIN)/pytest -q -ra
 
 lint: setup
