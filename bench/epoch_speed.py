@@ -43,9 +43,7 @@ def main() -> None:
     model_kw, train_kw = preset_settings(preset, improved=args.improved)
     data = read_interactions(args.data)
     mcfg = ModelConfig(n_items=data.n_items, pooling=args.pooling, **model_kw)
-    if args.batches == "random":
-        train_kw["batches"] = "random"
-    tcfg = TrainConfig(**train_kw, epochs=args.epochs, bucket=args.pooling == "real")
+    tcfg = TrainConfig(**train_kw, epochs=args.epochs, bucket=args.pooling == "real", batches=args.batches)
     trainer = Trainer(mcfg, tcfg, data, log=lambda _: None, progress=False)
     if args.steps:
         what = f"{args.data.name} preset {preset}{' improved' if args.improved else ''}, {args.batches} batches"
