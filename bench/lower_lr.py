@@ -1,6 +1,6 @@
 """Probe: continue a finished model from its exported (best) weights at a lower learning rate.
 
-    python -m bench.lower_lr --store runs/results/Beauty-improved-seed1 --data ../shared/data/Beauty.txt \
+    python -m bench.lower_lr --store runs/results/Beauty-filter-seed1 --data ../shared/data/Beauty.txt \
         [--lr 1e-4] [--epochs 8]
 
 Trains with the version's own model and training settings except the learning rate (a fresh Adam), validates

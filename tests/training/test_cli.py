@@ -137,6 +137,7 @@ def test_the_improved_preset_sets_the_best_ranking_settings_and_explicit_flags_s
     assert model["mix_alpha"] == 0.7  # the frequency filter: IMPROVED also sets model settings
     assert train["prototype"] == "shift"  # the paper's Beauty preset underneath
     assert train["trade_off"] == 1.0  # ... with its ELCM weight changed by IMPROVED
+    assert train["ema"] == 0.999  # validated and exported: the moving average of the weights
     done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--preset", "Beauty", "--improved",
                    "--mix-alpha", "0.2", "--rec-loss", "sampled", "--negatives", "64", *SMALL)
     assert done.returncode == 0, done.stderr
