@@ -17,19 +17,22 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+# $(call apt_install,COMMAND,PACKAGE,ELSE): where COMMAND is missing, install PACKAGE with apt-get as root
+# (updating the package lists only if the first try fails); run ELSE when not root.
+define apt_install
+	@command -v $(1) >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(2) >/dev/null; }; \
+		else $(3); fi; }
+endef
+
 # The integration tests start their own redis-server on a free port; install it where it is missing.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q redis-server >/dev/null 2>&1 || \
-			{ apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }; \
-		else echo "redis-server is missing: install it (sudo apt-get install redis-server)"; exit 1; fi; }
+	$(call apt_install,redis-server,redis-server,echo "redis-server is missing: install it (sudo apt-get install redis-server)"; exit 1)
 
 # The deploy tests check the Prometheus config and alert rules with promtool (Debian's prometheus package ships it).
 promtool:
-	@command -v promtool >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
-			{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; \
-		else echo "promtool is missing: the deploy test that needs it is skipped (sudo apt-get install prometheus)"; fi; }
+	$(call apt_install,promtool,prometheus,echo "promtool is missing: the deploy test that needs it is skipped (sudo apt-get install prometheus)")
 
 # A small model on synthetic data, built only when the store has no CURRENT version yet.
 demo-model: setup
