@@ -113,7 +113,7 @@ IMPROVED_INTENTS: dict[str, dict[str, Any]] = {
 # prefix with a softmax over all items, early stopping after 10 epochs without gain; the intent losses are kept.
 # On Beauty and Toys each epoch validates (and the run exports) a moving average of the weights, decay 0.999 a step
 # (not yet measured on Sports); on Beauty the ELCM weight also drops from 10 to 1. The users then gather in few
-# intents (9-18 of 256 on Beauty, 47-49 of 512 on Toys, 29 of 512 on Sports): for a wide spread over intents, see
+# intents (9-18 of 256 on Beauty, 47-51 of 512 on Toys, 29 of 512 on Sports): for a wide spread over intents, see
 # IMPROVED_INTENTS. On Yelp nothing better than the paper's preset has been found yet.
 _FILTER_MODEL: dict[str, Any] = {"mix_alpha": 0.7}
 _FILTER_TRAIN: dict[str, Any] = {"rec_loss": "softmax", "samples": "prefixes", "patience": 10}
