@@ -1,8 +1,10 @@
 """Train and evaluate every benchmark file with its preset; write docs/results.json and docs/RESULTS.md.
 
     python -m bench.results [--data-dir ../shared/data] [--sets Beauty Toys_and_Games] [--seeds 1 2 3]
-                            [--variant faithful|reference|improved|intents|sampled|prefixes|filter|softmax|bsa] [--store-root runs/results] [--table-only]
+                            [--variant NAME] [--store-root runs/results] [--table-only]
                             [--jobs N] [--epochs N] [--docs DIR]
+
+NAME is one of the keys of VARIANTS below (`--help` lists them).
 
 Each (data set, variant, seed) trains through `elcrec train` into its own store; an interrupted run is
 resumed by running the same command again. Results already present are not retrained. `--jobs N` trains N runs at
