@@ -117,11 +117,12 @@ IMPROVED_INTENTS: dict[str, dict[str, Any]] = {
 # holding 6%): for a wide spread over intents, see IMPROVED_INTENTS.
 _FILTER_MODEL: dict[str, Any] = {"mix_alpha": 0.7}
 _FILTER_TRAIN: dict[str, Any] = {"rec_loss": "softmax", "samples": "prefixes", "patience": 10}
+_FILTER_EMA_TRAIN: dict[str, Any] = {**_FILTER_TRAIN, "ema": 0.999}
 IMPROVED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "Beauty": (_FILTER_MODEL, {**_FILTER_TRAIN, "trade_off": 1.0, "ema": 0.999}),
+    "Beauty": (_FILTER_MODEL, {**_FILTER_EMA_TRAIN, "trade_off": 1.0}),
     "Sports_and_Outdoors": (_FILTER_MODEL, _FILTER_TRAIN),
-    "Toys_and_Games": (_FILTER_MODEL, {**_FILTER_TRAIN, "ema": 0.999}),
-    "Yelp": (_FILTER_MODEL, {**_FILTER_TRAIN, "ema": 0.999}),
+    "Toys_and_Games": (_FILTER_MODEL, _FILTER_EMA_TRAIN),
+    "Yelp": (_FILTER_MODEL, _FILTER_EMA_TRAIN),
 }
 
 
