@@ -197,5 +197,7 @@ def test_the_improved_settings_per_data_set():
     for name in ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp"):  # the filter and the moving average:
         assert preset_settings(name, improved=True)[1]["ema"] == 0.999  # measured better on validation on each
         assert preset_settings(name, improved=True)[0]["mix_alpha"] == 0.7
+    assert preset_settings("Beauty", improved=True)[0]["d"] == 128  # hidden size 128: measured on Beauty only
+    assert "d" not in preset_settings("Toys_and_Games", improved=True)[0]
     assert preset_settings("Yelp", improved_intents=True) == preset_settings("Yelp")  # the sampled softmax overfits there
     assert "ema" not in preset_settings("Toys_and_Games")[1]  # the paper's preset stays the paper's
