@@ -55,9 +55,9 @@ VARIANTS: dict[str, list[str]] = {
     "prefixes": ["--improved-intents", "--samples", "prefixes", "--patience", "5"],
     # Prefixes with the full softmax over all items and BSARec's frequency filter mixed into each block's
     # self-attention (`--mix-alpha 0.7`, the 3 lowest DFT bins kept): the improved preset without the moving average
-    # of the weights (and on Beauty at hidden size 64).
-    "filter": ["--improved-intents", "--samples", "prefixes", "--rec-loss", "softmax", "--mix-alpha", "0.7",
-               "--patience", "10"],
+    # of the weights and at hidden size 64. Its runs were started as `--improved-intents --samples prefixes
+    # --rec-loss softmax --mix-alpha 0.7 --patience 10`, which resolves to the same settings (the same run names).
+    "filter": ["--improved", "--hidden", "64", "--ema", "0"],
     # Beyond the paper, full softmax over all items (the later work's loss) on sequence samples.
     "softmax": ["--rec-loss", "softmax"],
     # The filter with the moving average: the improved preset at hidden size 64 where it sets 128 (Beauty);
@@ -183,8 +183,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  (`--rec-loss softmax`); *prefixes*: the intents preset trained on one row per prefix of each user's",
         "  training items, its next item the only target, predicted from the sequence's end as at serving time",
         "  (`--improved-intents --samples prefixes`, patience 5); *filter*: prefixes with the full softmax over all",
-        "  items and BSARec's frequency filter mixed into each block's self-attention at weight 0.7",
-        "  (`--improved-intents --samples prefixes --rec-loss softmax --mix-alpha 0.7`, patience 10); *bsa*: the",
+        "  items and BSARec's frequency filter mixed into each block's self-attention at weight 0.7, patience 10",
+        "  (`--improved --hidden 64 --ema 0`, the improved settings without the average); *bsa*: the",
         "  *average* settings with BSARec's Beauty architecture and learning rate (2 blocks, 1 head, lr 5e-4) and",
         "  without the instance contrastive loss (`--improved --hidden 64 --layers 2 --heads 1 --lr 5e-4",
         "  --cf-weight 0`).",
