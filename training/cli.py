@@ -95,6 +95,7 @@ def train(
     samples: Annotated[Samples | None, typer.Option(help="sequence: one row a user, a target at every position (the paper); prefixes: one row per prefix, its next item the target")] = None,
     batches: Annotated[Batches | None, typer.Option(help="With --pooling real: length (rows of similar length batched together, the fastest) or random (uniform batches as in the reference, each run in trimmed length groups, about 1.25 times the work)")] = None,
     ema: Annotated[float | None, typer.Option(help="Per-step decay of a moving average of the weights, validated and exported in their place (e.g. 0.999; 0 = off)")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="With --rec-loss softmax: share of each target's probability spread over all items (0 = off)")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     run_dir: Annotated[Path | None, typer.Option(help="Checkpoint directory (default STORE/runs/<data>-<settings hash>)")] = None,
@@ -142,6 +143,7 @@ def train(
         "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
         "n_negatives": negatives, "samples": samples.value if samples else None,
         "batches": batches.value if batches else None, "ema": ema,
+        "label_smoothing": label_smoothing,
     }
     train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
     train_kw["bucket"] = pooling is Pooling.real

@@ -45,6 +45,9 @@ class TrainConfig:
     # average instead of the raw weights, and the best average is what is kept and exported; training itself
     # goes on with the raw weights.
     ema: float = 0.0
+    # Label smoothing of the full-softmax next-item loss (rec_loss "softmax"; 0 = off): this share of each target's
+    # probability is spread evenly over all items.
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
@@ -57,6 +60,10 @@ class TrainConfig:
             raise ValueError(f"samples must be 'sequence' or 'prefixes', got {self.samples!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema (a decay per step) must be in [0, 1), got {self.ema}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing > 0 and self.rec_loss != "softmax":
+            raise ValueError("label_smoothing needs rec_loss 'softmax' (the full softmax over all items)")
         if self.batches not in ("length", "random"):
             raise ValueError(f"batches must be 'length' or 'random', got {self.batches!r}")
 
@@ -85,7 +92,7 @@ def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
 
 
 STOPPING = ("epochs", "patience")
-ADDED_LATER = {"samples": "sequence", "batches": "length", "ema": 0.0}
+ADDED_LATER = {"samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0}
 
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.

@@ -21,11 +21,13 @@ def next_item_bce(hidden: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ta
     return (F.softplus(-pos_logits) + F.softplus(neg_logits)).sum() / is_target.sum().clamp_min(1)
 
 
-def next_item_softmax(hidden: torch.Tensor, pos: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def next_item_softmax(
+    hidden: torch.Tensor, pos: torch.Tensor, table: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Cross-entropy over every real item (rows 1..N), averaged over non-padding targets."""
     is_target = pos > 0
     logits = hidden[is_target] @ table[1:-1].T  # (n, N)
-    return F.cross_entropy(logits, pos[is_target] - 1)
+    return F.cross_entropy(logits, pos[is_target] - 1, label_smoothing=label_smoothing)
 
 
 def next_item_sampled_softmax(

@@ -239,7 +239,7 @@ class Trainer:
         ids0, ids1, ids2 = ids[:B], ids[B : 2 * B], ids[2 * B :]
 
         if cfg.rec_loss == "softmax":
-            rec = losses.next_item_softmax(h0, pos, model.item_table())
+            rec = losses.next_item_softmax(h0, pos, model.item_table(), cfg.label_smoothing)
         elif cfg.rec_loss == "sampled":
             shared = self.rng.integers(1, self.mcfg.n_items + 1, size=cfg.n_negatives)
             rec = losses.next_item_sampled_softmax(h0, pos, model.item_table(), torch.from_numpy(shared).to(self.device))

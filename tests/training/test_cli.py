@@ -201,3 +201,18 @@ def test_the_improved_settings_per_data_set():
     assert "d" not in preset_settings("Toys_and_Games", improved=True)[0]
     assert preset_settings("Yelp", improved_intents=True) == preset_settings("Yelp")  # the sampled softmax overfits there
     assert "ema" not in preset_settings("Toys_and_Games")[1]  # the paper's preset stays the paper's
+
+
+def test_label_smoothing_trains_with_the_full_softmax_and_is_refused_elsewhere(tmp_path):
+    data = _synthetic(tmp_path)
+    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--label-smoothing", "0.1")
+    assert refused.returncode == 2 and "label_smoothing needs rec_loss 'softmax'" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "a" / "v0001").exists()
+    out_of_range = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--rec-loss", "softmax",
+                           "--label-smoothing", "1.5")
+    assert out_of_range.returncode == 2 and "must be in [0, 1)" in out_of_range.stderr
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--rec-loss", "softmax",
+                   "--label-smoothing", "0.1")
+    assert done.returncode == 0, done.stderr
+    origin, _ = _origin(tmp_path / "a")
+    assert origin["train_config"]["label_smoothing"] == 0.1

@@ -42,6 +42,16 @@ def test_next_item_softmax_is_cross_entropy_over_real_items():
     assert got == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)), rel=1e-6)
 
 
+def test_next_item_softmax_label_smoothing_by_hand():
+    table = torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [9.0, 9.0]])
+    hidden = torch.tensor([[[2.0, 0.0]]])  # logits 2 (the target) and 0 over the two real items
+    log_p = [2 - math.log(math.exp(2) + 1), -math.log(math.exp(2) + 1)]
+    # smoothing 0.2 over N = 2 items: target weight 0.8 + 0.1, the other item 0.1
+    expected = -(0.9 * log_p[0] + 0.1 * log_p[1])
+    got = losses.next_item_softmax(hidden, torch.tensor([[1]]), table, label_smoothing=0.2).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
 def test_elcm_pull_push_and_intents_by_hand():
     z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     c = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
