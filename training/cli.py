@@ -146,6 +146,8 @@ def train(
         "label_smoothing": label_smoothing,
     }
     train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
+    if label_smoothing is None and train_kw.get("rec_loss") != "softmax":
+        train_kw.pop("label_smoothing", None)  # a preset smooths its softmax; a loss chosen instead takes none
     train_kw["bucket"] = pooling is Pooling.real
     try:
         dev = pick_device(device)

@@ -138,12 +138,14 @@ def test_the_improved_preset_sets_the_best_ranking_settings_and_explicit_flags_s
     assert train["prototype"] == "shift"  # the paper's Beauty preset underneath
     assert train["trade_off"] == 1.0  # ... with its ELCM weight changed by IMPROVED
     assert train["ema"] == 0.999  # validated and exported: the moving average of the weights
+    assert train["label_smoothing"] == 0.1  # the softmax's targets smoothed (Beauty)
     done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--preset", "Beauty", "--improved",
                    "--mix-alpha", "0.2", "--rec-loss", "sampled", "--negatives", "64", *SMALL)
     assert done.returncode == 0, done.stderr
     origin, model = _origin(tmp_path / "b")
     assert model["mix_alpha"] == 0.2 and origin["train_config"]["rec_loss"] == "sampled"
     assert origin["train_config"]["n_negatives"] == 64
+    assert origin["train_config"].get("label_smoothing", 0.0) == 0.0  # the preset smooths only its full softmax
 
 
 def test_the_improved_intents_preset_keeps_sequence_samples_and_lowers_the_elcm_weight(tmp_path):
@@ -198,6 +200,8 @@ def test_the_improved_settings_per_data_set():
         assert preset_settings(name, improved=True)[1]["ema"] == 0.999  # measured better on validation on each
         assert preset_settings(name, improved=True)[0]["mix_alpha"] == 0.7
     assert preset_settings("Beauty", improved=True)[0]["d"] == 128  # hidden size 128: measured on Beauty only
+    assert preset_settings("Beauty", improved=True)[1]["label_smoothing"] == 0.1  # measured on Beauty only
+    assert "label_smoothing" not in preset_settings("Toys_and_Games", improved=True)[1]
     assert "d" not in preset_settings("Toys_and_Games", improved=True)[0]
     assert preset_settings("Yelp", improved_intents=True) == preset_settings("Yelp")  # the sampled softmax overfits there
     assert "ema" not in preset_settings("Toys_and_Games")[1]  # the paper's preset stays the paper's
