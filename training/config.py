@@ -121,9 +121,8 @@ IMPROVED_INTENTS: dict[str, dict[str, Any]] = {
 # Each epoch validates (and the run exports) a moving average of the weights, decay 0.999 a step; on Beauty the ELCM
 # weight also drops from 10 to 1, the hidden size doubles to 128 (better on validation than every run at 64) and the
 # softmax's targets are smoothed by 0.1 (test NDCG@5 0.0527 over seeds 1-3 against 0.0519 without, higher on each
-# seed). The
-# users then gather in few intents (under 20 of 256 on Beauty, 47-51 of 512 on Toys, 30 of 512 on Sports), less so
-# on Yelp (70 of 256, the largest holding 6%): for a wide spread over intents, see IMPROVED_INTENTS.
+# seed). The users then gather in few intents (under 20 of 256 on Beauty, 47-51 of 512 on Toys, 30 of 512 on
+# Sports), less so on Yelp (70 of 256, the largest holding 6%): for a wide spread over intents, see IMPROVED_INTENTS.
 _BEST_MODEL: dict[str, Any] = {"mix_alpha": 0.7}
 _BEST_TRAIN: dict[str, Any] = {"rec_loss": "softmax", "samples": "prefixes", "patience": 10, "ema": 0.999}
 IMPROVED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
