@@ -70,6 +70,9 @@ VARIANTS: dict[str, list[str]] = {
     # The improved preset without label smoothing, which it sets on Beauty only (elsewhere the same as improved):
     # the Beauty row of *improved* until smoothing was measured better.
     "unsmoothed": ["--improved", "--label-smoothing", "0"],
+    # The improved preset with intents learned under balanced assignments (`--intent-loss balanced`, training/losses.py
+    # balanced_clustering) instead of ELCM: the users spread over the intents.
+    "balanced": ["--improved", "--intent-loss", "balanced"],
 }
 
 
@@ -101,15 +104,18 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
     result = json.loads(done[-1].read_text())
     # How the users spread over the intents (all users' whole histories, from the version's manifest).
     manifest = store / result["version"] / "manifest.json"
-    shares = json.loads(manifest.read_text()).get("intent_shares") if manifest.exists() else None
+    info = json.loads(manifest.read_text()) if manifest.exists() else {}
+    shares = info.get("intent_shares")
     intents = {"used": sum(x > 0 for x in shares), "of": len(shares), "largest": max(shares)} if shares else None
+    health = info.get("intent_health")  # on the test users (training/intent_health.py); absent before it existed
     # The epoch log beside the results (committed; the run directory with its checkpoints is not).
     log = logs / f"{name}-{variant}-seed{seed}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(done[-1].parent / "log.jsonl", log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
             "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-            "metrics": result["metrics"], "intents": intents, "device": result.get("device", "cpu"),
+            "metrics": result["metrics"], "intents": intents, "intent_health": health,
+            "device": result.get("device", "cpu"),
             "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
 
 
@@ -145,12 +151,12 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "reused, interrupted ones resume). Paper numbers: ELCREC.md section 8 (reference protocol).",
         f"Machine: {machine}." + gpu_line(results),
         "",
-        "| data set | model | seeds | epochs (best) | HIT@5 | NDCG@5 | HIT@20 | NDCG@20 | strict NDCG@5 / @20 | intents used (largest share) | train time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| data set | model | seeds | epochs (best) | HIT@5 | NDCG@5 | HIT@20 | NDCG@20 | strict NDCG@5 / @20 | intents used (largest share) | intents effective / overlap / lift@100 | train time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in SETS:
         h5, n5, h20, n20 = PAPER[name]
-        lines.append(f"| {name} | ELCRec (paper) | - | - | {h5:.4f} | {n5:.4f} | {h20:.4f} | {n20:.4f} | - | - | - |")
+        lines.append(f"| {name} | ELCRec (paper) | - | - | {h5:.4f} | {n5:.4f} | {h20:.4f} | {n20:.4f} | - | - | - | - |")
         for variant in VARIANTS:
             runs = [r for r in results if r["data"] == name and r["variant"] == variant]
             if not runs:
@@ -162,15 +168,26 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
             intents = ", ".join(
                 f"{i['used']}/{i['of']} ({i['largest']:.0%})" if (i := r.get("intents")) else "-" for r in runs
             )
+            health = ", ".join(
+                f"{h['effective']:.0f} / {h['overlap']:.2f} / {h['lift']:.1f}"
+                if (h := r.get("intent_health")) and h.get("overlap") is not None and h.get("lift") is not None
+                else "-" for r in runs
+            )
             minutes = " / ".join(f"{r['train_seconds'] / 60:.0f} min" + gpu_mark(r) for r in runs)
             lines.append(f"| {name} | ours, {variant} | {seeds} | {epochs} | " + " | ".join(cells)
-                         + f" | {' / '.join(strict)} | {intents} | {minutes} |")
+                         + f" | {' / '.join(strict)} | {intents} | {health} | {minutes} |")
     lines += [
         "",
         "- Main columns: the reference protocol (seen items scored 0, as the authors' code and the paper); *strict*:",
         "  seen items, padding and mask rows at minus infinity. Mean ± standard deviation over seeds.",
         "- *Intents used*: how many of the K intents hold at least one user (each user's whole history, nearest",
-        "  center), and the share of users in the largest one.",
+        "  center), and the share of users in the largest one. *Intents effective / overlap / lift@100*: the health",
+        "  of the intents on the test users (training/intent_health.py, `elcrec evaluate --json`): exp of the entropy",
+        "  of the users' shares, the share-weighted Jaccard overlap of the intents' top-20 characteristic items, and",
+        "  how much more often a user's next item is among the 100 characteristic items of the own intent than of an",
+        "  intent drawn by share; \"-\" for runs exported before it was recorded.",
+        "- *balanced*: the improved preset with the intents learned under balanced assignments",
+        "  (`--improved --intent-loss balanced`) instead of ELCM.",
         "- *faithful*: the paper's preset (ELCREC.md section 6, one sampled negative, BCE) trained in the default fast",
         "  mode (`--pooling real`, see the README); *reference*: the same in the exact reference mode",
         "  (`--pooling all`).",

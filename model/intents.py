@@ -1,4 +1,4 @@
-"""Intent assignment: a sequence's intent is the nearest (normalised) center."""
+"""Intent assignment: a sequence's intent is the nearest (normalised) center; and what sets an intent apart."""
 
 from __future__ import annotations
 
@@ -21,3 +21,13 @@ def assign_intents(pooled: torch.Tensor, centers: torch.Tensor, top: int = 1) ->
     dist = squared_distances(F.normalize(pooled, dim=-1), F.normalize(centers, dim=-1))
     values, ids = torch.topk(dist, k=min(top, centers.shape[0]), dim=-1, largest=False)
     return values, ids
+
+
+def characteristic_scores(centers: torch.Tensor, mean_state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """How much each item sets each intent apart from the average user: (K, d), (d,), (N, d) -> (K, N).
+
+    An item scores (normalised center - mean of the users' normalised pooled states) . item embedding. The raw
+    center . item is high for the globally popular items under every center (so that all intents list the same
+    items); subtracting the average user's direction leaves what is particular to the intent.
+    """
+    return (F.normalize(centers, dim=-1) - mean_state) @ items.T

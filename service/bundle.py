@@ -48,6 +48,9 @@ class ModelBundle:
     rows: dict[str, int]  # external id -> row
     popular_rows: list[int]  # most popular first, known items only
     intent_shares: list[float] | None
+    # The mean normalised pooled state of the training users (manifest "intent_mean_state"); an intent's items are
+    # ranked against it (model.intents.characteristic_scores). None for versions exported without it.
+    intent_mean: torch.Tensor | None = None
     # `model`'s forward as called per batch: TorchScript-traced (the same states, less Python per layer) or the
     # module itself.
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -113,6 +116,13 @@ def _shares(manifest: dict[str, Any], n_intents: int) -> list[float] | None:
     ):
         return [float(s) for s in shares]
     return None  # missing or from another K: report no share rather than a wrong one
+
+
+def _mean_state(manifest: dict[str, Any], d: int) -> torch.Tensor | None:
+    mean = manifest.get("intent_mean_state")
+    if isinstance(mean, list) and len(mean) == d and all(isinstance(v, int | float) for v in mean):
+        return torch.tensor(mean, dtype=torch.float32)
+    return None  # missing or malformed: intents are listed by their centers alone
 
 
 def build_bundle(
@@ -195,6 +205,7 @@ def _bundle(
         rows=rows,
         popular_rows=list(dict.fromkeys(popular_rows)),
         intent_shares=_shares(art.manifest, art.config.n_intents),
+        intent_mean=_mean_state(art.manifest, art.config.d),
         encode=encode,
         precision=precision,
         precision_check=check.to_dict() if check is not None else None,

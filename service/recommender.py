@@ -133,10 +133,13 @@ class Recommender:
             )
         if not 1 <= k <= min(bundle.n_items, self.settings.max_k):
             raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
-        center = F.normalize(bundle.model.intent_centers[intent_id].detach().float(), dim=-1)
+        center = F.normalize(bundle.model.intent_centers[intent_id].detach().float().cpu(), dim=-1)
+        # Items by (center - mean user state) . item: what sets the intent apart, not the items every center
+        # scores high (model.intents.characteristic_scores); by the center alone where the version has no mean.
+        query = center if bundle.intent_mean is None else center - bundle.intent_mean
         # search_unseen, not search: an approximate index that comes back short is searched deeper.
         [(rows, scores, _)] = bundle.index.search_unseen(
-            center.cpu().numpy()[None].astype(np.float32), [k], [frozenset()]
+            query.numpy()[None].astype(np.float32), [k], [frozenset()]
         )
         hits = list(zip(rows, scores, strict=True))
         share = bundle.intent_shares[intent_id] if bundle.intent_shares is not None else None
@@ -144,6 +147,7 @@ class Recommender:
             id=intent_id,
             share=share,
             items=[ScoredItem(item_id=bundle.external(r), score=s) for r, s in hits],
+            items_by="center" if bundle.intent_mean is None else "characteristic",
             model_version=bundle.version,
         )
 
@@ -165,6 +169,7 @@ class Recommender:
             origin=as_dict(m.get("origin")),
             data=as_dict(m.get("data")),
             metrics=as_dict(m.get("metrics")),
+            intent_health=as_dict(m.get("intent_health")),
             device=str(bundle.device),
             index=bundle.index.spec,
             precision=bundle.precision,

@@ -104,7 +104,11 @@ class UserIntentResponse(BaseModel):
 class IntentDetail(BaseModel):
     id: int
     share: float | None  # share of training users in this intent (from the manifest), if known
-    items: list[ScoredItem]  # nearest items to the normalised center by inner product
+    # "characteristic": the items that set the intent apart from the average user, by inner product with the
+    # normalised center minus the training users' mean normalised state; "center": by the center alone (a version
+    # exported without that mean).
+    items: list[ScoredItem]
+    items_by: Literal["characteristic", "center"]
     model_version: str
 
 
@@ -120,6 +124,8 @@ class ModelInfo(BaseModel):
     origin: dict[str, Any] | None
     data: dict[str, Any] | None
     metrics: dict[str, Any] | None
+    # used, largest, effective, overlap and lift of the intents on the test users (training/intent_health.py)
+    intent_health: dict[str, Any] | None
     device: str
     index: str
     precision: str  # the encoder's: fp32, bf16 or fp16

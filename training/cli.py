@@ -7,13 +7,17 @@ import math
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
+
+from training.config import IntentLoss
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synthetic data.")
 app.add_typer(data_app, name="data")
+intents_app = typer.Typer(no_args_is_help=True, help="Intents fitted after training.")
+app.add_typer(intents_app, name="intents")
 
 
 class Split(StrEnum):
@@ -53,6 +57,9 @@ class Samples(StrEnum):
     prefixes = "prefixes"
 
 
+IntentLossKind = StrEnum("IntentLossKind", {v: v for v in get_args(IntentLoss)})  # type: ignore[misc]
+
+
 class Batches(StrEnum):
     length = "length"
     random = "random"
@@ -88,7 +95,9 @@ def train(
     weight_decay: Annotated[float | None, typer.Option()] = None,
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
-    trade_off: Annotated[float | None, typer.Option(help="ELCM weight")] = None,
+    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper)")] = None,
+    intent_loss: Annotated[IntentLossKind | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
+    intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
     prototype: Annotated[PrototypeMode | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
     rec_loss: Annotated[RecLossKind | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
@@ -143,7 +152,8 @@ def train(
         "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
         "n_negatives": negatives, "samples": samples.value if samples else None,
         "batches": batches.value if batches else None, "ema": ema,
-        "label_smoothing": label_smoothing,
+        "label_smoothing": label_smoothing, "intent_loss": intent_loss.value if intent_loss else None,
+        "intent_temperature": intent_temperature,
     }
     train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
     if label_smoothing is None and train_kw.get("rec_loss") != "softmax":
@@ -292,6 +302,7 @@ def evaluate(
     from training.data import DataError, eval_split, read_interactions
     from training.device import pick_device
     from training.evaluate import split_ranks
+    from training.intent_health import split_health
     from training.metrics import hit_ndcg, standard_errors
 
     try:
@@ -304,7 +315,9 @@ def evaluate(
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
     protocols = ("reference", "strict") if protocol is Protocol.both else (protocol.value,)
-    ranks = split_ranks(art.model, eval_split(interactions, art.config.max_len, split.value), protocols, dev)
+    ev = eval_split(interactions, art.config.max_len, split.value)
+    ranks = split_ranks(art.model, ev, protocols, dev)
+    intents = split_health(art.model, ev, dev).to_dict()
     results = {p: hit_ndcg(r) for p, r in ranks.items()}
     # Of each mean over the split's users; undefined (None in JSON) for a single user.
     errors = {p: {k: None if math.isnan(v) else v for k, v in standard_errors(r).items()} for p, r in ranks.items()}
@@ -317,6 +330,7 @@ def evaluate(
             "split": split.value,
             "version": art.version,
             "data": str(data),
+            "intents": intents,
         }
         if len(protocols) > 1:
             payload["by_protocol"] = results
@@ -326,6 +340,34 @@ def evaluate(
     for p, metrics in results.items():
         cells = "  ".join(f"{k} {v:.4f} ± " + (f"{e:.4f}" if (e := errors[p][k]) is not None else "?") for k, v in metrics.items())
         typer.echo(f"{art.version} {split.value} ({p}, {len(ranks[p])} users, ± one standard error): {cells}")
+    typer.echo(f"{art.version} {split.value} intents: " + "  ".join(f"{k} {v}" for k, v in intents.items()))
+
+
+@intents_app.command("fit")
+def intents_fit(
+    store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model gets fitted intents as a new version")],
+    data: Annotated[Path, typer.Option(help="The interaction file the model was trained on")],
+    k: Annotated[int | None, typer.Option("--k", min=1, help="Number of intents (default: the model's K)")] = None,
+    seed: Annotated[int, typer.Option()] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Publish the CURRENT model with intent centers from a spherical k-means of its users' pooled states.
+
+    The encoder is unchanged (the same recommendations); only the intents differ. The new version becomes CURRENT,
+    its manifest says how its centers were made, and `elcrec evaluate --json` compares both versions' intents.
+    """
+    from model.artifact import ArtifactError
+    from training.data import DataError
+    from training.device import pick_device
+    from training.export import fit_intents
+
+    try:
+        version = fit_intents(store, data, k, seed, pick_device(device))
+    except (ArtifactError, DataError, ValueError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write a new version to {store} (nothing was published): {exc}")
+    typer.echo(f"published {version} with fitted intents")
 
 
 @app.command()

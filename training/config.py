@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from model.config import ModelConfig, settings_dict
 
 RecLoss = Literal["bce", "softmax", "sampled"]
+# How the intent centers are learned: "elcm" (the paper: every sequence pulled towards the mean of all centers, the
+# centers pushed apart) or "balanced" (each sequence towards its own center under balanced assignments, which keeps
+# the users spread over the intents; training/losses.py balanced_clustering).
+IntentLoss = Literal["elcm", "balanced"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class TrainConfig:
     # Label smoothing of the full-softmax next-item loss (rec_loss "softmax"; 0 = off): this share of each target's
     # probability is spread evenly over all items.
     label_smoothing: float = 0.0
+    intent_loss: IntentLoss = "elcm"  # weighted by trade_off either way
+    intent_temperature: float = 0.1  # intent_loss "balanced": softmax temperature over the centers
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
@@ -64,6 +70,10 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing > 0 and self.rec_loss != "softmax":
             raise ValueError("label_smoothing needs rec_loss 'softmax' (the full softmax over all items)")
+        if self.intent_loss not in get_args(IntentLoss):
+            raise ValueError(f"intent_loss must be one of {get_args(IntentLoss)}, got {self.intent_loss!r}")
+        if self.intent_temperature <= 0:
+            raise ValueError(f"intent_temperature must be > 0, got {self.intent_temperature}")
         if self.batches not in ("length", "random"):
             raise ValueError(f"batches must be 'length' or 'random', got {self.batches!r}")
 
@@ -92,7 +102,10 @@ def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
 
 
 STOPPING = ("epochs", "patience")
-ADDED_LATER = {"samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0}
+ADDED_LATER = {
+    "samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0, "intent_loss": "elcm",
+    "intent_temperature": 0.1,
+}
 
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model.artifact import write_version
 from model.encoder import ELCRec
@@ -15,6 +16,7 @@ from model.intents import assign_intents
 from model.official import load_official
 from training.data import Interactions, left_pad, read_interactions
 from training.evaluate import evaluate, pooled_states
+from training.intent_health import fitted_centers, model_health
 
 POPULAR_TOP = 100
 
@@ -32,13 +34,16 @@ def popular_items(data: Interactions, item_ids: list[str | None], top: int = POP
     return [ext for i in order if counts[i] > 0 and (ext := item_ids[int(i)]) is not None]
 
 
-def intent_shares(model: ELCRec, data: Interactions, device: str = "cpu") -> list[float]:
-    """Share of users whose whole (last T items) history falls in each intent."""
+def intent_summary(model: ELCRec, data: Interactions, device: str = "cpu") -> dict[str, Any]:
+    """Over every user's whole (last T items) history: the share of the users in each intent, and the mean of their
+    normalised pooled states, which the service subtracts from a center to list the items that set an intent
+    apart (model.intents.characteristic_scores)."""
     inputs = left_pad([data.sequence(u) for u in range(data.n_users)], model.cfg.max_len)
     pooled = pooled_states(model, inputs, device=device)
     _, ids = assign_intents(pooled, model.intent_centers.detach().float().cpu())
     counts = torch.bincount(ids[:, 0], minlength=model.cfg.n_intents).double()
-    return (counts / counts.sum()).tolist()
+    mean = F.normalize(pooled.float(), dim=-1).mean(0)
+    return {"intent_shares": (counts / counts.sum()).tolist(), "intent_mean_state": [round(v, 6) for v in mean.tolist()]}
 
 
 def full_metrics(model: ELCRec, data: Interactions, device: str = "cpu") -> dict[str, Any]:
@@ -69,16 +74,26 @@ def export_model(
     """Write the model as a new version; with `index_spec` (FAISS index-factory string) the version stores
     that index over its items, which a service configured with the same ELCREC_INDEX uses without a rebuild."""
     ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
-    info = {
+    info = version_info(model, data, ids, origin, metrics, device)
+    return write_version(store, model, ids, info, make_current, index_spec)
+
+
+def version_info(
+    model: ELCRec, data: Interactions, item_ids: list[str | None], origin: dict[str, Any],
+    metrics: dict[str, Any] | None = None, device: str = "cpu",
+) -> dict[str, Any]:
+    """What a version's manifest says of the model beside its weights: where it came from, the data, metrics,
+    popular items and its intents (shares, the mean user state and their health on the test users)."""
+    return {
         "origin": origin,
         "data": data_info(data),
         "metrics": metrics if metrics is not None else full_metrics(model, data, device),
-        "popular_items": popular_items(data, ids),
-        "intent_shares": intent_shares(model, data, device),
+        "popular_items": popular_items(data, item_ids),
+        **intent_summary(model, data, device),
+        "intent_health": model_health(model, data, "test", device).to_dict(),
         "pooling": model.cfg.pooling,
         "software": {"torch": torch.__version__, "python": platform.python_version()},
     }
-    return write_version(store, model, ids, info, make_current, index_spec)
 
 
 def import_checkpoint(
@@ -89,3 +104,30 @@ def import_checkpoint(
     metrics: dict[str, Any] | None = None if with_metrics else {}
     origin = {"kind": "imported", "checkpoint": Path(checkpoint).name}
     return export_model(store, model, data, origin, metrics).name
+
+
+def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, seed: int = 1, device: str = "cpu") -> str:
+    """Publish a new version of the store's CURRENT model whose intent centers are a spherical k-means of the pooled
+    states of the users' training sequences (training/intent_health.py fitted_centers): intents fitted after
+    training, for any model, imported checkpoints included. The encoder and item table are kept as they are, so
+    the ranking metrics are the parent's."""
+    import dataclasses
+
+    from model.artifact import load_artifact
+
+    art = load_artifact(store, device)
+    data = read_interactions(data_path, n_items=art.config.n_items)
+    k = k or art.config.n_intents
+    centers = fitted_centers(art.model, data, k, seed, device)
+    cfg = dataclasses.replace(art.config, n_intents=k)
+    model = ELCRec(cfg)
+    weights = {name: w for name, w in art.model.state_dict().items() if name != "intent_centers"}
+    model.load_state_dict({**weights, "intent_centers": centers}, strict=True)
+    model.eval()
+    origin = {
+        "kind": "intents-fit", "parent": art.version, "k": k, "seed": seed,
+        "centers": "spherical k-means of the pooled states of the users' training sequences",
+        "parent_origin": art.manifest.get("origin"),
+    }
+    metrics = art.manifest.get("metrics") or None
+    return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name

@@ -54,6 +54,33 @@ def elcm(z: torch.Tensor, centers: torch.Tensor, trade_off: float) -> tuple[torc
     return trade_off * (pull + push), dist.argmin(dim=1)
 
 
+def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.Tensor:
+    """Soft assignments (B, K) of B rows to K intents, each row summing to 1 and each intent receiving B / K rows
+    in all: the equipartition of SwAV (Caron et al. 2020), by alternate column and row scaling of exp(scores / eps)."""
+    q = torch.exp((scores - scores.max()) / eps).double()  # double: exp of up to 2 / eps stays representable
+    B, K = q.shape
+    for _ in range(iters):
+        q = q / (q.sum(0, keepdim=True) * K)
+        q = q / (q.sum(1, keepdim=True) * B)
+    return (q * B).to(scores.dtype)
+
+
+def balanced_clustering(
+    z: torch.Tensor, centers: torch.Tensor, weight: float, temperature: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each (normalised) sequence pulled towards its own center, the users spread over all centers.
+
+    Targets are the batch's balanced (Sinkhorn) assignments of the sequences to the centers, without gradient;
+    the loss is their cross-entropy against softmax(z . centers / temperature). Unlike ELCM, whose pull is towards
+    the mean of all centers, this moves each sequence and its center towards each other, and the equipartition
+    keeps any center from taking every sequence. z (B, d) and centers (K, d) normalised -> (loss, intent ids (B,)).
+    """
+    scores = z @ centers.T  # (B, K) cosine similarities
+    q = sinkhorn(scores.detach())
+    loss = -(q * F.log_softmax(scores / temperature, dim=1)).sum(1).mean()
+    return weight * loss, q.argmax(dim=1)
+
+
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """NT-Xent between paired rows of a and b (B, m), plain dot products, positives a_i <-> b_i."""
     B = a.shape[0]

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from model.artifact import Artifact, load_artifact
-from model.intents import assign_intents
+from model.intents import assign_intents, characteristic_scores
 from training.data import Interactions, left_pad
 from training.evaluate import pooled_states
+from training.intent_health import model_health
 
 
 def find_log(store: Path, art: Artifact) -> Path | None:
@@ -106,6 +108,25 @@ def plot_intents(art: Artifact, data: Interactions, out: Path, max_users: int, s
     return [map_path, sizes_path]
 
 
+def characteristic_table(art: Artifact, data: Interactions, intents: int = 10, items: int = 8) -> str:
+    """HTML: the largest intents (all users' whole histories), each with its share and characteristic items."""
+    shares = art.manifest.get("intent_shares")
+    mean = art.manifest.get("intent_mean_state")
+    if not isinstance(shares, list) or not isinstance(mean, list) or len(shares) != art.config.n_intents:
+        return "<p>(this version records no intent shares or mean user state: no characteristic items)</p>"
+    table = art.model.item_table().detach().float().cpu()[1:-1]
+    scores = characteristic_scores(art.model.intent_centers.detach().float().cpu(), torch.tensor(mean), table)
+    largest = sorted(range(len(shares)), key=lambda i: -shares[i])[:intents]
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{shares[i]:.1%}</td><td>"
+        + html.escape(" ".join(str(art.item_ids[r + 1]) for r in scores[i].topk(items).indices.tolist()))
+        + "</td></tr>"
+        for i in largest if shares[i] > 0
+    )
+    return ("<h2>largest intents and their characteristic items</h2><table border=1>"
+            f"<tr><th>intent</th><th>share</th><th>items that set it apart</th></tr>{rows}</table>")
+
+
 def write_report(store: Path, data: Interactions, out: Path, max_users: int = 3000, seed: int = 0) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     art = load_artifact(store)
@@ -116,10 +137,15 @@ def write_report(store: Path, data: Interactions, out: Path, max_users: int = 30
     pictures += plot_intents(art, data, out, max_users, seed)
     test = art.manifest.get("metrics", {}).get("test", {}).get("reference", {})
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in test.items())
+    health = model_health(art.model, data).to_dict()
+    health_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in health.items())
+    intents_table = characteristic_table(art, data)
     images = "".join(f'<h2>{p.stem.replace("_", " ")}</h2><img src="{p.name}" style="max-width:100%">' for p in pictures)
     page = (f"<!doctype html><meta charset=utf-8><title>elcrec report {art.version}</title>"
             f"<h1>elcrec {html.escape(art.version)}</h1><p>{html.escape(str(art.manifest.get('data', {}).get('source')))}"
             f", {art.config.n_intents} intents, {art.config.n_layers} layers, pooling {art.config.pooling}</p>"
-            f"<table border=1><tr><th>test (reference)</th><th></th></tr>{rows}</table>{images}")
+            f"<table border=1><tr><th>test (reference)</th><th></th></tr>{rows}</table>"
+            f"<h2>intent health (test users; training/intent_health.py)</h2><table border=1>{health_rows}</table>"
+            f"{intents_table}{images}")
     (out / "index.html").write_text(page)
     return {"version": art.version, "files": [str(p) for p in [*pictures, out / "index.html"]], "log": str(log) if log else None}

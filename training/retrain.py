@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -63,7 +62,7 @@ from training.data import (
     train_split,
 )
 from training.evaluate import evaluate_split, user_vectors
-from training.export import data_info, full_metrics, intent_shares
+from training.export import full_metrics, version_info
 from training.metrics import hit_ndcg, mask_scores, target_ranks
 from training.trainer import Trainer
 
@@ -76,7 +75,6 @@ STALE_TMP_S = 600.0  # a temporary dir untouched this long belongs to a dead wri
 GATE_METRIC = "NDCG@10"
 PAGE = 10_000  # stream entries per XRANGE call
 TRAIN_OVERRIDES = ("epochs", "patience", "lr", "batch_size", "seed")
-POPULAR_TOP = 100
 
 
 class RetrainError(Exception):
@@ -542,13 +540,6 @@ def compare(
     }
 
 
-def popular_external(data: Interactions, item_ids: list[str | None], top: int = POPULAR_TOP) -> list[str]:
-    counts = np.bincount(data.items, minlength=data.n_items + 2)
-    counts[0] = counts[-1] = 0
-    order = np.argsort(-counts, kind="stable")[:top]
-    return [str(item_ids[int(r)]) for r in order if counts[r] > 0]
-
-
 # -- the job -----------------------------------------------------------------------------------------------
 
 
@@ -684,15 +675,8 @@ def _run(
         "gate": {k: v for k, v in gate.items() if not k.endswith("_metrics")},
         **train_info,
     }
-    info = {
-        "origin": origin,
-        "data": {**data_info(merged.data), "merged_from": base_source},
-        "metrics": metrics,
-        "popular_items": popular_external(merged.data, merged.item_ids),
-        "intent_shares": intent_shares(model, merged.data, opts.device),
-        "pooling": model.cfg.pooling,
-        "software": {"torch": torch.__version__, "python": platform.python_version()},
-    }
+    info = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
+    info["data"]["merged_from"] = base_source
     version_dir = write_version(store, model, merged.item_ids, info, make_current=False)
     version = version_dir.name
     merged_path = write_merged(

@@ -27,6 +27,7 @@ from training.config import STOPPING, TrainConfig, check_compatible
 from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
+from training.intent_health import split_health
 from training.sampling import NegativeSampler
 
 CHECKPOINT = "checkpoint.pt"
@@ -249,7 +250,10 @@ class Trainer:
             n_local, n_global = int((targets[lo:hi] > 0).sum()), int((targets > 0).sum())
             rec = rec * (n_local / n_global) if n_local else h0.sum() * 0.0
         z = gather(F.normalize(model.pool(aux[:B], ids0), dim=-1))
-        cluster, intents = losses.elcm(z, centers, cfg.trade_off)
+        if cfg.intent_loss == "balanced":
+            cluster, intents = losses.balanced_clustering(z, centers, cfg.trade_off, cfg.intent_temperature)
+        else:
+            cluster, intents = losses.elcm(z, centers, cfg.trade_off)
         p1, p2 = gather(model.pool(h1, ids1)), gather(model.pool(h2, ids2))
         if self.mcfg.pooling == "real":
             # Fast mode: one summary vector per view. In the reference, the ~44 padding rows of each
@@ -305,9 +309,11 @@ class Trainer:
             with torch.no_grad():
                 torch._foreach_copy_(params, raw)
 
-    def validate(self) -> dict[str, float]:
-        def valid() -> dict[str, float]:
-            return evaluate_split(self.model, self.valid, ("reference",), self.device)["reference"]
+    def validate(self) -> tuple[dict[str, float], dict[str, Any]]:
+        """Validation metrics, and the health of the intents on the validation users (training/intent_health.py)."""
+        def valid() -> tuple[dict[str, float], dict[str, Any]]:
+            metrics = evaluate_split(self.model, self.valid, ("reference",), self.device)["reference"]
+            return metrics, split_health(self.model, self.valid, self.device).to_dict()
 
         return self.dist.on_main(valid)  # rank 0 validates: one early-stopping decision for every rank
 
@@ -323,7 +329,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         train_s = time.perf_counter() - start
         with self.averaged_weights():  # with an average, it is what is validated and kept
-            valid = self.validate()
+            valid, intents = self.validate()
             if valid["NDCG@20"] > self.state.best_metric:
                 self.best_weights = copy.deepcopy(self.model.state_dict())
         seconds = time.perf_counter() - start
@@ -333,6 +339,7 @@ class Trainer:
             "epoch": self.state.epoch,
             **{k: round(v / len(batches), 5) for k, v in sums.items()},
             "valid": {k: round(v, 5) for k, v in valid.items()},
+            "intents": {k: v for k, v in intents.items() if k not in ("users", "intents")},
             "train_s": round(train_s, 2),
             "seconds": round(seconds, 2),
         }
@@ -356,7 +363,8 @@ class Trainer:
             self.log(
                 f"epoch {record['epoch']:3d}  loss {record['loss']:.4f} (rec {record['rec']:.4f} inst {record['inst']:.3f} "
                 f"intent {record['intent']:.3f} elcm {record['elcm']:.4f})  valid HIT@20 {record['valid']['HIT@20']:.4f} "
-                f"NDCG@20 {record['valid']['NDCG@20']:.4f}  {record['seconds']:.1f}s"
+                f"NDCG@20 {record['valid']['NDCG@20']:.4f}  intents used {record['intents']['used']} effective "
+                f"{record['intents']['effective']:.1f}  {record['seconds']:.1f}s"
             )
             if self.run_dir is not None and self.dist.is_main:
                 self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,25 @@ async def test_intent_detail_lists_nearest_items_and_share(client: AppClient, st
     assert (await client.get("/v1/intents/1", params={"k": 0})).status_code == 422
 
 
+async def test_intent_detail_lists_what_sets_the_intent_apart(tmp_path: Path) -> None:
+    from tests.service.support import add_version
+
+    mean = [0.5] * 64
+    add_version(tmp_path / "s", intent_mean_state=mean, intent_health={"used": 4, "effective": 3.9})
+    model = load_artifact(tmp_path / "s").model
+    table = model.item_table()[1:-1]
+    distinct = (F.normalize(model.intent_centers[2], dim=-1) - torch.tensor(mean)) @ table.T
+    async with running_app(settings_for(tmp_path / "s")) as c:
+        body = (await c.get("/v1/intents/2", params={"k": 5})).json()
+        assert body["items_by"] == "characteristic"
+        assert [it["item_id"] for it in body["items"]] == [f"i{r + 1}" for r in distinct.topk(5).indices.tolist()]
+        assert (await c.get("/v1/model")).json()["intent_health"] == {"used": 4, "effective": 3.9}
+    # a mean of the wrong size is ignored: the center alone ranks
+    add_version(tmp_path / "t", intent_mean_state=[0.5] * 3)
+    async with running_app(settings_for(tmp_path / "t")) as c:
+        assert (await c.get("/v1/intents/2")).json()["items_by"] == "center"
+
+
 async def test_model_metadata(client: AppClient) -> None:
     body = (await client.get("/v1/model")).json()
     assert body["version"] == "v0001" and body["n_items"] == N_ITEMS and body["n_intents"] == 4

@@ -220,3 +220,35 @@ def test_label_smoothing_trains_with_the_full_softmax_and_is_refused_elsewhere(t
     assert done.returncode == 0, done.stderr
     origin, _ = _origin(tmp_path / "a")
     assert origin["train_config"]["label_smoothing"] == 0.1
+
+
+def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health(tmp_path):
+    data = tmp_path / "syn.txt"
+    assert run_cli("data", "synthetic", "--out", str(data), "--users", "400", "--items", "80", "--intents", "4").returncode == 0
+    store = tmp_path / "store"
+    trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "2", "--layers", "1", "--intents", "6",
+                      "--hidden", "16", "--no-progress", "--intent-loss", "balanced")
+    assert trained.returncode == 0, trained.stderr
+    assert "intents used" in trained.stdout
+    first = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert first["origin"]["train_config"]["intent_loss"] == "balanced"
+    health = first["intent_health"]
+    assert health["intents"] == 6 and 1 <= health["used"] <= 6 and 1.0 <= health["effective"] <= 6.0
+    fitted = run_cli("intents", "fit", str(store), "--data", str(data), "--k", "4")
+    assert fitted.returncode == 0, fitted.stderr
+    assert "v0002" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0002"
+    second = json.loads((store / "v0002" / "manifest.json").read_text())
+    assert second["origin"]["kind"] == "intents-fit" and second["origin"]["parent"] == "v0001"
+    assert second["model_config"]["n_intents"] == 4 and len(second["intent_shares"]) == 4
+    assert second["metrics"] == first["metrics"]  # the encoder is unchanged
+    evaluated = run_cli("evaluate", str(store), "--data", str(data), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    payload = json.loads(evaluated.stdout)
+    assert payload["version"] == "v0002" and payload["intents"]["intents"] == 4
+    assert payload["metrics"]["NDCG@20"] == pytest.approx(first["metrics"]["test"]["reference"]["NDCG@20"], abs=1e-6)
+    assert set(payload["intents"]) == {"users", "intents", "used", "largest", "effective", "overlap", "lift"}
+    # bad input: a message, not a traceback
+    too_many = run_cli("intents", "fit", str(store), "--data", str(data), "--k", "100000")
+    assert too_many.returncode == 2 and "cannot fit 100000 intents" in too_many.stderr and "Traceback" not in too_many.stderr
+    empty = run_cli("intents", "fit", str(tmp_path / "nothing"), "--data", str(data))
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr

@@ -118,3 +118,27 @@ def test_sampled_softmax_ignores_a_negative_equal_to_the_target():
     got = losses.next_item_sampled_softmax(hidden, torch.tensor([[1]]), table, torch.tensor([1, 2, 3])).item()
     # logits: target 2, negatives item 2 -> 1, item 3 -> 3 (item 1 is the target itself: excluded)
     assert got == pytest.approx(-(2 - math.log(math.exp(2) + math.exp(1) + math.exp(3))), rel=1e-6)
+
+
+def test_sinkhorn_spreads_rows_evenly_over_the_centers():
+    from training.losses import sinkhorn
+
+    # every row prefers center 0: the balanced assignment still gives each center B / K rows in all
+    scores = torch.tensor([[0.9, 0.1, 0.0, 0.0]] * 8) + 0.01 * torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    q = sinkhorn(scores, eps=0.05, iters=20)
+    assert torch.allclose(q.sum(1), torch.ones(8), atol=1e-4)
+    assert torch.allclose(q.sum(0), torch.full((4,), 2.0), atol=1e-3)
+
+
+def test_balanced_clustering_pulls_a_sequence_towards_its_own_center():
+    from training.losses import balanced_clustering
+
+    centers = torch.nn.functional.normalize(torch.eye(4)[:2] + 0.0, dim=-1)  # two centers, e1 and e2
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, 0.0, 0.0], [0.2, 1.0, 0.0, 0.0]]), dim=-1)
+    z.requires_grad_(True)
+    loss, ids = balanced_clustering(z, centers, weight=1.0)
+    assert ids.tolist() == [0, 1]
+    loss.backward()
+    # descending the gradient moves each row towards its own center
+    moved = z.detach() - 0.1 * z.grad
+    assert moved[0, 0] > z[0, 0] and moved[1, 1] > z[1, 1]
