@@ -10,23 +10,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections import OrderedDict, deque
 from typing import Any, Protocol
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
+from redis.asyncio.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from service.metrics import Metrics
 from service.resp import PipelinedReader
+
+log = logging.getLogger("elcrec.history")
 
 HISTORY_PREFIX = "elcrec:hist:"
 EVENTS_STREAM = "elcrec:events"
 # The whole list as one JSON string: json.loads in C instead of redis-py's pure-Python parse of each element.
 _READ_LIST_AS_JSON = "return cjson.encode(redis.call('LRANGE', KEYS[1], 0, -1))"
 _MAX_READS_PER_PIPELINE = 256
+# The history and the event stored together or not at all, in one round trip: a script runs atomically, and it
+# checks the two keys' types first, since Redis does not undo the first write when a later one fails.
+# KEYS: history list, events stream; ARGV: cap, stream maxlen ("" = none), user, items as JSON, the items.
+_APPEND = """
+local stream, list = redis.call('TYPE', KEYS[2]).ok, redis.call('TYPE', KEYS[1]).ok
+if (stream ~= 'none' and stream ~= 'stream') or (list ~= 'none' and list ~= 'list') then
+  return redis.error_reply('WRONGTYPE the events stream or the history is another kind of key: nothing stored')
+end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+if ARGV[2] == '' then
+  return redis.call('XADD', KEYS[2], '*', 'user', ARGV[3], 'items', ARGV[4])
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'user', ARGV[3], 'items', ARGV[4])
+"""
 
 
 class HistoryUnavailable(Exception):
@@ -92,18 +111,23 @@ class RedisHistory:
         metrics: Metrics,
         stream_maxlen: int | None = None,
     ) -> None:
-        # One pool for the process. Short socket timeouts and a single quick retry: an outage must
-        # turn into a 503 within about a second, never into a hanging request.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=True,
-        )
-        self._redis = Redis.from_pool(pool)
+        # Short socket timeouts and a single quick retry: an outage must turn into a 503 within about a second,
+        # never into a hanging request. Reads and PING are retried once on a new connection (they can be sent
+        # twice); event writes have a pool without retries (append).
+        def pool(retries: int) -> BlockingConnectionPool:
+            return BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout_s,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), retries),  # redis.asyncio's Retry: the synchronous one never retries here
+                decode_responses=True,
+            )
+
+        self._redis = Redis.from_pool(pool(1))
+        self._writes = Redis.from_pool(pool(0))
+        self._append = self._writes.register_script(_APPEND)
         self._metrics = metrics
         self._stream_maxlen = stream_maxlen
         self._reads: list[tuple[str, asyncio.Future[list[str]]]] = []
@@ -113,7 +137,9 @@ class RedisHistory:
 
     def _failed(self, operation: str, exc: Exception) -> HistoryUnavailable:
         self._metrics.redis_errors.labels(operation).inc()
-        return HistoryUnavailable(f"the history store (Redis) is unavailable: {type(exc).__name__}: {exc}")
+        # Redis's own words go to the log, not to the client (they can be long, and say how the server is set up).
+        log.warning("history store (Redis) %s failed: %s: %s", operation, type(exc).__name__, exc)
+        return HistoryUnavailable("the history store (Redis) is unavailable")
 
     async def get(self, user_id: str) -> list[str]:
         # Concurrent reads are coalesced into one pipeline: a round trip and the client's per-command
@@ -151,21 +177,26 @@ class RedisHistory:
                     fut.set_result(items if isinstance(items, list) else [])
 
     async def append(self, user_id: str, items: list[str], cap: int) -> None:
-        key = history_key(user_id)
+        maxlen = "" if self._stream_maxlen is None else str(self._stream_maxlen)
         try:
-            # MULTI/EXEC: the history and the event are stored together or not at all.
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(key, *items)
-                pipe.ltrim(key, -cap, -1)
-                pipe.xadd(
-                    EVENTS_STREAM,
-                    {"user": user_id, "items": json.dumps(items)},
-                    maxlen=self._stream_maxlen,
-                    approximate=True,
+            async with self._writes.client() as conn:  # one connection for the check and the write
+                await self._alive(conn)
+                await self._append(
+                    keys=[history_key(user_id), EVENTS_STREAM], args=[cap, maxlen, user_id, json.dumps(items), *items],
+                    client=conn,
                 )
-                await pipe.execute()
         except (RedisError, OSError) as exc:
             raise self._failed("append", exc) from exc
+
+    @staticmethod
+    async def _alive(conn: Redis) -> None:
+        """PING the connection the write will use; one found dead (Redis restarted since it was last used) is
+        replaced by the next command. A write is never sent twice: once MULTI/EXEC has gone out, a lost reply
+        cannot tell whether the event was stored, so only this check is repeated."""
+        try:
+            await conn.ping()
+        except (RedisConnectionError, OSError):
+            await conn.ping()
 
     async def ping(self) -> None:
         try:
@@ -181,3 +212,4 @@ class RedisHistory:
         if self._fast is not None:
             self._fast.close()
         await self._redis.aclose()
+        await self._writes.aclose()

@@ -73,6 +73,17 @@ class PipelinedReader:
                     raise ConnectionError(f"Redis refused the connection set-up: {reply}")
 
     async def run(self, commands: Sequence[Sequence[str]]) -> list[Any]:
+        """The replies to `commands`. Meant for reads: a connection found dead (Redis restarted or dropped it since
+        the last call) is replaced and the commands sent again, once."""
+        reused = self._writer is not None
+        try:
+            return await self._run_once(commands)
+        except (OSError, hiredis.ProtocolError):
+            if not reused:
+                raise
+        return await self._run_once(commands)  # on a new connection; a second failure is the caller's
+
+    async def _run_once(self, commands: Sequence[Sequence[str]]) -> list[Any]:
         try:
             if self._writer is None:
                 await self._connect()

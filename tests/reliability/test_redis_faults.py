@@ -104,3 +104,26 @@ async def test_redis_killed_and_restarted_under_load(store: Path, durable_redis:
         f"{len(stored)} ({len(set(stored) - set(acked))} refused but stored); statuses {_summary(load.calls)}"
     )
     db.close()
+
+
+async def test_a_redis_restart_between_requests_costs_no_request(store: Path, durable_redis: DurableRedis) -> None:
+    settings = settings_for(store, redis_url=durable_redis.url, redis_timeout_s=0.5)
+    async with running_app(settings) as c:
+        assert (await c.post("/v1/users/ann/events", json={"item_ids": ["i1", "i2"]})).status_code == 200
+        assert (await c.post("/v1/recommend", json={"user_id": "ann", "k": 3})).status_code == 200
+        durable_redis.stop()
+        durable_redis.start()  # the service's pooled connections are all dead now
+        # the first write and the first read after the restart find their connection dead, replace it and succeed
+        r = await c.post("/v1/users/ann/events", json={"item_ids": ["i3"]})
+        assert r.status_code == 200, r.text
+        r = await c.post("/v1/recommend", json={"user_id": "ann", "k": 3})
+        assert r.status_code == 200, r.text
+        assert (await c.get("/v1/users/ann/intent")).json()["history_length"] == 3
+        durable_redis.stop()
+        # while it is down: a 503 that says the history store is unavailable, without Redis's own error text
+        r = await c.post("/v1/users/ann/events", json={"item_ids": ["i4"]})
+        assert r.status_code == 503 and r.json() == {"detail": "the history store (Redis) is unavailable"}
+        durable_redis.start()
+    db = redis.Redis.from_url(durable_redis.url, decode_responses=True)
+    assert [json.loads(f["items"]) for _, f in db.xrange("elcrec:events")] == [["i1", "i2"], ["i3"]]
+    db.close()
