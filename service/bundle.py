@@ -16,6 +16,7 @@ import torch
 from model.artifact import ArtifactError, load_artifact
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.intents import DEFAULT_TEMPERATURE
 from model.item_index import read_item_index
 from service.precision import PrecisionCheck, to_precision
 from service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
@@ -51,6 +52,8 @@ class ModelBundle:
     # The mean normalised pooled state of the training users (manifest "intent_mean_state"); an intent's items are
     # ranked against it (model.intents.characteristic_scores). None for versions exported without it.
     intent_mean: torch.Tensor | None = None
+    # Of the intent distribution (model.intents.intent_distribution): the model's training temperature.
+    intent_temperature: float = DEFAULT_TEMPERATURE
     # `model`'s forward as called per batch: TorchScript-traced (the same states, less Python per layer) or the
     # module itself.
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -123,6 +126,13 @@ def _mean_state(manifest: dict[str, Any], d: int) -> torch.Tensor | None:
     if isinstance(mean, list) and len(mean) == d and all(isinstance(v, int | float) for v in mean):
         return torch.tensor(mean, dtype=torch.float32)
     return None  # missing or malformed: intents are listed by their centers alone
+
+
+def _temperature(manifest: dict[str, Any]) -> float:
+    origin = manifest.get("origin")
+    train = origin.get("train_config") if isinstance(origin, dict) else None
+    t = train.get("intent_temperature") if isinstance(train, dict) else None
+    return float(t) if isinstance(t, int | float) and t > 0 else DEFAULT_TEMPERATURE
 
 
 def build_bundle(
@@ -206,6 +216,7 @@ def _bundle(
         popular_rows=list(dict.fromkeys(popular_rows)),
         intent_shares=_shares(art.manifest, art.config.n_intents),
         intent_mean=_mean_state(art.manifest, art.config.d),
+        intent_temperature=_temperature(art.manifest),
         encode=encode,
         precision=precision,
         precision_check=check.to_dict() if check is not None else None,

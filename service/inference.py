@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from model.intents import assign_intents
+from model.intents import intent_distribution
 from service.bundle import ModelBundle
 from service.retrieval import TorchExactIndex
+
+DRIVERS = 3  # history items named as what pulls a user towards the top intent
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,8 @@ class Answer:
     scores: list[float]
     intent_ids: list[int]
     intent_distances: list[float]
+    intent_probabilities: list[float]  # of each intent in intent_ids, over all K (model.intents.intent_distribution)
+    drivers: list[int]  # history rows whose states lie closest to the top intent's center, closest first
     excluded: int  # seen items that would otherwise have been returned
 
 
@@ -51,8 +56,18 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     with torch.inference_mode():
         hidden = bundle.encoder(ids)  # (B, t, d)
         user = hidden[:, -1].float()  # (B, d)
-        dist, intent = assign_intents(model.pool(hidden, ids).float(), model.intent_centers.float(), top)
-    dist_l, intent_l = dist.cpu().tolist(), intent.cpu().tolist()
+        centers = model.intent_centers.float()
+        dist, intent, prob = intent_distribution(model.pool(hidden, ids).float(), centers, top, bundle.intent_temperature)
+        # What pulls the user towards the top intent: the positions whose states lie closest to its center.
+        pull = (F.normalize(hidden.float(), dim=-1) @ F.normalize(centers[intent[:, 0]], dim=-1).unsqueeze(-1)).squeeze(-1)
+        pull = pull.masked_fill(ids == 0, float("-inf"))
+        near = torch.topk(pull, k=min(DRIVERS, pull.shape[1]), dim=1)
+    dist_l, intent_l, prob_l = dist.cpu().tolist(), intent.cpu().tolist(), prob.cpu().tolist()
+    near_pos, near_val = near.indices.cpu().tolist(), near.values.cpu().tolist()
+    drivers = [
+        list(dict.fromkeys(ids_np[i, p] for p, v in zip(pos, val, strict=True) if v > float("-inf")))
+        for i, (pos, val) in enumerate(zip(near_pos, near_val, strict=True))
+    ]
     # k unseen hits per query, approximate index or not (it searches deeper when one comes back short);
     # the torch index takes the user vectors where they are (on the GPU), FAISS on the host.
     ks, excludes = [q.k for q in queries], [q.exclude for q in queries]
@@ -61,6 +76,7 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     else:
         hits = bundle.index.search_unseen(user.cpu().numpy(), ks, excludes)
     return [
-        Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], excluded)
+        Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], prob_l[i][: q.intents],
+               [int(r) for r in drivers[i]], excluded)
         for i, (q, (got_rows, got_scores, excluded)) in enumerate(zip(queries, hits, strict=True))
     ]

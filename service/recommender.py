@@ -17,6 +17,7 @@ from service.schemas import (
     EventsResponse,
     Intent,
     IntentDetail,
+    IntentList,
     ModelInfo,
     RankedIntent,
     RecommendRequest,
@@ -27,12 +28,15 @@ from service.schemas import (
 from service.settings import Settings
 
 
-def _intent(answer: Answer) -> Intent:
+def _intent(bundle: ModelBundle, answer: Answer) -> Intent:
+    shares = bundle.intent_shares
     ranked = [
-        RankedIntent(id=i, distance=d)
-        for i, d in zip(answer.intent_ids, answer.intent_distances, strict=True)
+        RankedIntent(id=i, distance=d, probability=p, share=shares[i] if shares is not None else None)
+        for i, d, p in zip(answer.intent_ids, answer.intent_distances, answer.intent_probabilities, strict=True)
     ]
-    return Intent(id=ranked[0].id, distance=ranked[0].distance, runners_up=ranked[1:])
+    top = ranked[0]
+    because = [bundle.external(r) for r in answer.drivers]
+    return Intent(**top.model_dump(), runners_up=ranked[1:], because=because)
 
 
 class Recommender:
@@ -84,7 +88,7 @@ class Recommender:
                 ScoredItem(item_id=bundle.external(r), score=s)
                 for r, s in zip(answer.rows, answer.scores, strict=True)
             ],
-            intent=_intent(answer),
+            intent=_intent(bundle, answer),
             strategy="model",
             model_version=bundle.version,
         )
@@ -121,7 +125,7 @@ class Recommender:
         )
         return UserIntentResponse(
             user_id=user_id,
-            intent=_intent(answer),
+            intent=_intent(bundle, answer),
             history_length=min(len(rows), bundle.max_len),
             model_version=bundle.version,
         )
@@ -131,25 +135,50 @@ class Recommender:
             raise NotFound(
                 f"intent {intent_id} does not exist; this model has intents 0..{bundle.n_intents - 1}"
             )
-        if not 1 <= k <= min(bundle.n_items, self.settings.max_k):
-            raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
-        center = F.normalize(bundle.model.intent_centers[intent_id].detach().float().cpu(), dim=-1)
-        # Items by (center - mean user state) . item: what sets the intent apart, not the items every center
-        # scores high (model.intents.characteristic_scores); by the center alone where the version has no mean.
-        query = center if bundle.intent_mean is None else center - bundle.intent_mean
-        # search_unseen, not search: an approximate index that comes back short is searched deeper.
-        [(rows, scores, _)] = bundle.index.search_unseen(
-            query.numpy()[None].astype(np.float32), [k], [frozenset()]
-        )
-        hits = list(zip(rows, scores, strict=True))
-        share = bundle.intent_shares[intent_id] if bundle.intent_shares is not None else None
-        return IntentDetail(
-            id=intent_id,
-            share=share,
-            items=[ScoredItem(item_id=bundle.external(r), score=s) for r, s in hits],
-            items_by="center" if bundle.intent_mean is None else "characteristic",
+        self._check_k(bundle, k)
+        return self._details(bundle, [intent_id], k)[0]
+
+    def intent_list(self, bundle: ModelBundle, offset: int, limit: int, k: int, order: str) -> IntentList:
+        self._check_k(bundle, k)
+        shares = bundle.intent_shares
+        ids = list(range(bundle.n_intents))
+        if order == "share" and shares is not None:
+            ids.sort(key=lambda i: (-shares[i], i))
+        page = ids[offset : offset + limit]
+        health = bundle.manifest.get("intent_health")
+        return IntentList(
+            intents=self._details(bundle, page, k) if page else [],
+            total=bundle.n_intents,
+            offset=offset,
+            order="share" if order == "share" and shares is not None else "id",
+            health=health if isinstance(health, dict) else None,
             model_version=bundle.version,
         )
+
+    def _check_k(self, bundle: ModelBundle, k: int) -> None:
+        if not 1 <= k <= min(bundle.n_items, self.settings.max_k):
+            raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
+
+    def _details(self, bundle: ModelBundle, intent_ids: list[int], k: int) -> list[IntentDetail]:
+        centers = F.normalize(bundle.model.intent_centers[intent_ids].detach().float().cpu(), dim=-1)
+        # Items by (center - mean user state) . item: what sets the intent apart, not the items every center
+        # scores high (model.intents.characteristic_scores); by the center alone where the version has no mean.
+        queries = centers if bundle.intent_mean is None else centers - bundle.intent_mean
+        # search_unseen, not search: an approximate index that comes back short is searched deeper.
+        hits = bundle.index.search_unseen(
+            queries.numpy().astype(np.float32), [k] * len(intent_ids), [frozenset()] * len(intent_ids)
+        )
+        shares = bundle.intent_shares
+        return [
+            IntentDetail(
+                id=intent_id,
+                share=shares[intent_id] if shares is not None else None,
+                items=[ScoredItem(item_id=bundle.external(r), score=s) for r, s in zip(rows, scores, strict=True)],
+                items_by="center" if bundle.intent_mean is None else "characteristic",
+                model_version=bundle.version,
+            )
+            for intent_id, (rows, scores, _) in zip(intent_ids, hits, strict=True)
+        ]
 
     def model_info(self, bundle: ModelBundle) -> ModelInfo:
         m = bundle.manifest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import ValidationError
@@ -15,6 +15,7 @@ from service.schemas import (
     EventsResponse,
     Id,
     IntentDetail,
+    IntentList,
     InvalidRequest,
     ModelInfo,
     Problem,
@@ -125,6 +126,18 @@ async def user_intent(
     user_id: UserIdPath, bundle: BundleDep, recommender: RecommenderDep
 ) -> UserIntentResponse:
     return await recommender.user_intent(bundle, user_id)
+
+
+@router.get("/intents", responses=INVALID)
+async def intent_list(
+    bundle: BundleDep,
+    recommender: RecommenderDep,
+    offset: Annotated[int, Query(ge=0, description="Intents to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=100, description="Intents on this page")] = 20,
+    k: Annotated[int, Query(description="Characteristic items per intent")] = 5,
+    order: Annotated[Literal["share", "id"], Query(description="Largest share of users first, or by id")] = "share",
+) -> IntentList:
+    return recommender.intent_list(bundle, offset, limit, k, order)
 
 
 @router.get("/intents/{intent_id}", responses={**INVALID, **NOT_FOUND})

@@ -75,10 +75,14 @@ class ScoredItem(BaseModel):
 class RankedIntent(BaseModel):
     id: int
     distance: float  # squared Euclidean distance between normalised pooled state and center
+    # of this intent for the user, over all K intents: softmax(cos / T), T the model's training temperature
+    probability: float
+    share: float | None  # share of the training users in this intent (from the manifest), if known
 
 
 class Intent(RankedIntent):
     runners_up: list[RankedIntent]
+    because: list[str]  # history items that pull the user most towards this intent, strongest first
 
 
 class RecommendResponse(BaseModel):
@@ -109,6 +113,16 @@ class IntentDetail(BaseModel):
     # exported without that mean).
     items: list[ScoredItem]
     items_by: Literal["characteristic", "center"]
+    model_version: str
+
+
+class IntentList(BaseModel):
+    intents: list[IntentDetail]  # this page
+    total: int  # intents of the model (K)
+    offset: int
+    order: Literal["share", "id"]  # "id" where the version records no shares
+    # used, largest, effective, overlap and lift of the intents on the test users (training/intent_health.py)
+    health: dict[str, Any] | None
     model_version: str
 
 

@@ -359,3 +359,43 @@ async def test_inference_thread_gives_the_same_answers(store: Path) -> None:
         assert [i["item_id"] for i in answer["items"]] == [i["item_id"] for i in expected["items"]]
         assert answer["intent"]["id"] == expected["intent"]["id"]
         assert [i["score"] for i in answer["items"]] == pytest.approx([i["score"] for i in expected["items"]])
+
+
+async def test_intents_come_as_a_distribution_with_the_items_behind_them(client: AppClient, store: Path) -> None:
+    from model.intents import intent_distribution
+
+    r = (await client.post("/v1/recommend", json={"history": ["i3", "i7", "i2", "i9"], "k": 3})).json()["intent"]
+    ranked = [r, *r["runners_up"]]
+    probs = [x["probability"] for x in ranked]
+    assert all(0 < p <= 1 for p in probs) and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    assert [x["share"] for x in ranked] == [[0.1, 0.2, 0.3, 0.4][x["id"]] for x in ranked]
+    assert r["because"] and set(r["because"]) <= {"i3", "i7", "i2", "i9"}
+    # over all K intents the probabilities sum to 1
+    model = load_artifact(store).model
+    _, _, p = intent_distribution(torch.randn(5, 64), model.intent_centers, top=4)
+    assert torch.allclose(p.sum(1), torch.ones(5), atol=1e-5)
+
+
+async def test_intent_list_pages_by_share_with_distinct_items(tmp_path: Path) -> None:
+    from tests.service.support import add_version
+
+    add_version(tmp_path / "s", intent_mean_state=[0.1] * 64, intent_health={"used": 4})
+    async with running_app(settings_for(tmp_path / "s")) as c:
+        body = (await c.get("/v1/intents", params={"limit": 3, "k": 4})).json()
+        assert body["total"] == 4 and body["order"] == "share" and body["health"] == {"used": 4}
+        assert [i["id"] for i in body["intents"]] == [3, 2, 1]  # shares 0.4, 0.3, 0.2
+        rest = (await c.get("/v1/intents", params={"offset": 3, "limit": 3, "k": 4})).json()["intents"]
+        assert [i["id"] for i in rest] == [0]
+        by_id = (await c.get("/v1/intents", params={"order": "id"})).json()["intents"]
+        assert [i["id"] for i in by_id] == [0, 1, 2, 3] and all(i["items_by"] == "characteristic" for i in by_id)
+        single = (await c.get("/v1/intents/2", params={"k": 5})).json()
+        listed = next(i for i in by_id if i["id"] == 2)
+        assert [it["item_id"] for it in single["items"]] == [it["item_id"] for it in listed["items"]]
+        assert [it["score"] for it in single["items"]] == pytest.approx([it["score"] for it in listed["items"]])
+        assert (await c.get("/v1/intents", params={"offset": 10})).json()["intents"] == []
+        for params, where in (({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"offset": -1}, "offset"),
+                              ({"order": "size"}, "order")):
+            r = await c.get("/v1/intents", params=params)
+            assert r.status_code == 422 and where in r.text
+        r = await c.get("/v1/intents", params={"k": 0})
+        assert r.status_code == 422 and "k must be between" in r.text
