@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from model.artifact import ArtifactError, load_artifact
 from model.config import ModelConfig
@@ -54,6 +55,9 @@ class ModelBundle:
     intent_mean: torch.Tensor | None = None
     # Of the intent distribution (model.intents.intent_distribution): the model's training temperature.
     intent_temperature: float = DEFAULT_TEMPERATURE
+    # (K, d) unit vectors: each normalised center minus intent_mean (none: zero), the direction a request steered
+    # towards an intent moves in (service/inference.py steered). Set by build_bundle.
+    intent_directions: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     # `model`'s forward as called per batch: TorchScript-traced (the same states, less Python per layer) or the
     # module itself.
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -203,6 +207,10 @@ def _bundle(
     for p in model.parameters():
         p.requires_grad_(False)
     encode = _traced(model, device, version_dir.name) if jit else model
+    mean = _mean_state(art.manifest, art.config.d)
+    with torch.no_grad():
+        centers = F.normalize(model.intent_centers.detach().float(), dim=-1)
+        directions = F.normalize(centers - (mean.to(centers.device) if mean is not None else 0.0), dim=-1)
     bundle = ModelBundle(
         name=version_dir.name,
         version=art.version,
@@ -215,8 +223,9 @@ def _bundle(
         rows=rows,
         popular_rows=list(dict.fromkeys(popular_rows)),
         intent_shares=_shares(art.manifest, art.config.n_intents),
-        intent_mean=_mean_state(art.manifest, art.config.d),
+        intent_mean=mean,
         intent_temperature=_temperature(art.manifest),
+        intent_directions=directions,
         encode=encode,
         precision=precision,
         precision_check=check.to_dict() if check is not None else None,

@@ -22,6 +22,8 @@ class Query:
     k: int  # items wanted; 0 = intent only
     exclude: frozenset[int]  # rows never to return
     intents: int = 1  # nearest intents wanted
+    steer: int | None = None  # rank towards this intent (its characteristic direction added to the user's)
+    diversify: bool = False  # spread the k items over the `intents` nearest intents, by their probabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +70,74 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
         list(dict.fromkeys(ids_np[i, p] for p, v in zip(pos, val, strict=True) if v > float("-inf")))
         for i, (pos, val) in enumerate(zip(near_pos, near_val, strict=True))
     ]
-    # k unseen hits per query, approximate index or not (it searches deeper when one comes back short);
-    # the torch index takes the user vectors where they are (on the GPU), FAISS on the host.
-    ks, excludes = [q.k for q in queries], [q.exclude for q in queries]
-    if isinstance(bundle.index, TorchExactIndex):
-        hits = bundle.index.search_unseen(user, ks, excludes)
-    else:
-        hits = bundle.index.search_unseen(user.cpu().numpy(), ks, excludes)
-    return [
-        Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents], prob_l[i][: q.intents],
-               [int(r) for r in drivers[i]], excluded)
-        for i, (q, (got_rows, got_scores, excluded)) in enumerate(zip(queries, hits, strict=True))
+    # One search vector per query, or one per intent for steered and diversified queries (owner: its query).
+    targets = [
+        intent_l[i][: q.intents] if q.diversify else [q.steer] if q.steer is not None else [None]
+        for i, q in enumerate(queries)
     ]
+    owners = [i for i, t in enumerate(targets) for _ in t]
+    plain = all(t == [None] for t in targets)  # the usual case: the user vectors as they are
+    vectors = user if plain else steered(bundle, user, owners, [j for t in targets for j in t])
+    # k unseen hits per vector, approximate index or not (it searches deeper when one comes back short);
+    # the torch index takes the vectors where they are (on the GPU), FAISS on the host.
+    ks, excludes = [queries[i].k for i in owners], [queries[i].exclude for i in owners]
+    if isinstance(bundle.index, TorchExactIndex):
+        hits = bundle.index.search_unseen(vectors, ks, excludes)
+    else:
+        hits = bundle.index.search_unseen(vectors.cpu().numpy(), ks, excludes)
+    per_query: list[list[tuple[list[int], list[float], int]]] = [[] for _ in queries]
+    for i, hit in zip(owners, hits, strict=True):
+        per_query[i].append(hit)
+    answers = []
+    for i, q in enumerate(queries):
+        got_rows, got_scores, excluded = (
+            interleave(per_query[i], prob_l[i][: q.intents], q.k) if q.diversify else per_query[i][0]
+        )
+        answers.append(Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents],
+                              prob_l[i][: q.intents], [int(r) for r in drivers[i]], excluded))
+    return answers
+
+
+def steered(bundle: ModelBundle, user: torch.Tensor, owners: list[int], intents: list[int | None]) -> torch.Tensor:
+    """The user vector of each owner, moved towards its intent where one is given: |u| (u / |u| + v), v the
+    intent's unit characteristic direction (bundle.intent_directions), so that the user's own taste and the
+    intent weigh alike in the ranking."""
+    base = user[owners]
+    steer = [n for n, j in enumerate(intents) if j is not None]
+    if not steer:
+        return base
+    rows = torch.tensor(steer, device=base.device)
+    ids = torch.tensor([intents[n] for n in steer], device=base.device)
+    directions = bundle.intent_directions.to(base.device)[ids]
+    norm = base[rows].norm(dim=-1, keepdim=True)
+    out = base.clone()
+    out[rows] = norm * (F.normalize(base[rows], dim=-1) + directions)
+    return out
+
+
+def interleave(
+    lists: Sequence[tuple[list[int], list[float], int]], weights: Sequence[float], k: int
+) -> tuple[list[int], list[float], int]:
+    """k items from several ranked lists (one per intent), each list getting a share of the places in proportion
+    to its weight (the D'Hondt rule: the next place goes to the list with the largest weight / (places + 1)),
+    every list in its own order, no item twice."""
+    taken: set[int] = set()
+    rows: list[int] = []
+    scores: list[float] = []
+    places = [0] * len(lists)
+    cursor = [0] * len(lists)
+    while len(rows) < k:
+        open_lists = [j for j, (r, _, _) in enumerate(lists) if cursor[j] < len(r)]
+        if not open_lists:
+            break
+        j = max(open_lists, key=lambda j: (weights[j] / (places[j] + 1), -j))
+        got, got_scores, _ = lists[j]
+        while cursor[j] < len(got) and got[cursor[j]] in taken:
+            cursor[j] += 1
+        if cursor[j] < len(got):
+            rows.append(got[cursor[j]])
+            scores.append(got_scores[cursor[j]])
+            taken.add(got[cursor[j]])
+            places[j] += 1
+            cursor[j] += 1
+    return rows, scores, max((x for _, _, x in lists), default=0)

@@ -52,6 +52,12 @@ class Recommender:
             raise InvalidInput(
                 f"k must be between 1 and {limit} (the catalog has {bundle.n_items} items), got {req.k}"
             )
+        if req.intent is not None and req.intent >= bundle.n_intents:
+            raise InvalidInput(
+                f"intent {req.intent} does not exist; this model has intents 0..{bundle.n_intents - 1}"
+            )
+        if req.intent is not None and req.diversify:
+            raise InvalidInput("give intent (rank towards one intent) or diversify (spread over several), not both")
         explicit: list[int] = []
         if req.history is not None:
             if len(req.history) > self.settings.max_history:
@@ -76,9 +82,12 @@ class Recommender:
         rows = stored + explicit
         seen = frozenset(rows) if req.exclude_seen else frozenset()
         if not rows:
+            if req.intent is not None:
+                return self._intent_items(bundle, req.intent, req.k)
             return self._popular(bundle, req.k, seen)
         answer = await self.engine.infer(
-            bundle, Query(rows, req.k, seen, 1 + self.settings.runner_up_intents)
+            bundle,
+            Query(rows, req.k, seen, 1 + self.settings.runner_up_intents, steer=req.intent, diversify=req.diversify),
         )
         self.metrics.recommendations.labels("model").inc()
         if answer.excluded:
@@ -92,6 +101,11 @@ class Recommender:
             strategy="model",
             model_version=bundle.version,
         )
+
+    def _intent_items(self, bundle: ModelBundle, intent_id: int, k: int) -> RecommendResponse:
+        self.metrics.recommendations.labels("intent").inc()
+        detail = self._details(bundle, [intent_id], k)[0]
+        return RecommendResponse(items=detail.items, intent=None, strategy="intent", model_version=bundle.version)
 
     def _popular(self, bundle: ModelBundle, k: int, seen: frozenset[int]) -> RecommendResponse:
         self.metrics.cold_starts.inc()

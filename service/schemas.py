@@ -55,6 +55,11 @@ class RecommendRequest(_Request):
     history: list[Id] | None = None  # oldest first; appended to the stored history of user_id
     k: int = Field(10, ge=1)
     exclude_seen: bool = True
+    # Rank towards this intent ("more of this"): the user's vector moved towards the intent's characteristic items;
+    # with no known history, the intent's characteristic items themselves.
+    intent: int | None = Field(None, ge=0)
+    # Spread the k items over the user's nearest intents, each taking places in proportion to its probability.
+    diversify: bool = False
 
     @model_validator(mode="after")
     def _needs_someone(self) -> RecommendRequest:
@@ -88,7 +93,8 @@ class Intent(RankedIntent):
 class RecommendResponse(BaseModel):
     items: list[ScoredItem]
     intent: Intent | None  # null when there was no known history (cold start)
-    strategy: Literal["model", "popular"]
+    # model: from the user's history; popular: no known history; intent: no known history, the asked intent's items
+    strategy: Literal["model", "popular", "intent"]
     model_version: str
 
 
