@@ -24,6 +24,7 @@ class Query:
     intents: int = 1  # nearest intents wanted
     steer: int | None = None  # rank towards this intent (its characteristic direction added to the user's)
     diversify: bool = False  # spread the k items over the `intents` nearest intents, by their probabilities
+    steer_weight: float = 1.0  # of an intent's direction against the user's own unit vector (Settings.intent_steer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +72,16 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
         for i, (pos, val) in enumerate(zip(near_pos, near_val, strict=True))
     ]
     # One search vector per query, or one per intent for steered and diversified queries (owner: its query).
+    # Diversified: the user's own ranking for the nearest intent, steered ones for the runners-up.
     targets = [
-        intent_l[i][: q.intents] if q.diversify else [q.steer] if q.steer is not None else [None]
+        [None, *intent_l[i][1 : q.intents]] if q.diversify else [q.steer] if q.steer is not None else [None]
         for i, q in enumerate(queries)
     ]
     owners = [i for i, t in enumerate(targets) for _ in t]
     plain = all(t == [None] for t in targets)  # the usual case: the user vectors as they are
-    vectors = user if plain else steered(bundle, user, owners, [j for t in targets for j in t])
+    vectors = user if plain else steered(
+        bundle, user, owners, [j for t in targets for j in t], [queries[i].steer_weight for i in owners]
+    )
     # k unseen hits per vector, approximate index or not (it searches deeper when one comes back short);
     # the torch index takes the vectors where they are (on the GPU), FAISS on the host.
     ks, excludes = [queries[i].k for i in owners], [queries[i].exclude for i in owners]
@@ -98,9 +102,11 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     return answers
 
 
-def steered(bundle: ModelBundle, user: torch.Tensor, owners: list[int], intents: list[int | None]) -> torch.Tensor:
-    """The user vector of each owner, moved towards its intent where one is given: |u| (u / |u| + v), v the
-    intent's unit characteristic direction (bundle.intent_directions), so that the user's own taste and the
+def steered(
+    bundle: ModelBundle, user: torch.Tensor, owners: list[int], intents: list[int | None], weights: list[float]
+) -> torch.Tensor:
+    """The user vector of each owner, moved towards its intent where one is given: |u| (u / |u| + w v), v the
+    intent's unit characteristic direction (bundle.intent_directions): at w = 1 the user's own taste and the
     intent weigh alike in the ranking."""
     base = user[owners]
     steer = [n for n, j in enumerate(intents) if j is not None]
@@ -109,9 +115,10 @@ def steered(bundle: ModelBundle, user: torch.Tensor, owners: list[int], intents:
     rows = torch.tensor(steer, device=base.device)
     ids = torch.tensor([intents[n] for n in steer], device=base.device)
     directions = bundle.intent_directions.to(base.device)[ids]
+    w = torch.tensor([weights[n] for n in steer], device=base.device, dtype=base.dtype).unsqueeze(-1)
     norm = base[rows].norm(dim=-1, keepdim=True)
     out = base.clone()
-    out[rows] = norm * (F.normalize(base[rows], dim=-1) + directions)
+    out[rows] = norm * (F.normalize(base[rows], dim=-1) + w * directions)
     return out
 
 

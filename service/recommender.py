@@ -87,7 +87,8 @@ class Recommender:
             return self._popular(bundle, req.k, seen)
         answer = await self.engine.infer(
             bundle,
-            Query(rows, req.k, seen, 1 + self.settings.runner_up_intents, steer=req.intent, diversify=req.diversify),
+            Query(rows, req.k, seen, 1 + self.settings.runner_up_intents, steer=req.intent, diversify=req.diversify,
+                  steer_weight=self.settings.intent_steer),
         )
         self.metrics.recommendations.labels("model").inc()
         if answer.excluded:

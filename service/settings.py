@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_event_items: Annotated[int, Field(ge=1)] = 1000
     max_k: Annotated[int, Field(ge=1)] = 1000
     runner_up_intents: Annotated[int, Field(ge=0)] = 3
+    # Weight of an intent's direction against the user's own in requests with "intent" or "diversify": 1 moves
+    # further (docs/SERVING.md has what each weight costs in NDCG and buys in variety)
+    intent_steer: Annotated[float, Field(gt=0, le=10)] = 1.0
     memory_max_users: Annotated[int, Field(ge=1)] = (
         100_000  # in-process history store only (least recent evicted)
     )
