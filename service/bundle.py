@@ -23,6 +23,7 @@ from service.precision import PrecisionCheck, to_precision
 from service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
 
 log = logging.getLogger("elcrec.bundle")
+INTENT_LABELS = 20  # intents named in the served-intent metric; the rest are counted as "other"
 
 
 def pick_device(name: str) -> torch.device:
@@ -58,6 +59,9 @@ class ModelBundle:
     # (K, d) unit vectors: each normalised center minus intent_mean (none: zero), the direction a request steered
     # towards an intent moves in (service/inference.py steered). Set by build_bundle.
     intent_directions: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    # Each intent's label in elcrec_intents_served_total: its id for the INTENT_LABELS largest (by share of the
+    # training users; the first ids where the version records no shares), "other" for the rest.
+    intent_labels: list[str] = field(default_factory=list)
     # `model`'s forward as called per batch: TorchScript-traced (the same states, less Python per layer) or the
     # module itself.
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -130,6 +134,12 @@ def _mean_state(manifest: dict[str, Any], d: int) -> torch.Tensor | None:
     if isinstance(mean, list) and len(mean) == d and all(isinstance(v, int | float) for v in mean):
         return torch.tensor(mean, dtype=torch.float32)
     return None  # missing or malformed: intents are listed by their centers alone
+
+
+def _labels(shares: list[float] | None, n_intents: int) -> list[str]:
+    order = sorted(range(n_intents), key=lambda i: (-shares[i], i)) if shares is not None else range(n_intents)
+    named = set(list(order)[:INTENT_LABELS])
+    return [str(i) if i in named else "other" for i in range(n_intents)]
 
 
 def _temperature(manifest: dict[str, Any]) -> float:
@@ -208,6 +218,7 @@ def _bundle(
         p.requires_grad_(False)
     encode = _traced(model, device, version_dir.name) if jit else model
     mean = _mean_state(art.manifest, art.config.d)
+    shares = _shares(art.manifest, art.config.n_intents)
     with torch.no_grad():
         centers = F.normalize(model.intent_centers.detach().float(), dim=-1)
         directions = F.normalize(centers - (mean.to(centers.device) if mean is not None else 0.0), dim=-1)
@@ -222,10 +233,11 @@ def _bundle(
         item_ids=art.item_ids,
         rows=rows,
         popular_rows=list(dict.fromkeys(popular_rows)),
-        intent_shares=_shares(art.manifest, art.config.n_intents),
+        intent_shares=shares,
         intent_mean=mean,
         intent_temperature=_temperature(art.manifest),
         intent_directions=directions,
+        intent_labels=_labels(shares, art.config.n_intents),
         encode=encode,
         precision=precision,
         precision_check=check.to_dict() if check is not None else None,

@@ -67,6 +67,11 @@ class Metrics:
             "elcrec_unknown_items_total", "Event items the served model does not know yet", registry=r
         )
         self.events = Counter("elcrec_events_total", "Accepted events (item ids stored)", registry=r)
+        # Bounded cardinality: the served version's INTENT_LABELS largest intents by name, the rest as "other".
+        self.intents_served = Counter(
+            "elcrec_intents_served_total", "Users' nearest intents in served recommendations and intent lookups",
+            ["intent"], registry=r,
+        )
 
     def set_model(self, version: str, loaded_at: float) -> None:
         self.model_info.clear()

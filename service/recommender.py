@@ -28,17 +28,6 @@ from service.schemas import (
 from service.settings import Settings
 
 
-def _intent(bundle: ModelBundle, answer: Answer) -> Intent:
-    shares = bundle.intent_shares
-    ranked = [
-        RankedIntent(id=i, distance=d, probability=p, share=shares[i] if shares is not None else None)
-        for i, d, p in zip(answer.intent_ids, answer.intent_distances, answer.intent_probabilities, strict=True)
-    ]
-    top = ranked[0]
-    because = [bundle.external(r) for r in answer.drivers]
-    return Intent(**top.model_dump(), runners_up=ranked[1:], because=because)
-
-
 class Recommender:
     def __init__(self, settings: Settings, engine: Engine, history: HistoryStore, metrics: Metrics) -> None:
         self.settings = settings
@@ -98,7 +87,7 @@ class Recommender:
                 ScoredItem(item_id=bundle.external(r), score=s)
                 for r, s in zip(answer.rows, answer.scores, strict=True)
             ],
-            intent=_intent(bundle, answer),
+            intent=self._intent(bundle, answer),
             strategy="model",
             model_version=bundle.version,
         )
@@ -107,6 +96,17 @@ class Recommender:
         self.metrics.recommendations.labels("intent").inc()
         detail = self._details(bundle, [intent_id], k)[0]
         return RecommendResponse(items=detail.items, intent=None, strategy="intent", model_version=bundle.version)
+
+    def _intent(self, bundle: ModelBundle, answer: Answer) -> Intent:
+        shares = bundle.intent_shares
+        ranked = [
+            RankedIntent(id=i, distance=d, probability=p, share=shares[i] if shares is not None else None)
+            for i, d, p in zip(answer.intent_ids, answer.intent_distances, answer.intent_probabilities, strict=True)
+        ]
+        top = ranked[0]
+        self.metrics.intents_served.labels(bundle.intent_labels[top.id]).inc()
+        because = [bundle.external(r) for r in answer.drivers]
+        return Intent(**top.model_dump(), runners_up=ranked[1:], because=because)
 
     def _popular(self, bundle: ModelBundle, k: int, seen: frozenset[int]) -> RecommendResponse:
         self.metrics.cold_starts.inc()
@@ -140,7 +140,7 @@ class Recommender:
         )
         return UserIntentResponse(
             user_id=user_id,
-            intent=_intent(bundle, answer),
+            intent=self._intent(bundle, answer),
             history_length=min(len(rows), bundle.max_len),
             model_version=bundle.version,
         )

@@ -81,3 +81,17 @@ async def test_bad_intent_requests_get_a_clear_4xx(store: Path) -> None:
         for bad in (-1, "two", 1.5):
             r = await c.post("/v1/recommend", json={"history": HISTORY, "intent": bad})
             assert r.status_code == 422 and "intent" in r.text
+
+
+async def test_served_intents_are_counted_with_bounded_labels(tmp_path: Path) -> None:
+    from service.bundle import INTENT_LABELS, _labels
+
+    labels = _labels([0.0] * 30 + [0.5, 0.5], 32)
+    assert len(set(labels)) == INTENT_LABELS + 1 and labels[30] == "30" and labels[31] == "31"
+    assert _labels(None, 3) == ["0", "1", "2"]
+    add_version(tmp_path / "s")
+    async with running_app(settings_for(tmp_path / "s")) as c:
+        got = (await c.post("/v1/recommend", json={"history": HISTORY, "k": 3})).json()["intent"]["id"]
+        await c.post("/v1/recommend", json={"history": HISTORY, "k": 3})
+        metrics = (await c.get("/metrics")).text
+    assert f'elcrec_intents_served_total{{intent="{got}"}} 2.0' in metrics
