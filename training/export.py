@@ -114,6 +114,7 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     import dataclasses
 
     from model.artifact import load_artifact
+    from training.intent_ids import keep_intent_ids
 
     art = load_artifact(store, device)
     data = read_interactions(data_path, n_items=art.config.n_items)
@@ -124,10 +125,11 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     weights = {name: w for name, w in art.model.state_dict().items() if name != "intent_centers"}
     model.load_state_dict({**weights, "intent_centers": centers}, strict=True)
     model.eval()
+    ids = keep_intent_ids(model, art.model, data, art.config.n_items, device)  # the parent's ids where K is the same
     origin = {
         "kind": "intents-fit", "parent": art.version, "k": k, "seed": seed,
         "centers": "spherical k-means of the pooled states of the users' training sequences",
-        "parent_origin": art.manifest.get("origin"),
+        "intent_ids": ids, "parent_origin": art.manifest.get("origin"),
     }
     metrics = art.manifest.get("metrics") or None
     return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name

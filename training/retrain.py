@@ -63,6 +63,7 @@ from training.data import (
 )
 from training.evaluate import evaluate_split, user_vectors
 from training.export import full_metrics, version_info
+from training.intent_ids import keep_intent_ids
 from training.metrics import hit_ndcg, mask_scores, target_ranks
 from training.trainer import Trainer
 
@@ -108,6 +109,7 @@ class Summary:
     data: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    intents: dict[str, Any] = field(default_factory=dict)  # how the new version's intent ids match the live one's
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -646,6 +648,12 @@ def _run(
     tcfg = train_config(current.manifest, opts.train_overrides, current.config.pooling)
     model, train_info = train_candidate(current, merged, tcfg, opts.device, log, opts.progress)
     summary.train = train_info
+    summary.intents = keep_intent_ids(model, current.model, merged.data, merged.n_known, opts.device)
+    if summary.intents["matched"]:
+        log(
+            f"intent ids kept by {summary.intents['users_kept']:.1%} of the users (matched centers' cosine: mean "
+            f"{summary.intents['mean_similarity']:.3f}, lowest {summary.intents['min_similarity']:.3f})"
+        )
     gate = compare(model, current.model, merged, opts.gate_tolerance, opts.device)
     summary.gate = gate
     log(
@@ -673,6 +681,7 @@ def _run(
         "parent": live,
         "events": {k: summary.events[k] for k in ("from", "to", "used", "new_users", "new_items")},
         "gate": {k: v for k, v in gate.items() if not k.endswith("_metrics")},
+        "intent_ids": summary.intents,
         **train_info,
     }
     info = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)

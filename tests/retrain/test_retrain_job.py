@@ -98,6 +98,9 @@ def test_events_are_folded_in_exactly_once_across_runs(store: Path, base: Path, 
     assert art.item_ids[61:] == ["a-sku0", "a-sku1", "a-sku2", None]  # new rows, then the mask
     assert art.manifest["origin"]["kind"] == "retrained" and art.manifest["parent"] == "v0001"
     assert set(art.manifest["popular_items"]) <= set(art.item_ids[1:-1])
+    # intent ids matched to v0001's centers: the summary and the manifest say how many users kept theirs
+    assert s.intents["matched"] and s.intents["users"] == 300 + 6 and 0 <= s.intents["users_kept"] <= 1
+    assert art.manifest["origin"]["intent_ids"] == s.intents and "intent_health" in art.manifest
 
     # Nothing new: a no-op that says so (exit 0) and moves nothing.
     code, summary, _ = cli(store, base, redis_url)

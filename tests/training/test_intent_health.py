@@ -61,3 +61,14 @@ def test_planted_intents_are_found_and_predict_the_next_item():
     collapsed = torch.cat([torch.ones(1, d), -torch.ones(3, d)])
     h1 = health(pooled + 5 * torch.ones(d), collapsed, items, nxt, overlap_top=per, lift_top=per)
     assert h1.used == 1 and h1.effective == pytest.approx(1.0) and h1.overlap is None
+
+
+def test_matching_gives_each_new_center_the_id_of_the_old_one_it_matches():
+    from training.intent_ids import match
+
+    old = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+    perm = torch.tensor([3, 0, 5, 1, 4, 2])
+    new = old[perm] + 0.01 * torch.randn(6, 8, generator=torch.Generator().manual_seed(2))
+    order, similarity = match(new, old)
+    assert (perm[torch.from_numpy(order)] == torch.arange(6)).all()  # new row order[i] came from old row i
+    assert similarity.min() > 0.99
