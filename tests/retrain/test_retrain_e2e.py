@@ -78,6 +78,16 @@ def test_retrain_publishes_and_the_running_service_switches_without_failing_a_re
         unknown = c.post("/v1/recommend", json={"history": ["sku-a", "1"]})
         assert unknown.status_code == 422 and "sku-a" in unknown.text  # v0001 does not know it yet
 
+        # Intents of base users whose histories the events leave alone, asked with their histories.
+        histories = {line.split()[0]: line.split()[1:] for line in base.read_text().splitlines()[10:70]}
+
+        def intents() -> dict[str, int]:
+            return {
+                u: c.post("/v1/recommend", json={"history": h, "k": 1}).json()["intent"]["id"]
+                for u, h in histories.items()
+            }
+
+        before = intents()
         code, summary, err = run_cli(
             ["--artifacts", str(store), "--data", str(base), "--redis", redis_url]
             + ["--device", "cpu", "--epochs", "2", "--gate-tolerance", "1.0"]
@@ -95,6 +105,13 @@ def test_retrain_publishes_and_the_running_service_switches_without_failing_a_re
         assert (
             model["n_items"] == 64 and model["parent"] == "v0001" and model["origin"]["kind"] == "retrained"
         )
+
+        # Intent ids survive the retrain: the new centers were renumbered to match v0001's.
+        assert summary["intents"]["matched"] and model["origin"]["intent_ids"] == summary["intents"]
+        after = intents()
+        kept = sum(before[u] == after[u] for u in histories) / len(histories)
+        print(f"intent ids kept over HTTP: {kept:.0%} of {len(histories)} users; job: {summary['intents']}")
+        assert kept >= 0.5
 
         # ... and now knows, and recommends, the new items.
         r = c.post("/v1/recommend", json={"history": ["sku-a", "1", "sku-b"], "k": 10})

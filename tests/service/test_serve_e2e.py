@@ -79,6 +79,22 @@ def test_serve_end_to_end(served: tuple[httpx.Client, Path], own_redis: RedisSer
     first, second = sorted(range(len(shares)), key=lambda i: -shares[i])[:2]
     lists = [{it["item_id"] for it in c.get(f"/v1/intents/{i}", params={"k": 8}).json()["items"]} for i in (first, second)]
     assert len(lists[0] & lists[1]) <= 2
+    # The user's intents as a distribution: probabilities over all 512, largest first; the history items behind it.
+    ranked = [intent["intent"], *intent["intent"]["runners_up"]]
+    probs = [x["probability"] for x in ranked]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert set(intent["intent"]["because"]) <= {"1", "2", "3"} and intent["intent"]["because"]
+    page = c.get("/v1/intents", params={"limit": 5, "k": 8}).json()
+    assert page["total"] == 512 and page["health"]["used"] >= 2 and [i["id"] for i in page["intents"][:2]] == [first, second]
+    # "intent" ranks towards another intent, "diversify" spreads the list over the user's intents
+    other = intent["intent"]["runners_up"][0]["id"]
+    towards = c.post("/v1/recommend", json={"user_id": "alice", "k": 10, "intent": other}).json()
+    mixed = c.post("/v1/recommend", json={"user_id": "alice", "k": 10, "diversify": True}).json()
+    plain = [it["item_id"] for it in rec["items"]]
+    assert [it["item_id"] for it in towards["items"]] != plain and [it["item_id"] for it in mixed["items"]] != plain
+    assert len({it["item_id"] for it in mixed["items"]}) == 10
+    bad = c.post("/v1/recommend", json={"user_id": "alice", "intent": 512})
+    assert bad.status_code == 422 and "intent 512 does not exist" in bad.json()["detail"]
     assert c.get("/v1/intents/512").status_code == 404
 
     # Bad input: 4xx that say what is wrong.
