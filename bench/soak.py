@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=12000, help="catalog size of the random model")
     parser.add_argument("--users", type=int, default=2000, help="users seeded with histories")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--max-growth-per-reload", type=float, default=1.0,
+                        help="fail if RSS grows by more than this many MiB per reload (first vs last quarter)")
     args = parser.parse_args()
     if not 10 <= args.duration <= 3600:
         parser.error("--duration must be between 10 and 3600 seconds")
@@ -344,6 +346,14 @@ def main() -> None:
         serve_log = (workdir / "serve.log").read_text()
         if TOKEN in serve_log:
             raise SystemExit("the admin token appeared in the service log")
+        # Memory must not grow with every model swap: between the first and last quarter of the run, at most
+        # --max-growth-per-reload MiB for each reload the service saw (traces were kept alive: ~3-5 MiB each).
+        reloads = summary["reloads_seen_by_service"] or 0
+        growth = summary["rss_mib_last_quarter_mean"] - summary["rss_mib_first_quarter_mean"]
+        if reloads and growth > args.max_growth_per_reload * reloads:
+            raise SystemExit(
+                f"RSS grew {growth:.1f} MiB over {reloads:.0f} reloads, more than {args.max_growth_per_reload} MiB each"
+            )
     finally:
         stop.set()
         stop_processes(procs)
