@@ -1,8 +1,6 @@
 """User histories and the event stream: Redis when configured, else a store inside this process.
 
-Redis layout (the retraining job reads it):
-    elcrec:hist:{user_id}   list of item ids, oldest first, capped to the most recent T
-    elcrec:events           stream; entry fields `user` (str) and `items` (JSON array of str)
+Redis layout and event encoding: model/events.py (the retraining job reads the same).
 """
 
 from __future__ import annotations
@@ -21,40 +19,41 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from model.events import EVENTS_STREAM, encode_event, history_key
 from service.metrics import Metrics
 from service.resp import PipelinedReader
 
 log = logging.getLogger("elcrec.history")
 
-HISTORY_PREFIX = "elcrec:hist:"
-EVENTS_STREAM = "elcrec:events"
 # The whole list as one JSON string: json.loads in C instead of redis-py's pure-Python parse of each element.
 _READ_LIST_AS_JSON = "return cjson.encode(redis.call('LRANGE', KEYS[1], 0, -1))"
 _MAX_READS_PER_PIPELINE = 256
 # The history and the event stored together or not at all, in one round trip: a script runs atomically, and it
 # checks the two keys' types first, since Redis does not undo the first write when a later one fails.
-# KEYS: history list, events stream; ARGV: cap, stream maxlen ("" = none), user, items as JSON, the items.
+# KEYS: history list, events stream; ARGV: cap, stream maxlen ("" = none), the entry's fields as a JSON object
+# (model/events.py encode_event), the items.
 _APPEND = """
 local stream, list = redis.call('TYPE', KEYS[2]).ok, redis.call('TYPE', KEYS[1]).ok
 if (stream ~= 'none' and stream ~= 'stream') or (list ~= 'none' and list ~= 'list') then
   return redis.error_reply('WRONGTYPE the events stream or the history is another kind of key: nothing stored')
 end
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 4))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
-if ARGV[2] == '' then
-  return redis.call('XADD', KEYS[2], '*', 'user', ARGV[3], 'items', ARGV[4])
+local fields = cjson.decode(ARGV[3])
+local entry = {}
+for name, value in pairs(fields) do
+  entry[#entry + 1] = name
+  entry[#entry + 1] = value
 end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'user', ARGV[3], 'items', ARGV[4])
+if ARGV[2] == '' then
+  return redis.call('XADD', KEYS[2], '*', unpack(entry))
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
 """
 
 
 class HistoryUnavailable(Exception):
     """The history store cannot be reached; nothing was read or stored."""
-
-
-def history_key(user_id: str) -> str:
-    # User ids are validated (printable, no whitespace) and only ever suffix this fixed prefix.
-    return HISTORY_PREFIX + user_id
 
 
 class HistoryStore(Protocol):
@@ -182,7 +181,8 @@ class RedisHistory:
             async with self._writes.client() as conn:  # one connection for the check and the write
                 await self._alive(conn)
                 await self._append(
-                    keys=[history_key(user_id), EVENTS_STREAM], args=[cap, maxlen, user_id, json.dumps(items), *items],
+                    keys=[history_key(user_id), EVENTS_STREAM],
+                    args=[cap, maxlen, json.dumps(encode_event(user_id, items)), *items],
                     client=conn,
                 )
         except (RedisError, OSError) as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,16 +14,12 @@ from pydantic import (
     model_validator,
 )
 
-MAX_ID_LENGTH = 128
-# Visible ASCII only: the OpenAPI pattern is then exactly the rule enforced (a fuzzer or client generating from
-# the schema agrees with the service), and ids stay safe as Redis key suffixes, in logs and in shells.
-ID_PATTERN = f"^[!-~]{{1,{MAX_ID_LENGTH}}}$"
-_ID = re.compile(ID_PATTERN)
+from model.events import ID_PATTERN, ID_RULE, MAX_ID_LENGTH, valid_id
 
 
 def _check_id(value: str) -> str:
-    if not _ID.fullmatch(value):
-        raise ValueError("ids must be visible ASCII characters: no whitespace, control or non-ASCII characters")
+    if not valid_id(value):
+        raise ValueError(ID_RULE)
     return value
 
 

@@ -51,6 +51,7 @@ from model.artifact import (
     write_version,
 )
 from model.encoder import ELCRec
+from model.events import EVENTS_STREAM, WATERMARK_KEY, decode_event
 from training.config import TrainConfig
 from training.data import (
     DataError,
@@ -67,8 +68,6 @@ from training.intent_ids import keep_intent_ids
 from training.metrics import hit_ndcg, mask_scores, target_ranks
 from training.trainer import Trainer
 
-EVENTS_STREAM = "elcrec:events"  # written by service/history.py (training does not import the service)
-WATERMARK_KEY = "elcrec:retrain:watermark"
 DATA_DIR = "data"
 LOCK_FILE = ".retrain.lock"
 TMP_PREFIX = ".tmp-"
@@ -197,29 +196,6 @@ class EventLog:
 # -- merging -----------------------------------------------------------------------------------------------
 
 
-def _valid_id(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 1024
-        and value.isprintable()
-        and not any(c.isspace() for c in value)
-    )
-
-
-def parse_event(fields: dict[str, str]) -> tuple[str, list[str]] | None:
-    """A stream entry -> (user, items), or None when it is not an event the service writes."""
-    user, raw = fields.get("user"), fields.get("items")
-    if not _valid_id(user) or raw is None:
-        return None
-    try:
-        items = json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
-        return None
-    if not isinstance(items, list) or not items or not all(_valid_id(i) for i in items):
-        return None
-    return str(user), items
-
-
 @dataclass
 class Merged:
     data: Interactions  # item ids are rows of item_ids
@@ -288,7 +264,7 @@ def merge(
     grown: dict[int, list[int]] = {}
     n_events = skipped = 0
     for _, fields in events:
-        parsed = parse_event(fields)
+        parsed = decode_event(fields)
         if parsed is None:
             skipped += 1
             continue

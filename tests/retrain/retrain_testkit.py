@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from model.config import ModelConfig
+from model.events import EVENTS_STREAM, WATERMARK_KEY
 from tests.service import support
 from tests.service.support import REDIS_SERVER, RedisServer, free_port, wait_for  # noqa: F401 (re-exported)
 from training.config import TrainConfig
@@ -22,8 +23,7 @@ from training.synthetic import SyntheticSpec, generate
 from training.trainer import Trainer
 
 ELCREC_CLI = Path(sys.executable).parent / "elcrec"
-EVENTS_STREAM = "elcrec:events"  # the service's stream (service/history.py)
-WATERMARK_KEY = "elcrec:retrain:watermark"
+
 N_ITEMS = 60
 
 

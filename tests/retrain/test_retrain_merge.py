@@ -11,9 +11,10 @@ import torch
 
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.events import decode_event
 from training.data import EvalSplit, Interactions, left_pad
 from training.evaluate import evaluate_split
-from training.retrain import RetrainError, evaluate_known, merge, parse_event, stream_id_key, warm_start
+from training.retrain import RetrainError, evaluate_known, merge, stream_id_key, warm_start
 
 
 def event(user: str, *items: str) -> tuple[str, dict[str, str]]:
@@ -59,7 +60,7 @@ def test_malformed_stream_entries_are_skipped_and_counted() -> None:
     merged = merge(base, [None, "1", None], [None, "1", None], iter(entries))
     assert (merged.events, merged.skipped) == (1, 5)
     assert merged.data.sequence(0).tolist() == [1, 1, 2]
-    assert parse_event({"user": "u", "items": '["a"]'}) == ("u", ["a"])
+    assert decode_event({"user": "u", "items": '["a"]'}) == ("u", ["a"])
 
 
 def test_a_vocabulary_that_names_an_item_twice_is_refused() -> None:
