@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from model.artifact import ArtifactError, load_artifact
 from model.config import ModelConfig
+from model.device import pick_device as model_device
 from model.encoder import ELCRec
 from model.intents import DEFAULT_TEMPERATURE
 from model.item_index import read_item_index
@@ -29,13 +30,7 @@ INTENT_LABELS = 20  # intents named in the served-intent metric; the rest are co
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"ELCREC_DEVICE={name} was asked for, but no CUDA device is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"ELCREC_DEVICE must be auto, cpu or cuda[:N], got {name!r}")
-    return torch.device(name)
+    return torch.device(model_device(name, "ELCREC_DEVICE"))
 
 
 @dataclass(frozen=True, eq=False)

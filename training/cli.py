@@ -121,10 +121,10 @@ def train(
     import shutil
 
     from model.config import ModelConfig
+    from model.device import describe_device, pick_device
     from training import distributed
     from training.config import TrainConfig, check_compatible, preset_settings
     from training.data import DataError, read_interactions
-    from training.device import describe_device, pick_device
     from training.export import export_model, full_metrics
     from training.trainer import Trainer
 
@@ -299,8 +299,8 @@ def evaluate(
 ) -> None:
     """HIT@5/10/20 and NDCG@5/10/20 with full ranking."""
     from model.artifact import ArtifactError, load_artifact
+    from model.device import pick_device
     from training.data import DataError, eval_split, read_interactions
-    from training.device import pick_device
     from training.evaluate import split_ranks
     from training.intent_health import split_health
     from training.metrics import hit_ndcg, standard_errors
@@ -357,8 +357,8 @@ def intents_fit(
     its manifest says how its centers were made, and `elcrec evaluate --json` compares both versions' intents.
     """
     from model.artifact import ArtifactError
+    from model.device import pick_device
     from training.data import DataError
-    from training.device import pick_device
     from training.export import fit_intents
 
     try:

@@ -93,8 +93,8 @@ def retrain_command(
     4 unavailable: Redis unreachable or another retrain running (retry).
     """
     from model.artifact import ArtifactError
+    from model.device import pick_device
     from training.data import DataError
-    from training.device import pick_device
     from training.retrain import RetrainError, RetrainOptions, RetrainUnavailable, retrain
 
     def log(message: str) -> None:
