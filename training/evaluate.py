@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -15,9 +17,23 @@ def length_order(inputs: np.ndarray) -> np.ndarray:
     return np.argsort((inputs > 0).sum(axis=1), kind="stable")
 
 
-@torch.inference_mode()
 def user_vectors(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
     """Last hidden state of each input (U, d); batches are trimmed to their longest real sequence."""
+    return _per_user(model, inputs, lambda hidden, ids: hidden[:, -1], False, batch_size, device)
+
+
+def pooled_states(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
+    """Mean-pooled hidden states (U, d) by the model's pooling rule, in eval mode."""
+    return _per_user(model, inputs, model.pool, model.cfg.pooling == "all", batch_size, device)
+
+
+@torch.inference_mode()
+def _per_user(
+    model: ELCRec, inputs: np.ndarray, take: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], full: bool,
+    batch_size: int, device: str,
+) -> torch.Tensor:
+    """take(hidden, ids) -> (b, d) for each input, in eval mode, users in batches of similar length, each batch
+    trimmed to its longest real sequence (to all T positions when `full`)."""
     was_training = model.training
     model.eval()
     order = length_order(inputs)
@@ -25,9 +41,9 @@ def user_vectors(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, devi
     lengths = (inputs > 0).sum(axis=1)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = max(int(lengths[idx].max()), 1)
+        width = model.cfg.max_len if full else max(int(lengths[idx].max()), 1)
         ids = torch.from_numpy(inputs[idx, -width:]).to(device)
-        out[torch.from_numpy(idx)] = model(ids)[:, -1].float().cpu()
+        out[torch.from_numpy(idx)] = take(model(ids), ids).float().cpu()
     model.train(was_training)
     return out
 
@@ -65,20 +81,3 @@ def evaluate(
     device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
     return evaluate_split(model, eval_split(data, model.cfg.max_len, split), protocols, device)
-
-
-@torch.inference_mode()
-def pooled_states(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
-    """Mean-pooled hidden states (U, d) by the model's pooling rule, in eval mode."""
-    was_training = model.training
-    model.eval()
-    lengths = (inputs > 0).sum(axis=1)
-    order = length_order(inputs)
-    out = torch.empty(len(inputs), model.cfg.d)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        width = model.cfg.max_len if model.cfg.pooling == "all" else max(int(lengths[idx].max()), 1)
-        ids = torch.from_numpy(inputs[idx, -width:]).to(device)
-        out[torch.from_numpy(idx)] = model.pool(model(ids), ids).float().cpu()
-    model.train(was_training)
-    return out
