@@ -142,3 +142,17 @@ def test_balanced_clustering_pulls_a_sequence_towards_its_own_center():
     # descending the gradient moves each row towards its own center
     moved = z.detach() - 0.1 * z.grad
     assert moved[0, 0] > z[0, 0] and moved[1, 1] > z[1, 1]
+
+
+def test_elcm_depends_only_on_the_means_which_is_why_intents_collapse():
+    # For unit vectors, ELCM (the paper's pull to every center plus push between centers) equals
+    # 2 |mean center|^2 - 2 mean z . mean center: it sees only the batch mean of the sequences, and is lowest when
+    # all sequences point one way. Nothing in it ties a sequence to its own center (docs/INTENTS.md).
+    from training.losses import elcm
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(32, 16, generator=g), dim=-1)
+    c = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)
+    loss, _ = elcm(z, c, trade_off=1.0)
+    zm, cm = z.mean(0), c.mean(0)
+    assert loss.item() == pytest.approx((2 * cm @ cm - 2 * zm @ cm).item(), abs=1e-5)
