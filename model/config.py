@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-Prototype = Literal["shift", "concat"]
+# How a sequence is mean-pooled for intents (the setting below); the CLI and checks read the choices from here.
 Pooling = Literal["all", "real"]
 
 
@@ -42,8 +42,8 @@ class ModelConfig:
             problems.append(f"mix_alpha must be in [0, 1), got {self.mix_alpha}")
         if not 1 <= self.freq_bins <= self.max_len // 2 + 1:
             problems.append(f"freq_bins must be in [1, max_len // 2 + 1], got {self.freq_bins}")
-        if self.pooling not in ("all", "real"):
-            problems.append(f"pooling must be 'all' or 'real', got {self.pooling!r}")
+        if self.pooling not in get_args(Pooling):
+            problems.append(f"pooling must be one of {get_args(Pooling)}, got {self.pooling!r}")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
 

@@ -7,11 +7,12 @@ import math
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 import typer
 
-from training.config import IntentLoss
+from model.config import Pooling
+from training.config import Batches, IntentLoss, Prototype, RecLoss, Samples
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synthetic data.")
@@ -36,33 +37,34 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-class Pooling(StrEnum):
-    real = "real"
-    all = "all"
+def _choices(name: str, literal: Any) -> Any:
+    """A Literal's values as a StrEnum, the form typer turns into an option's choices: the CLI reads them from the
+    one declaration. Type checkers see plain strings (the values are passed on as str)."""
+    return StrEnum(name, {v: v for v in get_args(literal)})
 
 
-class PrototypeMode(StrEnum):
-    shift = "shift"
-    concat = "concat"
+def _str(value: str | None) -> str | None:
+    return None if value is None else str(value)
 
 
-class RecLossKind(StrEnum):
-    bce = "bce"
-    softmax = "softmax"
-    sampled = "sampled"
+if TYPE_CHECKING:
+    PoolingChoice: TypeAlias = str
+    PrototypeChoice: TypeAlias = str
+    RecLossChoice: TypeAlias = str
+    SamplesChoice: TypeAlias = str
+    BatchesChoice: TypeAlias = str
+    IntentLossChoice: TypeAlias = str
+else:
+    PoolingChoice = _choices("PoolingChoice", Pooling)
+    PrototypeChoice = _choices("PrototypeChoice", Prototype)
+    RecLossChoice = _choices("RecLossChoice", RecLoss)
+    SamplesChoice = _choices("SamplesChoice", Samples)
+    BatchesChoice = _choices("BatchesChoice", Batches)
+    IntentLossChoice = _choices("IntentLossChoice", IntentLoss)
 
 
-class Samples(StrEnum):
-    sequence = "sequence"
-    prefixes = "prefixes"
-
-
-IntentLossKind = StrEnum("IntentLossKind", {v: v for v in get_args(IntentLoss)})  # type: ignore[misc]
-
-
-class Batches(StrEnum):
-    length = "length"
-    random = "random"
+# Training defaults to the fast mode; ModelConfig's default ("all") is the reference's, which imported checkpoints use.
+DEFAULT_POOLING = PoolingChoice("real")
 
 
 class Preset(StrEnum):
@@ -89,20 +91,20 @@ def train(
     dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beyond the paper (BSARec): share of a frequency filter mixed with each block's self-attention, 0 to 1 (0 = the paper); needs --samples prefixes")] = None,
     freq_bins: Annotated[int | None, typer.Option(help="With --mix-alpha: the lowest DFT bins the filter keeps (default 3)")] = None,
-    pooling: Annotated[Pooling, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = Pooling.real,
+    pooling: Annotated[PoolingChoice, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = DEFAULT_POOLING,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     weight_decay: Annotated[float | None, typer.Option()] = None,
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
     trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper)")] = None,
-    intent_loss: Annotated[IntentLossKind | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
+    intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
     intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
-    prototype: Annotated[PrototypeMode | None, typer.Option()] = None,
+    prototype: Annotated[PrototypeChoice | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
-    rec_loss: Annotated[RecLossKind | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
-    samples: Annotated[Samples | None, typer.Option(help="sequence: one row a user, a target at every position (the paper); prefixes: one row per prefix, its next item the target")] = None,
-    batches: Annotated[Batches | None, typer.Option(help="With --pooling real: length (rows of similar length batched together, the fastest) or random (uniform batches as in the reference, each run in trimmed length groups, about 1.25 times the work)")] = None,
+    rec_loss: Annotated[RecLossChoice | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
+    samples: Annotated[SamplesChoice | None, typer.Option(help="sequence: one row a user, a target at every position (the paper); prefixes: one row per prefix, its next item the target")] = None,
+    batches: Annotated[BatchesChoice | None, typer.Option(help="With --pooling real: length (rows of similar length batched together, the fastest) or random (uniform batches as in the reference, each run in trimmed length groups, about 1.25 times the work)")] = None,
     ema: Annotated[float | None, typer.Option(help="Per-step decay of a moving average of the weights, validated and exported in their place (e.g. 0.999; 0 = off)")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="With --rec-loss softmax: share of each target's probability spread over all items (0 = off)")] = None,
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs")] = None,
@@ -145,20 +147,20 @@ def train(
     model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
     if dropout is not None:
         model_kw["dropout"] = model_kw["attn_dropout"] = dropout
-    model_kw["pooling"] = pooling.value
+    model_kw["pooling"] = str(pooling)
     train_overrides: dict[str, object] = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "cf_weight": cf_weight,
         "intent_cf_weight": intent_cf_weight, "trade_off": trade_off, "patience": patience, "seed": seed,
-        "prototype": prototype.value if prototype else None, "rec_loss": rec_loss.value if rec_loss else None,
-        "n_negatives": negatives, "samples": samples.value if samples else None,
-        "batches": batches.value if batches else None, "ema": ema,
-        "label_smoothing": label_smoothing, "intent_loss": intent_loss.value if intent_loss else None,
+        "prototype": _str(prototype), "rec_loss": _str(rec_loss),
+        "n_negatives": negatives, "samples": _str(samples),
+        "batches": _str(batches), "ema": ema,
+        "label_smoothing": label_smoothing, "intent_loss": _str(intent_loss),
         "intent_temperature": intent_temperature,
     }
     train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
     if label_smoothing is None and train_kw.get("rec_loss") != "softmax":
         train_kw.pop("label_smoothing", None)  # a preset smooths its softmax; a loss chosen instead takes none
-    train_kw["bucket"] = pooling is Pooling.real
+    train_kw["bucket"] = pooling == "real"
     try:
         dev = pick_device(device)
         interactions = read_interactions(data)

@@ -7,7 +7,13 @@ from typing import Any, Literal, get_args
 
 from model.config import ModelConfig, settings_dict
 
+# Each setting with a fixed set of choices is declared once, as a Literal here (or model.config.Pooling);
+# TrainConfig checks against it and the CLI builds its options from it.
 RecLoss = Literal["bce", "softmax", "sampled"]
+Prototype = Literal["shift", "concat"]
+Samples = Literal["sequence", "prefixes"]
+Batches = Literal["length", "random"]
+AuxGradScale = Literal["length", "none"]
 # How the intent centers are learned: "elcm" (the paper: every sequence pulled towards the mean of all centers, the
 # centers pushed apart) or "balanced" (each sequence towards its own center under balanced assignments, which keeps
 # the users spread over the intents; training/losses.py balanced_clustering).
@@ -25,7 +31,7 @@ class TrainConfig:
     cf_weight: float = 0.1  # instance contrastive loss
     intent_cf_weight: float = 0.1  # intent contrastive loss
     trade_off: float = 1.0  # ELCM weight
-    prototype: Literal["shift", "concat"] = "concat"
+    prototype: Prototype = "concat"
     temperature: float = 1.0
     patience: int = 40  # epochs without a better validation NDCG@20
     seed: int = 1
@@ -36,15 +42,15 @@ class TrainConfig:
     # Speed: batches of similar-length users, trimmed of all-padding columns (needs pooling "real").
     bucket: bool = False
     # Fast mode only: scale auxiliary-loss gradients at real positions by n/T, as the reference's pooling does.
-    aux_grad_scale: Literal["length", "none"] = "length"
+    aux_grad_scale: AuxGradScale = "length"
     # Training samples: "sequence" (the paper): one row a user, a next-item target at every position;
     # "prefixes": one row per prefix of a user's training items, its next item the only target, so that every
     # target is predicted from the last position, as at serving time.
-    samples: Literal["sequence", "prefixes"] = "sequence"
+    samples: Samples = "sequence"
     # With bucket: "length" puts rows of similar length in one batch (each batch one width, the fastest);
     # "random" draws batches uniformly, as the reference and BSARec do, and runs each batch's encoder pass in
     # groups of similar length, each trimmed to its own width (the same values, about 1.25 times the work).
-    batches: Literal["length", "random"] = "length"
+    batches: Batches = "length"
     # Per-step decay of an exponential moving average of the weights (0 = off). With it, each epoch validates the
     # average instead of the raw weights, and the best average is what is kept and exported; training itself
     # goes on with the raw weights.
@@ -58,24 +64,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
             raise ValueError("epochs >= 1, batch_size >= 2, lr > 0 and patience >= 1 are required")
-        if self.prototype not in ("shift", "concat"):
-            raise ValueError(f"prototype must be 'shift' or 'concat', got {self.prototype!r}")
-        if self.rec_loss not in ("bce", "softmax", "sampled"):
-            raise ValueError(f"rec_loss must be 'bce', 'softmax' or 'sampled', got {self.rec_loss!r}")
-        if self.samples not in ("sequence", "prefixes"):
-            raise ValueError(f"samples must be 'sequence' or 'prefixes', got {self.samples!r}")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in get_args(choices):
+                raise ValueError(f"{name} must be one of {get_args(choices)}, got {getattr(self, name)!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema (a decay per step) must be in [0, 1), got {self.ema}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing > 0 and self.rec_loss != "softmax":
             raise ValueError("label_smoothing needs rec_loss 'softmax' (the full softmax over all items)")
-        if self.intent_loss not in get_args(IntentLoss):
-            raise ValueError(f"intent_loss must be one of {get_args(IntentLoss)}, got {self.intent_loss!r}")
         if self.intent_temperature <= 0:
             raise ValueError(f"intent_temperature must be > 0, got {self.intent_temperature}")
-        if self.batches not in ("length", "random"):
-            raise ValueError(f"batches must be 'length' or 'random', got {self.batches!r}")
 
     def to_dict(self) -> dict[str, Any]:
         # Settings added after runs were recorded are left out at their default, so those runs keep their names
@@ -101,6 +100,10 @@ def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
         )
 
 
+CHOICES: dict[str, Any] = {
+    "prototype": Prototype, "rec_loss": RecLoss, "samples": Samples, "batches": Batches,
+    "aux_grad_scale": AuxGradScale, "intent_loss": IntentLoss,
+}
 STOPPING = ("epochs", "patience")
 ADDED_LATER = {
     "samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0, "intent_loss": "elcm",
