@@ -6,14 +6,15 @@ whenever a GPU is present and skip otherwise.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import service.bundle as bundle_module
 from model.artifact import ArtifactError
-from service import bundle as bundle_module
 from service.bundle import build_bundle
 from service.precision import PrecisionCheck, probe_histories, to_precision
 from service.retrieval import ItemIndex, TorchExactIndex
@@ -141,6 +142,20 @@ def test_a_failed_trace_serves_the_module(store: Path, monkeypatch: pytest.Monke
         raise RuntimeError("no tracing today")
 
     monkeypatch.setattr(torch.jit, "trace", broken)
+    monkeypatch.setattr(bundle_module, "_TRACES", OrderedDict())  # no trace of this architecture kept from before
     bundle = build_bundle(store / "v0001", torch.device("cpu"))
     assert bundle.encoder is bundle.model
     assert "serving the encoder untraced (RuntimeError: no tracing today)" in caplog.text
+
+
+def test_a_second_version_of_an_architecture_reuses_the_trace_with_its_own_weights(tmp_path: Path) -> None:
+    from tests.service.support import add_version
+
+    first = build_bundle(add_version(tmp_path / "s", seed=1), torch.device("cpu"))
+    second = build_bundle(add_version(tmp_path / "s", seed=2), torch.device("cpu"))
+    ids = torch.tensor([[0, 3, 5, 7, 2], [1, 2, 3, 4, 5]])
+    with torch.inference_mode():
+        for bundle in (first, second):
+            assert isinstance(bundle.encoder, torch.jit.ScriptModule)
+            assert torch.allclose(bundle.encoder(ids), bundle.model(ids), atol=1e-5)
+        assert not torch.allclose(first.encoder(ids), second.encoder(ids))
