@@ -40,6 +40,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
+COPY elcrec ./elcrec
 COPY model ./model
 COPY training ./training
 COPY service ./service

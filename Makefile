@@ -50,7 +50,7 @@ test: setup redis-server promtool
 	$(BIN)/pytest -q -ra
 
 lint: setup
-	$(BIN)/ruff check model training service bench tests
+	$(BIN)/ruff check elcrec model training service bench tests
 	$(BIN)/mypy
 
 bench-epoch: setup

@@ -66,7 +66,7 @@ def measure(store: Path, data_path: Path, share: float, epochs: int, seed: int) 
                 db.xadd(EVENTS_STREAM, encode_event(data.users[u], items))
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "training.cli", "retrain", "--artifacts", str(scratch), "--data", str(data_path),
+                [sys.executable, "-m", "elcrec", "retrain", "--artifacts", str(scratch), "--data", str(data_path),
                  "--redis", url, "--epochs", str(epochs), "--gate-tolerance", "1.0", "--device", "cpu"],
                 capture_output=True, text=True, cwd=ROOT,
             )

@@ -77,7 +77,7 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def train_command(data: Path, name: str, variant: str, seed: int, store: Path, epochs: int | None) -> list[str]:
-    cmd = [sys.executable, "-m", "training.cli", "train", "--data", str(data), "--out", str(store), "--preset", name,
+    cmd = [sys.executable, "-m", "elcrec", "train", "--data", str(data), "--out", str(store), "--preset", name,
            "--seed", str(seed), "--no-progress", *VARIANTS[variant]]
     return cmd + ["--epochs", str(epochs)] if epochs else cmd
 

@@ -16,7 +16,7 @@ def bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
 
 
 def synthetic(path: Path) -> None:
-    made = subprocess.run([sys.executable, "-m", "training.cli", "data", "synthetic", "--out", str(path), "--users", "300",
+    made = subprocess.run([sys.executable, "-m", "elcrec", "data", "synthetic", "--out", str(path), "--users", "300",
                            "--items", "50", "--intents", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
 

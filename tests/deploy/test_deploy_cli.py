@@ -13,7 +13,7 @@ typer_main = pytest.importorskip("typer.main")
 
 
 def elcrec_cli():
-    cli = pytest.importorskip("training.cli", reason="the elcrec CLI (training.cli) is not importable")
+    cli = pytest.importorskip("elcrec.cli", reason="the elcrec CLI (elcrec.cli) is not importable")
     return typer_main.get_command(cli.app)
 
 
@@ -50,7 +50,7 @@ def test_command_line_parses(where, argv):
         sub = command.get_command(command.context_class(command), name)
         if sub is None:
             if name == "retrain":
-                pytest.skip("`elcrec retrain` is not implemented in training/cli.py yet")
+                pytest.skip("`elcrec retrain` is not implemented in elcrec/cli.py yet")
             pytest.fail(f"{where}: elcrec has no command {' '.join([*names, name])!r}")
         command, names = sub, [*names, name]
     assert names, f"{where}: no elcrec subcommand"

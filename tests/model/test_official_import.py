@@ -10,7 +10,7 @@ import torch
 from model.official import CheckpointError, config_from_state, load_official, map_state_dict
 from tests.shared_data import DATA, OFFICIAL_TOYS, need
 
-ELCREC = [sys.executable, "-m", "training.cli"]
+ELCREC = [sys.executable, "-m", "elcrec"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

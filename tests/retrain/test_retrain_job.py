@@ -20,6 +20,7 @@ import torch
 from typer.testing import CliRunner
 
 import training.retrain as job
+from elcrec.cli import app
 from model.artifact import current_version, load_artifact, set_current
 from tests.retrain.retrain_testkit import (
     ELCREC_CLI,
@@ -31,7 +32,6 @@ from tests.retrain.retrain_testkit import (
     train_store,
     watermark,
 )
-from training.cli import app
 from training.data import read_interactions
 from training.retrain import EventLog, RetrainOptions, retrain
 from training.trainer import Trainer

@@ -12,7 +12,7 @@ import pytest
 from tests.shared_data import DATA, need
 from training import download as dl
 
-ELCREC = [sys.executable, "-m", "training.cli"]
+ELCREC = [sys.executable, "-m", "elcrec"]
 
 
 def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:

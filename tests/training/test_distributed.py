@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
+from elcrec.cli import app
 from model.config import ModelConfig
 from training import distributed
-from training.cli import app
 from training.config import TrainConfig
 from training.data import Interactions, read_interactions, write_interactions
 from training.distributed import Dist

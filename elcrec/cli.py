@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 import typer
 
+from elcrec.retrain_cli import retrain_command
 from model.config import Pooling
 from training.config import Batches, IntentLoss, Prototype, RecLoss, Samples
 
@@ -387,13 +388,7 @@ def serve(
     run_server(artifacts=artifacts, host=host, port=port, workers=workers)
 
 
-def _register_retrain() -> None:
-    from training.retrain_cli import retrain_command
-
-    app.command("retrain")(retrain_command)
-
-
-_register_retrain()
+app.command("retrain")(retrain_command)
 
 
 def main() -> None:

@@ -1,0 +1,2 @@
+"""The `elcrec` command line, above the layers it drives: training/ (train, evaluate, retrain, ...) and service/
+(serve). Neither of those imports it."""

@@ -1,0 +1,3 @@
+from elcrec.cli import main
+
+main()
