@@ -120,96 +120,46 @@ def train(
     An interrupted run resumes from its last epoch when the same command is run again.
     Started by torchrun, it trains data-parallel over the processes (docs/DISTRIBUTED.md).
     """
-    import hashlib
-    import shutil
-
-    from model.config import ModelConfig
-    from model.device import describe_device, pick_device
-    from training import distributed
-    from training.config import TrainConfig, check_compatible, preset_settings
+    from model.device import pick_device
     from training.data import DataError, read_interactions
-    from training.export import export_model, full_metrics
-    from training.trainer import Trainer
+    from training.run import base_settings, resolve_settings, run_dir_for, train_and_export
 
-    model_kw: dict[str, object] = {}
-    train_kw: dict[str, object] = {}
-    if preset is not None:
-        try:
-            model_kw, train_kw = preset_settings(preset.value, improved, improved_intents)
-        except ValueError as exc:
-            fail(str(exc))
-    elif improved or improved_intents:
-        flag = "--improved" if improved else "--improved-intents"
-        fail(f"{flag} needs --preset: the improved settings are chosen per data set")
-    model_overrides: dict[str, int | float | None] = {
+    model_flags = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
-        "mix_alpha": mix_alpha, "freq_bins": freq_bins,
+        "mix_alpha": mix_alpha, "freq_bins": freq_bins, "dropout": dropout, "pooling": str(pooling),
     }
-    model_kw.update({k: v for k, v in model_overrides.items() if v is not None})
-    if dropout is not None:
-        model_kw["dropout"] = model_kw["attn_dropout"] = dropout
-    model_kw["pooling"] = str(pooling)
-    train_overrides: dict[str, object] = {
+    train_flags = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "cf_weight": cf_weight,
         "intent_cf_weight": intent_cf_weight, "trade_off": trade_off, "patience": patience, "seed": seed,
-        "prototype": _str(prototype), "rec_loss": _str(rec_loss),
-        "n_negatives": negatives, "samples": _str(samples),
-        "batches": _str(batches), "ema": ema,
-        "label_smoothing": label_smoothing, "intent_loss": _str(intent_loss),
-        "intent_temperature": intent_temperature,
+        "prototype": _str(prototype), "rec_loss": _str(rec_loss), "n_negatives": negatives,
+        "samples": _str(samples), "batches": _str(batches), "ema": ema, "label_smoothing": label_smoothing,
+        "intent_loss": _str(intent_loss), "intent_temperature": intent_temperature,
     }
-    train_kw.update({k: v for k, v in train_overrides.items() if v is not None})
-    if label_smoothing is None and train_kw.get("rec_loss") != "softmax":
-        train_kw.pop("label_smoothing", None)  # a preset smooths its softmax; a loss chosen instead takes none
-    train_kw["bucket"] = pooling == "real"
     try:
+        base = base_settings(preset.value if preset else None, improved, improved_intents)
         dev = pick_device(device)
         interactions = read_interactions(data)
-        mcfg = ModelConfig(n_items=interactions.n_items, **model_kw)  # type: ignore[arg-type]
-        tcfg = TrainConfig(**train_kw)  # type: ignore[arg-type]
-        check_compatible(mcfg, tcfg)
+        settings = resolve_settings(interactions.n_items, base, model_flags, train_flags)
         if index is not None:  # a bad spec fails now, not after the training
             from model.item_index import empty_index
 
-            empty_index(index, mcfg.d)
-    except (DataError, ValueError, TypeError) as exc:
+            empty_index(index, settings.model.d)
+    except (DataError, ValueError) as exc:
         fail(str(exc))
-    def run_name(train_settings: dict[str, object]) -> str:
-        settings = json.dumps({"data": interactions.fingerprint, "model": mcfg.to_dict(), "train": train_settings}, sort_keys=True)
-        return f"{data.stem}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
-
-    # Named without the stopping rules (epochs, patience): the same command with other ones resumes the run.
-    run = run_dir or out / "runs" / run_name(tcfg.trajectory())
-    legacy = out / "runs" / run_name(tcfg.to_dict())  # runs started before this rule were named by every setting
-    if run_dir is None and not run.exists() and legacy.exists():
-        run = legacy
-    dist, dev = distributed.start(dev)  # a single process unless torchrun started this one
-    if fresh and run.exists() and dist.is_main:
-        shutil.rmtree(run)
-    dist.barrier()  # no rank reads a checkpoint that --fresh removes
-    if dist.is_main:
-        where = f"{dist.world_size} processes ({dev.split(':')[0]})" if dist.enabled else dev
-        typer.echo(f"training on {data} ({interactions.n_users} users, {interactions.n_items} items) on {where}; run dir {run}")
-    trainer = Trainer(mcfg, tcfg, interactions, run, dev, log=typer.echo, progress=progress, dist=dist)
-    try:
-        model = trainer.fit()
-    except ValueError as exc:
-        fail(str(exc))
-    if not dist.is_main:
-        return  # rank 0 evaluates and exports
-    metrics = full_metrics(model, interactions, dev)
+    run = run_dir or run_dir_for(out, data, interactions, settings)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
-              "improved_intents": improved_intents, "device": describe_device(dev),
-              "train_config": tcfg.to_dict(),
-              **trainer.summary()}
+              "improved_intents": improved_intents}
     try:
-        version_dir = export_model(out, model, interactions, origin, metrics, device=dev, index_spec=index)
-    except OSError as exc:  # e.g. a full disk: write_version left no partial version, CURRENT is unchanged
-        fail(f"cannot write a new version to {out} (nothing was published): {exc}")
-    (run / "result.json").write_text(json.dumps({"version": version_dir.name, "metrics": metrics, **origin}, indent=2))
-    typer.echo(f"exported {version_dir}")
+        result = train_and_export(out, data, interactions, settings, run, dev, origin, typer.echo, progress, fresh,
+                                  index)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if result is None:
+        return  # not rank 0: it evaluates and exports
+    typer.echo(f"exported {out / result['version']}")
     for split in ("valid", "test"):
-        typer.echo(f"{split} (reference): " + "  ".join(f"{k} {v:.4f}" for k, v in metrics[split]["reference"].items()))
+        typer.echo(f"{split} (reference): " + "  ".join(
+            f"{k} {v:.4f}" for k, v in result["metrics"][split]["reference"].items()))
 
 
 @data_app.command("download")
