@@ -420,23 +420,6 @@ def train_config(manifest: dict[str, Any], overrides: dict[str, Any], pooling: s
 
 
 @torch.no_grad()
-def warm_start(model: ELCRec, current: ELCRec, n_known: int) -> list[str]:
-    """Copy the current weights into a (possibly larger) model: items 1..n_known keep their rows, the mask
-    row moves to the end, new item rows keep their N(0, 0.02) init. Returns the tensors not copied."""
-    old, new = current.state_dict(), model.state_dict()
-    skipped = []
-    for name, target in new.items():
-        source = old.get(name)
-        if name == "item_embeddings.weight" and source is not None and source.shape[1:] == target.shape[1:]:
-            target[: n_known + 1] = source[: n_known + 1]  # padding + known items
-            target[-1] = source[-1]  # mask token
-        elif source is not None and source.shape == target.shape:
-            target.copy_(source)
-        else:
-            skipped.append(name)
-    return skipped
-
-
 def train_candidate(
     current: Artifact,
     merged: Merged,
@@ -452,9 +435,7 @@ def train_candidate(
         trainer = Trainer(mcfg, tcfg, merged.data, None, device, log=log, progress=progress)
     except ValueError as exc:
         raise RetrainError(str(exc)) from exc
-    skipped = warm_start(trainer.model, current.model, merged.n_known)
-    # Centers come with the weights; k-means would throw the learnt intents away.
-    trainer.centers_ready = "intent_centers" not in skipped
+    skipped = trainer.warm_start(current.model, merged.n_known)
     model = trainer.fit()
     return model, {**trainer.summary(), "train_config": tcfg.to_dict(), "warm_start_skipped": skipped}
 

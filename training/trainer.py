@@ -167,6 +167,15 @@ class Trainer:
         self.centers_ready = bool(blob["centers_ready"])
         return True
 
+    def warm_start(self, previous: ELCRec, n_known: int) -> list[str]:
+        """Start from `previous`'s weights (a model of the same architecture, perhaps over fewer items): see
+        copy_weights. Its centers come with them, so the first epoch does not fit new ones by k-means (which would
+        throw the learnt intents away). Returns the tensors not copied."""
+        with torch.no_grad():
+            skipped = copy_weights(self.model, previous, n_known)
+        self.centers_ready = "intent_centers" not in skipped
+        return skipped
+
     # -- the algorithm ----------------------------------------------------------------------------
     def init_centers(self) -> None:
         def fit_centers() -> np.ndarray:
@@ -386,6 +395,23 @@ class Trainer:
             "train_seconds": round(self.state.elapsed, 1),
             "instance_loss": "pooled" if self.mcfg.pooling == "real" else "flattened",
         }
+
+
+def copy_weights(model: ELCRec, previous: ELCRec, n_known: int) -> list[str]:
+    """Copy `previous`'s weights into a (possibly larger) model: items 1..n_known keep their rows, the mask
+    row moves to the end, new item rows keep their N(0, 0.02) init. Returns the tensors not copied."""
+    old, new = previous.state_dict(), model.state_dict()
+    skipped = []
+    for name, target in new.items():
+        source = old.get(name)
+        if name == "item_embeddings.weight" and source is not None and source.shape[1:] == target.shape[1:]:
+            target[: n_known + 1] = source[: n_known + 1]  # padding + known items
+            target[-1] = source[-1]  # mask token
+        elif source is not None and source.shape == target.shape:
+            target.copy_(source)
+        else:
+            skipped.append(name)
+    return skipped
 
 
 def remove_run(run_dir: Path) -> None:

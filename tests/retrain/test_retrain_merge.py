@@ -14,7 +14,8 @@ from model.encoder import ELCRec
 from model.events import decode_event
 from training.data import EvalSplit, Interactions, left_pad
 from training.evaluate import evaluate_split
-from training.retrain import RetrainError, evaluate_known, merge, stream_id_key, warm_start
+from training.retrain import RetrainError, evaluate_known, merge, stream_id_key
+from training.trainer import copy_weights
 
 
 def event(user: str, *items: str) -> tuple[str, dict[str, str]]:
@@ -80,7 +81,7 @@ def test_warm_start_keeps_old_rows_moves_the_mask_and_inits_new_rows() -> None:
         old.intent_centers.normal_()
         old.item_embeddings.weight.mul_(50)  # trained-looking rows, easy to tell from a fresh init
     new = ELCRec(ModelConfig(n_items=2005, d=16, n_layers=1, n_intents=3))
-    assert warm_start(new, old, n_known=5) == []
+    assert copy_weights(new, old, n_known=5) == []
     w_old, w_new = old.item_embeddings.weight, new.item_embeddings.weight
     assert torch.equal(w_new[:6], w_old[:6]) and torch.equal(w_new[-1], w_old[-1])
     assert abs(w_new[6:-1].std().item() - 0.02) < 0.002  # new items: N(0, 0.02)
