@@ -419,7 +419,6 @@ def train_config(manifest: dict[str, Any], overrides: dict[str, Any], pooling: s
         raise RetrainError(f"invalid training config: {exc}") from exc
 
 
-@torch.no_grad()
 def train_candidate(
     current: Artifact,
     merged: Merged,

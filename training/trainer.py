@@ -171,8 +171,7 @@ class Trainer:
         """Start from `previous`'s weights (a model of the same architecture, perhaps over fewer items): see
         copy_weights. Its centers come with them, so the first epoch does not fit new ones by k-means (which would
         throw the learnt intents away). Returns the tensors not copied."""
-        with torch.no_grad():
-            skipped = copy_weights(self.model, previous, n_known)
+        skipped = copy_weights(self.model, previous, n_known)
         self.centers_ready = "intent_centers" not in skipped
         return skipped
 
@@ -397,6 +396,7 @@ class Trainer:
         }
 
 
+@torch.no_grad()
 def copy_weights(model: ELCRec, previous: ELCRec, n_known: int) -> list[str]:
     """Copy `previous`'s weights into a (possibly larger) model: items 1..n_known keep their rows, the mask
     row moves to the end, new item rows keep their N(0, 0.02) init. Returns the tensors not copied."""
