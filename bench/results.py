@@ -169,7 +169,7 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
                 f"{i['used']}/{i['of']} ({i['largest']:.0%})" if (i := r.get("intents")) else "-" for r in runs
             )
             health = ", ".join(
-                f"{h['effective']:.0f} / {h['overlap']:.2f} / {h['lift']:.1f}"
+                f"{h['effective']:.0f} / {h['overlap']:.3f} / {h['lift']:.1f}"
                 if (h := r.get("intent_health")) and h.get("overlap") is not None and h.get("lift") is not None
                 else "-" for r in runs
             )
