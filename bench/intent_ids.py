@@ -39,7 +39,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(store: Path, data_path: Path, share: float, epochs: int, seed: int) -> dict[str, Any]:
+def measure(
+    store: Path, data_path: Path, share: float, epochs: int, seed: int, lr: float | None = None
+) -> dict[str, Any]:
     version = resolve(store)
     data = read_interactions(data_path)
     rng = np.random.default_rng(seed)
@@ -67,7 +69,8 @@ def measure(store: Path, data_path: Path, share: float, epochs: int, seed: int) 
             started = time.perf_counter()
             done = subprocess.run(
                 [sys.executable, "-m", "elcrec", "retrain", "--artifacts", str(scratch), "--data", str(data_path),
-                 "--redis", url, "--epochs", str(epochs), "--gate-tolerance", "1.0", "--device", "cpu"],
+                 "--redis", url, "--epochs", str(epochs), "--gate-tolerance", "1.0", "--device", "cpu",
+                 *(["--lr", str(lr)] if lr else [])],
                 capture_output=True, text=True, cwd=ROOT,
             )
             seconds = time.perf_counter() - started
@@ -78,7 +81,7 @@ def measure(store: Path, data_path: Path, share: float, epochs: int, seed: int) 
         raise SystemExit(f"retrain failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
     summary = json.loads(done.stdout)
     return {
-        "version": version.name, "users_with_events": len(chosen), "share": share, "epochs": epochs,
+        "version": version.name, "users_with_events": len(chosen), "share": share, "epochs": epochs, "lr": lr,
         "status": summary["status"], "intents": summary["intents"], "gate": summary["gate"],
         "retrain_seconds": round(seconds, 1),
     }
@@ -91,9 +94,10 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.01, help="share of the users with new events")
     parser.add_argument("--epochs", type=int, default=2, help="most epochs of the warm-started retrain")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="the retrain's learning rate (default: the model's)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = measure(args.artifacts, args.data, args.share, args.epochs, args.seed)
+    result = measure(args.artifacts, args.data, args.share, args.epochs, args.seed, args.lr)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
