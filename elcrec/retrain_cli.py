@@ -56,7 +56,7 @@ def retrain_command(
     patience: Annotated[
         int | None, typer.Option(help="Early-stopping patience (default: the current version's)")
     ] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the current version's)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: a tenth of the current version's: a warm start fine-tunes)")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Batch size (default: the current version's)")
     ] = None,
