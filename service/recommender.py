@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch.nn.functional as F
 
 from service.bundle import ModelBundle
 from service.engine import Engine
@@ -175,10 +174,10 @@ class Recommender:
             raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
 
     def _details(self, bundle: ModelBundle, intent_ids: list[int], k: int) -> list[IntentDetail]:
-        centers = F.normalize(bundle.model.intent_centers[intent_ids].detach().float().cpu(), dim=-1)
-        # Items by (center - mean user state) . item: what sets the intent apart, not the items every center
-        # scores high (model.intents.characteristic_scores); by the center alone where the version has no mean.
-        queries = centers if bundle.intent_mean is None else centers - bundle.intent_mean
+        # Items by the intent's direction (normalised center - mean user state) . item: what sets the intent apart,
+        # not the items every center scores high (model.intents.characteristic_scores); by the center alone where
+        # the version has no mean.
+        queries = bundle.intent_directions[intent_ids].float().cpu()
         # search_unseen, not search: an approximate index that comes back short is searched deeper.
         hits = bundle.index.search_unseen(
             queries.numpy().astype(np.float32), [k] * len(intent_ids), [frozenset()] * len(intent_ids)
