@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from model.intents import intent_distribution
+from model.sequences import left_pad
 from service.bundle import ModelBundle
 from service.retrieval import TorchExactIndex
 
@@ -38,22 +38,12 @@ class Answer:
     excluded: int  # seen items that would otherwise have been returned
 
 
-def pad_batch(queries: Sequence[Query], max_len: int, full: bool) -> np.ndarray:
-    """Left-padded (B, t) int64 of each query's last max_len rows; t = max_len when `full`."""
-    seqs = [q.rows[-max_len:] for q in queries]
-    width = max_len if full else max(len(s) for s in seqs)
-    ids = np.zeros((len(seqs), width), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s) :] = s
-    return ids
-
-
 def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     if not queries or any(not q.rows for q in queries):
         raise ValueError("every query needs at least one known item")
     model = bundle.model
     # Pooling "all" averages over all T positions, padding included, so it needs full-length inputs.
-    ids_np = pad_batch(queries, bundle.max_len, full=bundle.config.pooling == "all")
+    ids_np = left_pad([q.rows for q in queries], bundle.max_len, full=bundle.config.pooling == "all")
     ids = torch.from_numpy(ids_np).to(bundle.device)
     top = min(max(q.intents for q in queries), bundle.n_intents)
     with torch.inference_mode():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.sequences import left_pad  # noqa: F401  (the splits below use it; callers import it from here too)
+
 
 class DataError(Exception):
     """Input data that cannot be used; the message names the file, line and problem."""
@@ -102,16 +104,6 @@ def write_interactions(data: Interactions, path: str | Path) -> None:
     with open(path, "w") as fh:
         for u, user in enumerate(data.users):
             fh.write(user + " " + " ".join(map(str, data.sequence(u).tolist())) + "\n")
-
-
-def left_pad(seqs: list[np.ndarray], max_len: int) -> np.ndarray:
-    """Keep the last max_len items of each sequence, left-pad with 0 -> (n, max_len) int64."""
-    out = np.zeros((len(seqs), max_len), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        s = s[-max_len:]
-        if len(s):
-            out[i, max_len - len(s) :] = s
-    return out
 
 
 @dataclass
