@@ -1,10 +1,15 @@
-# syntax=docker/dockerfile:1
-#
 # elcrec image: one image for the API (`elcrec serve`, the default command) and the batch jobs
 # (`elcrec retrain`, `elcrec train`, `elcrec data download`).
 #
 #   CPU (default):  docker build -t elcrec:0.1.0-cpu .
 #   CUDA:           docker build --build-arg TORCH_VARIANT=cu126 -t elcrec:0.1.0-cu126 .
+#
+# Behind a proxy or a mirror (defaults unchanged for everyone else; deploy/README.md "Building behind a proxy"):
+#   --build-arg PYPI_INDEX_URL=https://mirror.example/simple    a PyPI mirror for every dependency
+#   --build-arg TORCH_INDEX_URL=https://mirror.example/torch     where torch comes from
+#   deploy/build/ca/*.crt                                         extra CA certificates pip trusts (a TLS-intercepting proxy)
+#   deploy/build/wheels/*.whl                                     wheels pip takes first (an offline torch wheel, say)
+#   --build-arg PYTHON_IMAGE=registry.example/python:3.11-slim-bookworm
 #
 # TORCH_VARIANT selects the PyTorch wheel index (https://download.pytorch.org/whl/<variant>):
 # `cpu` keeps CUDA out of the image; a `cuXYZ` variant installs the CUDA build of torch together with
@@ -21,15 +26,27 @@ FROM ${PYTHON_IMAGE} AS builder
 
 ARG TORCH_VARIANT=cpu
 ARG TORCH_VERSION=2.13.0
+# Empty = the defaults (https://download.pytorch.org/whl/${TORCH_VARIANT}, https://pypi.org/simple): compose passes
+# these through from the environment, set or not.
+ARG TORCH_INDEX_URL=
+ARG PYPI_INDEX_URL=
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 
-# torch first and from its own index only: the largest layer, reused until TORCH_* changes.
+# pip's configuration for this stage: the base image's CA bundle plus any deploy/build/ca/*.crt, and
+# deploy/build/wheels/ as a local source that is looked at first. Both folders are empty in the repository.
+COPY deploy/build/ /opt/build/
+RUN cat /etc/ssl/certs/ca-certificates.crt /opt/build/ca/*.crt > /opt/build/ca-bundle.crt 2>/dev/null; \
+    printf '[global]\nindex-url = %s\ncert = /opt/build/ca-bundle.crt\nfind-links = /opt/build/wheels\n' \
+        "${PYPI_INDEX_URL:-https://pypi.org/simple}" > /etc/pip.conf
+
+# torch first and from its own index: the largest layer, reused until TORCH_* changes. With a wheel in
+# deploy/build/wheels, pip takes it (a +cpu local version sorts above the same release on an index).
 RUN python -m venv /opt/venv \
-    && pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "torch==${TORCH_VERSION}"
+    && pip install --index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/${TORCH_VARIANT}}" "torch==${TORCH_VERSION}"
 
 WORKDIR /src
 

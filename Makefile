@@ -6,7 +6,7 @@ STORE ?= artifacts
 PORT ?= 8000
 HOST ?= 0.0.0.0
 
-.PHONY: setup run test lint redis-server promtool demo-model bench-epoch clean
+.PHONY: setup run test test-stack docker-engine lint redis-server promtool demo-model bench-epoch clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,20 +34,26 @@ redis-server:
 promtool:
 	$(call apt_install,promtool,prometheus,echo "promtool is missing: the deploy test that needs it is skipped (sudo apt-get install prometheus)")
 
-# A small model on synthetic data, built only when the store has no CURRENT version yet.
+# A small model on synthetic data where the store has no CURRENT version yet (`elcrec bootstrap`: the same
+# step as the compose stack's init service).
 demo-model: setup
-	@if [ ! -f $(STORE)/CURRENT ]; then \
-		echo "no model in $(STORE): training a small demo model on synthetic data"; \
-		$(BIN)/elcrec data synthetic --out $(STORE)/demo/synthetic.txt --users 2000 --items 400 --intents 8 && \
-		$(BIN)/elcrec train --data $(STORE)/demo/synthetic.txt --out $(STORE) --epochs 10 --layers 1 --intents 8 \
-			--hidden 32 --dropout 0.1 --lr 0.003 --batch-size 64 --trade-off 0.1 --prototype shift --no-progress; \
-	fi
+	$(BIN)/elcrec bootstrap --artifacts $(STORE)
 
 run: demo-model
 	$(BIN)/elcrec serve --artifacts $(STORE) --host $(HOST) --port $(PORT)
 
 test: setup redis-server promtool
 	$(BIN)/pytest -q -ra
+
+# The compose stack for real (tests/stack/test_stack.py): a Docker engine (Debian's docker.io, started by hand where
+# none runs) builds the image, brings up the stack and drives it over HTTP, then removes it, volumes included.
+docker-engine:
+	$(call apt_install,dockerd,docker.io,echo "dockerd is missing: install Docker (sudo apt-get install docker.io)"; exit 1)
+	$(call apt_install,debootstrap,debootstrap,echo "debootstrap is missing: needed only where Docker Hub cannot be reached")
+	@bash tests/stack/engine.sh
+
+test-stack: setup docker-engine
+	ELCREC_STACK_TEST=1 $(BIN)/pytest -q -s -ra -p no:cacheprovider --timeout 3000 tests/stack
 
 lint: setup
 	$(BIN)/ruff check elcrec model training service bench tests

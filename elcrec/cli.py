@@ -324,6 +324,27 @@ def intents_fit(
 
 
 @app.command()
+def bootstrap(
+    artifacts: Annotated[Path, typer.Option(help="Artifact store to make servable")],
+    data_out: Annotated[Path | None, typer.Option(help="Where the base interaction file goes (what retrain --data reads)")] = None,
+    seed: Annotated[Path | None, typer.Option(help="Seed directory: model/ (a store or a version) and base.txt, used when present")] = None,
+) -> None:
+    """Make a store servable: keep its CURRENT version, else copy the seed model, else train a demo model.
+
+    Safe to run on every start (the compose stack's init service does): a store with a CURRENT version is
+    left untouched.
+    """
+    from training.bootstrap import BootstrapError
+    from training.bootstrap import bootstrap as run_bootstrap
+
+    try:
+        outcome = run_bootstrap(artifacts, data_out, seed, typer.echo)
+    except (BootstrapError, ValueError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(outcome.describe(artifacts))
+
+
+@app.command()
 def serve(
     artifacts: Annotated[Path, typer.Option(help="Artifact store to serve (its CURRENT version)")],
     host: Annotated[str, typer.Option()] = "127.0.0.1",

@@ -142,9 +142,12 @@ def test_cpu_by_default_cuda_by_build_arg_and_torch_pin_matches_pyproject():
     assert torch_pins, "pyproject.toml should pin torch=="
     assert args["TORCH_VERSION"] == torch_pins[0].split("==")[1].strip()
     runs = " ".join(builder.all("RUN"))
-    assert '--index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" "torch==${TORCH_VERSION}"' in runs
-    # torch alone comes from the PyTorch index; everything else from the default index
+    # torch alone comes from the PyTorch index (or TORCH_INDEX_URL); everything else from the default index
+    # (or PYPI_INDEX_URL, written to the stage's pip.conf)
+    torch_index = '${TORCH_INDEX_URL:-https://download.pytorch.org/whl/${TORCH_VARIANT}}'
+    assert f'--index-url "{torch_index}" "torch==${{TORCH_VERSION}}"' in runs
     assert runs.count("download.pytorch.org") == 1
+    assert '"${PYPI_INDEX_URL:-https://pypi.org/simple}" > /etc/pip.conf' in runs
 
 
 def test_builder_copies_every_package_the_project_installs():
