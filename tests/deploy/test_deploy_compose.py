@@ -11,7 +11,6 @@ import pytest
 from deploy_support import (
     COMPOSE_FILE,
     DEPLOY,
-    DEPLOY_README,
     ENV_EXAMPLE,
     REPO,
     compose,

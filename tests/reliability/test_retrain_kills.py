@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import model.artifact as artifact
+import training.merged_store as merged_store
 import training.retrain as job
 from model.artifact import current_version, list_versions
 from model.config import ModelConfig
@@ -65,7 +66,7 @@ STEPS: dict[str, tuple[Any, str, Callable[[], Callable[..., Any]]]] = {
     "quality gate": (job, "compare", lambda: _interrupt),
     "writing the weights": (artifact, "save_file", lambda: _partial_weights),
     "before the merged data": (job, "write_merged", lambda: _interrupt),
-    "before the sidecar": (job, "_atomic_write", lambda: _second_call_interrupts(job._atomic_write)),
+    "before the sidecar": (merged_store, "atomic_write", lambda: _second_call_interrupts(merged_store.atomic_write)),
 }
 
 

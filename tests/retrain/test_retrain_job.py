@@ -33,7 +33,8 @@ from tests.retrain.retrain_testkit import (
     watermark,
 )
 from training.data import read_interactions
-from training.retrain import EventLog, RetrainOptions, retrain
+from training.event_log import EventLog
+from training.retrain import RetrainOptions, retrain
 from training.trainer import Trainer
 
 

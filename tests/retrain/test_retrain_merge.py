@@ -14,7 +14,10 @@ from model.encoder import ELCRec
 from model.events import decode_event
 from training.data import EvalSplit, Interactions, left_pad
 from training.evaluate import evaluate_split
-from training.retrain import RetrainError, evaluate_known, merge, stream_id_key
+from training.event_log import stream_id_key
+from training.gate import evaluate_known
+from training.merge import merge
+from training.retrain_errors import RetrainError
 from training.trainer import copy_weights
 
 
