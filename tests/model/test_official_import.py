@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model.official import CheckpointError, config_from_state, load_official, map_state_dict
-from tests.shared_data import DATA, OFFICIAL_TOYS, need
+from tests.support.shared_data import DATA, OFFICIAL_TOYS, need
 
 ELCREC = [sys.executable, "-m", "elcrec"]
 

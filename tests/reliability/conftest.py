@@ -1,8 +1,16 @@
-"""Fixtures for the reliability tests: the service tests' own (tiny model stores, a clean ELCREC_* environment,
-a redis-server of the test's own where it kills or restarts it), reused rather than copied."""
+"""Fixtures for the reliability tests: a tiny model store per test (the shared ones, a clean ELCREC_* environment
+and redis-server processes, come from tests/support/fixtures.py)."""
 
 from __future__ import annotations
 
-from tests.service.conftest import _no_elcrec_env, anyio_backend, own_redis, store
+from pathlib import Path
 
-__all__ = ["_no_elcrec_env", "anyio_backend", "own_redis", "store"]
+import pytest
+
+from tests.support.service import add_version
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    add_version(tmp_path / "store")
+    return tmp_path / "store"

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.service.support import RedisServer
+from tests.support.service import RedisServer
 
 
 class DurableRedis(RedisServer):

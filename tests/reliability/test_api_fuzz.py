@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from service.main import create_app
-from tests.service.support import TOKEN, RedisServer, settings_for
+from tests.support.service import TOKEN, RedisServer, settings_for
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a test dependency (pyproject dev)")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402  (installed with schemathesis)

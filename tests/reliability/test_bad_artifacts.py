@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from model.artifact import CURRENT, ITEMS, MANIFEST, WEIGHTS, set_current, sha256_file, write_version
-from tests.service.support import ITEM_IDS, AppClient, add_version, running_app, settings_for, tiny_model
+from tests.support.service import ITEM_IDS, AppClient, add_version, running_app, settings_for, tiny_model
 
 pytestmark = pytest.mark.anyio
 

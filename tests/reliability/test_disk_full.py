@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import model.artifact as artifact
 from elcrec.cli import app
 from model.artifact import current_version, list_versions, load_artifact, write_version
-from tests.service.support import ITEM_IDS, add_version, tiny_model
+from tests.support.service import ITEM_IDS, add_version, tiny_model
 from training.data import write_interactions
 from training.synthetic import SyntheticSpec, generate
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.reliability.faults import Call, DurableRedis, Load
-from tests.service.support import MAX_LEN, REDIS_SERVER, running_app, settings_for
+from tests.support.service import MAX_LEN, REDIS_SERVER, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 KINDS = {"history": 3, "user": 2, "intent": 1, "events": 3}  # workers per kind of request

@@ -1,7 +1,7 @@
-"""The retraining job interrupted at the steps tests/retrain does not already cover; nothing half-published and
+"""The retraining job interrupted at the steps tests/training/retrain does not already cover; nothing half-published and
 the next run succeeds, folding every event in once.
 
-Already covered in tests/retrain/test_retrain_job.py: killed while training (KeyboardInterrupt, and SIGKILL of a
+Already covered in tests/training/retrain/test_retrain_job.py: killed while training (KeyboardInterrupt, and SIGKILL of a
 real `elcrec retrain`), before CURRENT moves, before the watermark moves, stale temporaries of killed writers.
 Here: while merging the events, during the quality gate, while writing the weights, between the version and
 its merged data, and between the merged data and its sidecar.
@@ -22,8 +22,8 @@ import training.retrain as job
 from model.artifact import current_version, list_versions
 from model.config import ModelConfig
 from model.encoder import ELCRec
-from tests.retrain.retrain_testkit import add_events, watermark, write_base
-from tests.service.support import RedisServer
+from tests.support.retrain import add_events, watermark, write_base
+from tests.support.service import RedisServer
 from training.export import export_model
 from training.retrain import RetrainOptions, retrain
 

@@ -18,7 +18,7 @@ import torch
 from model.artifact import MANIFEST
 from service.bundle import build_bundle
 from service.settings import Settings
-from tests.service.support import (
+from tests.support.service import (
     ELCREC_CLI,
     RedisServer,
     add_version,

@@ -13,7 +13,7 @@ import service.retrieval
 from model.artifact import INDEX, ArtifactError, sha256_file, write_version
 from model.item_index import build_item_index, write_item_index
 from service.retrieval import ItemIndex
-from tests.service.support import ITEM_IDS, N_ITEMS, POPULAR, running_app, settings_for, tiny_model
+from tests.support.service import ITEM_IDS, N_ITEMS, POPULAR, running_app, settings_for, tiny_model
 
 APPROXIMATE = [("IVF32,Flat", "nprobe=8"), ("HNSW32", "efSearch=64")]
 

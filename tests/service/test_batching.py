@@ -10,7 +10,7 @@ import pytest
 from model.artifact import load_artifact
 from service.bundle import build_bundle, pick_device
 from service.inference import Query, run_batch
-from tests.service.support import add_version, running_app, settings_for
+from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from model.artifact import ArtifactError
 from service.bundle import build_bundle
 from service.precision import PrecisionCheck, probe_histories, to_precision
 from service.retrieval import ItemIndex, TorchExactIndex
-from tests.service.support import N_ITEMS, running_app, settings_for, tiny_model
-from tests.service.test_retrieval import table
+from tests.support.service import N_ITEMS, running_app, settings_for, tiny_model
+from tests.support.service import random_table as table
 
 pytestmark = pytest.mark.anyio
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU path runs on a GPU machine")
@@ -123,7 +123,7 @@ async def test_cuda_fp16_with_torch_topk_matches_cpu_fp32(store: Path) -> None:
 
 @pytest.mark.parametrize("pooling", ["all", "real"])
 def test_the_traced_encoder_gives_the_module_states(tmp_path: Path, pooling: str) -> None:
-    from tests.service.support import add_version
+    from tests.support.service import add_version
 
     store = tmp_path / "s"
     add_version(store, pooling=pooling)
@@ -149,7 +149,7 @@ def test_a_failed_trace_serves_the_module(store: Path, monkeypatch: pytest.Monke
 
 
 def test_a_second_version_of_an_architecture_reuses_the_trace_with_its_own_weights(tmp_path: Path) -> None:
-    from tests.service.support import add_version
+    from tests.support.service import add_version
 
     first = build_bundle(add_version(tmp_path / "s", seed=1), torch.device("cpu"))
     second = build_bundle(add_version(tmp_path / "s", seed=2), torch.device("cpu"))

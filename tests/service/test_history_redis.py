@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.service.support import MAX_LEN, AppClient, RedisServer, running_app, settings_for
+from tests.support.service import MAX_LEN, AppClient, RedisServer, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 

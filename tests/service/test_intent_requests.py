@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from model.artifact import load_artifact
 from service.inference import interleave
-from tests.service.support import add_version, running_app, settings_for
+from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 HISTORY = ["i3", "i7", "i2", "i9", "i11"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from model.artifact import MANIFEST, WEIGHTS, set_current
-from tests.service.support import TOKEN, AppClient, add_version, running_app, settings_for
+from tests.support.service import TOKEN, AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -12,7 +12,7 @@ import torch
 
 from model.artifact import load_artifact
 from model.encoder import ELCRec
-from tests.service.support import TOYS_DATA, AppClient, add_version, running_app, settings_for
+from tests.support.service import TOYS_DATA, AppClient, add_version, running_app, settings_for
 from training.data import eval_split, left_pad, read_interactions
 from training.evaluate import user_vectors
 from training.metrics import mask_scores

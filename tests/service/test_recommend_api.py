@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from model.artifact import load_artifact
 from model.intents import assign_intents
-from tests.service.support import (
+from tests.support.service import (
     ITEM_IDS,
     MAX_LEN,
     N_ITEMS,
@@ -154,7 +154,7 @@ async def test_intent_detail_lists_nearest_items_and_share(client: AppClient, st
 
 
 async def test_intent_detail_lists_what_sets_the_intent_apart(tmp_path: Path) -> None:
-    from tests.service.support import add_version
+    from tests.support.service import add_version
 
     mean = [0.5] * 64
     add_version(tmp_path / "s", intent_mean_state=mean, intent_health={"used": 4, "effective": 3.9})
@@ -179,7 +179,7 @@ async def test_model_metadata(client: AppClient) -> None:
 
 
 async def test_missing_manifest_fields_are_tolerated(tmp_path: Path) -> None:
-    from tests.service.support import add_version
+    from tests.support.service import add_version
 
     add_version(tmp_path / "s", popular_items=None, intent_shares="nonsense")
     async with running_app(settings_for(tmp_path / "s")) as c:
@@ -377,7 +377,7 @@ async def test_intents_come_as_a_distribution_with_the_items_behind_them(client:
 
 
 async def test_intent_list_pages_by_share_with_distinct_items(tmp_path: Path) -> None:
-    from tests.service.support import add_version
+    from tests.support.service import add_version
 
     add_version(tmp_path / "s", intent_mean_state=[0.1] * 64, intent_health={"used": 4})
     async with running_app(settings_for(tmp_path / "s")) as c:

@@ -6,7 +6,7 @@ import hiredis
 import pytest
 
 from service.resp import PipelinedReader, encode
-from tests.service.support import RedisServer
+from tests.support.service import RedisServer
 
 pytestmark = pytest.mark.anyio
 

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from service.retrieval import IndexSpecError, ItemIndex, top_unseen
-from tests.service.support import running_app, settings_for
-
-
-def table(n: int = 500, d: int = 16, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = rng.normal(size=(n + 2, d)).astype(np.float32)
-    t[0] = t[-1] = 100.0  # padding and mask rows would win every inner product if they were indexed
-    return t
+from tests.support.service import random_table as table
+from tests.support.service import running_app, settings_for
 
 
 def exact(t: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from model.artifact import MANIFEST, WEIGHTS, set_current
-from tests.service.support import RedisServer, clean_env, serve_process, wait_for
+from tests.support.service import RedisServer, clean_env, serve_process, wait_for
 
 TOKEN = "e2e-admin-token-9f2c"
 

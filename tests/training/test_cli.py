@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.shared_data import DATA, need
+from tests.support.shared_data import DATA, need
 from training import download as dl
 
 ELCREC = [sys.executable, "-m", "elcrec"]

@@ -1,5 +1,5 @@
-"""Fixtures for the retraining tests: one tiny trained store per session (copied per test) and the service tests'
-redis-server fixtures (one server a session, emptied per test), reused rather than copied."""
+"""Fixtures for the retraining tests: one tiny trained store per session, copied per test (the redis-server
+fixtures come from tests/support/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.retrain.retrain_testkit import train_store, write_base
-from tests.service.conftest import _no_elcrec_env, redis_server, redis_url
-
-__all__ = ["_no_elcrec_env", "redis_server", "redis_url"]
+from tests.support.retrain import train_store, write_base
 
 
 @pytest.fixture(scope="session")

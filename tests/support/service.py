@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import redis
 import torch
 
@@ -189,3 +190,9 @@ def serve_process(
             proc.terminate()
             served.exit_code = proc.wait(timeout=30)
 
+
+def random_table(n: int = 500, d: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n + 2, d)).astype(np.float32)
+    t[0] = t[-1] = 100.0  # padding and mask rows would win every inner product if they were indexed
+    return t

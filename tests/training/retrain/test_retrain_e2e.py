@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.retrain.retrain_testkit import ELCREC_CLI, clean_env, run_cli, wait_for, watermark
-from tests.service.support import serve_process
+from tests.support.retrain import ELCREC_CLI, clean_env, run_cli, wait_for, watermark
+from tests.support.service import serve_process
 
 NEW_ITEMS = ["sku-a", "sku-b", "sku-c", "sku-d"]
 

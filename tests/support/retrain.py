@@ -14,8 +14,8 @@ import redis
 
 from model.config import ModelConfig
 from model.events import EVENTS_STREAM, WATERMARK_KEY
-from tests.service import support
-from tests.service.support import REDIS_SERVER, RedisServer, free_port, wait_for  # noqa: F401 (re-exported)
+from tests.support import service as support
+from tests.support.service import REDIS_SERVER, RedisServer, free_port, wait_for  # noqa: F401 (re-exported)
 from training.config import TrainConfig
 from training.data import Interactions, write_interactions
 from training.export import export_model

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import training.retrain as job
 from elcrec.cli import app
 from model.artifact import current_version, load_artifact, set_current
-from tests.retrain.retrain_testkit import (
+from tests.support.retrain import (
     ELCREC_CLI,
     WATERMARK_KEY,
     add_events,

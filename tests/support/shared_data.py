@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(os.environ.get("ELCREC_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+SHARED = Path(os.environ.get("ELCREC_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 OFFICIAL_TOYS = SHARED / "official" / "ELCRec-Toys_and_Games-1.pt"
 DATA = SHARED / "data"
 

@@ -1,0 +1,57 @@
+"""Fixtures every test folder gets (registered by tests/conftest.py): a clean ELCREC_* environment, the anyio
+backend, and real redis-server processes (one a session, emptied per test; or a test's own, to kill)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.service import REDIS_SERVER, RedisServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_elcrec_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("ELCREC_") and name != "ELCREC_SHARED":
+            monkeypatch.delenv(name)
+
+
+def _need_redis() -> None:
+    if not Path(REDIS_SERVER).is_file():
+        pytest.skip(f"redis-server binary not found at {REDIS_SERVER}: install it to run the Redis tests")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    _need_redis()
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's redis-server, emptied for this test."""
+    if redis_server.proc is None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, free to be killed and restarted."""
+    _need_redis()
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
