@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from model.artifact import resolve
-from service.bundle import ModelBundle, build_bundle, pick_device
+from service.bundle import LoadOptions, ModelBundle, build_bundle, pick_device
 from service.inference import Answer, Query, run_batch
 from training.data import eval_split, read_interactions
 
@@ -86,7 +86,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for precision in PRECISIONS:
         for index in INDEXES:
-            bundle = build_bundle(version, device, index, "", precision, 0.0)
+            bundle = build_bundle(version, device, LoadOptions(index_spec=index, precision=precision))
             answers = answer_all(bundle, queries)
             if reference is None:
                 reference = answers

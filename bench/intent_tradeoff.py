@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from model.artifact import resolve
-from service.bundle import build_bundle
+from service.bundle import LoadOptions, build_bundle
 from service.inference import Query, run_batch
 from training.data import eval_split, read_interactions
 
@@ -32,7 +32,7 @@ RUNNERS_UP = 3  # the service's default (Settings.runner_up_intents)
 def measure(
     store: Path, data_path: Path, k: int = 10, users: int | None = None, weight: float = 1.0, batch: int = 256
 ) -> dict[str, Any]:
-    bundle = build_bundle(resolve(store), torch.device("cpu"), jit=False)
+    bundle = build_bundle(resolve(store), torch.device("cpu"), LoadOptions(jit=False))
     data = read_interactions(data_path, n_items=bundle.n_items)
     ev = eval_split(data, bundle.max_len, "test")
     n = len(ev.targets) if users is None else min(users, len(ev.targets))

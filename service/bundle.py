@@ -146,16 +146,27 @@ def _temperature(manifest: dict[str, Any]) -> float:
     return float(t) if isinstance(t, int | float) and t > 0 else DEFAULT_TEMPERATURE
 
 
-def build_bundle(
-    version_dir: Path,
-    device: torch.device,
-    index_spec: str = "Flat",
-    index_params: str = "",
-    precision: str = "fp32",
-    min_overlap: float = 0.0,
-    jit: bool = True,
-) -> ModelBundle:
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a version is made servable, from the service settings (ELCREC_INDEX, ELCREC_INDEX_PARAMS,
+    ELCREC_PRECISION, ELCREC_PRECISION_MIN_OVERLAP, ELCREC_JIT): one object from the settings to build_bundle."""
+
+    index_spec: str = "Flat"
+    index_params: str = ""
+    precision: str = "fp32"
+    min_overlap: float = 0.0
+    jit: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> LoadOptions:
+        return cls(settings.index, settings.index_params, settings.precision, settings.precision_min_overlap,
+                   settings.jit)
+
+
+def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions = LoadOptions()) -> ModelBundle:
     """Load and check one version directory; raises ArtifactError for anything unusable. Blocking."""
+    index_spec, index_params, precision, min_overlap = (
+        options.index_spec, options.index_params, options.precision, options.min_overlap)
     art = load_artifact(version_dir, device)
     rows = _row_map(art.item_ids, art.config.n_items, version_dir)
     table = art.model.item_table().detach().float().cpu().numpy()
@@ -175,7 +186,7 @@ def build_bundle(
             raise ArtifactError(f"the {TORCH_EXACT!r} index takes no ELCREC_INDEX_PARAMS, got {index_params!r}")
         index = TorchExactIndex(table, device)
         log.info("%s: exact torch top-k on %s over %d items", version_dir.name, device, art.config.n_items)
-        return _bundle(version_dir, art, model, device, index, rows, precision, check, jit)
+        return _bundle(version_dir, art, model, device, index, rows, precision, check, options.jit)
     stored = None
     if art.index_path is not None and art.index_spec == index_spec:
         try:  # built by the export from these weights (both checksummed): no rebuild at start-up
@@ -193,7 +204,7 @@ def build_bundle(
         index_spec,
         art.config.n_items,
     )
-    return _bundle(version_dir, art, model, device, index, rows, precision, check, jit)
+    return _bundle(version_dir, art, model, device, index, rows, precision, check, options.jit)
 
 
 def _bundle(

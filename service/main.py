@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from model.artifact import ArtifactError, resolve
 from service import health, routes
-from service.bundle import pick_device
+from service.bundle import LoadOptions, pick_device
 from service.deps import Resources
 from service.engine import Engine
 from service.errors import InvalidInput, NotFound, error_response
@@ -58,16 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.threads is not None:
             torch.set_num_threads(settings.threads)
             faiss.omp_set_num_threads(settings.threads)
-        holder = ModelHolder(
-            settings.artifacts,
-            pick_device(settings.device),
-            metrics,
-            settings.index,
-            settings.index_params,
-            settings.precision,
-            settings.precision_min_overlap,
-            settings.jit,
-        )
+        holder = ModelHolder(settings.artifacts, pick_device(settings.device), metrics,
+                             LoadOptions.from_settings(settings))
         await holder.reload(force=True)  # no model, no service: ArtifactError stops the start-up
         history = _history(settings, metrics)
         engine = Engine(

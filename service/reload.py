@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from model.artifact import ArtifactError, current_version
-from service.bundle import ModelBundle, build_bundle
+from service.bundle import LoadOptions, ModelBundle, build_bundle
 from service.metrics import Metrics
 
 log = logging.getLogger("elcrec.reload")
@@ -33,20 +33,12 @@ class ModelHolder:
         store: Path,
         device: torch.device,
         metrics: Metrics,
-        index_spec: str = "Flat",
-        index_params: str = "",
-        precision: str = "fp32",
-        precision_min_overlap: float = 0.0,
-        jit: bool = True,
+        options: LoadOptions | None = None,
     ) -> None:
         self.store = store
         self.device = device
         self.metrics = metrics
-        self.index_spec = index_spec
-        self.index_params = index_params
-        self.precision = precision
-        self.precision_min_overlap = precision_min_overlap
-        self.jit = jit
+        self.options = options or LoadOptions()
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
         self.failed_version: str | None = None
@@ -79,16 +71,7 @@ class ModelHolder:
             if name == self.failed_version and not force:
                 return ReloadResult(False, previous or name, previous)
             try:
-                bundle = await asyncio.to_thread(
-                    build_bundle,
-                    self.store / name,
-                    self.device,
-                    self.index_spec,
-                    self.index_params,
-                    self.precision,
-                    self.precision_min_overlap,
-                    self.jit,
-                )
+                bundle = await asyncio.to_thread(build_bundle, self.store / name, self.device, self.options)
             except ArtifactError as exc:
                 self._failed(name, exc)
                 raise

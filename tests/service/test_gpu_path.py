@@ -15,7 +15,7 @@ import torch
 
 import service.bundle as bundle_module
 from model.artifact import ArtifactError
-from service.bundle import build_bundle
+from service.bundle import LoadOptions, build_bundle
 from service.precision import PrecisionCheck, probe_histories, to_precision
 from service.retrieval import ItemIndex, TorchExactIndex
 from tests.support.service import N_ITEMS, running_app, settings_for, tiny_model
@@ -64,7 +64,7 @@ async def test_service_with_the_torch_index_recommends_as_with_faiss(store: Path
 
 def test_torch_index_takes_no_faiss_parameters(store: Path) -> None:
     with pytest.raises(ArtifactError, match="takes no ELCREC_INDEX_PARAMS"):
-        build_bundle(store / "v0001", torch.device("cpu"), "torch", "nprobe=4")
+        build_bundle(store / "v0001", torch.device("cpu"), LoadOptions(index_spec="torch", index_params="nprobe=4"))
 
 
 def test_probe_histories_cover_every_length() -> None:
@@ -105,7 +105,7 @@ def test_a_version_that_ranks_differently_in_half_precision_is_refused(
 
     monkeypatch.setattr(bundle_module, "to_precision", poor)
     with pytest.raises(ArtifactError, match=r"keeps 62\.0% of the fp32 top-10 items .* serve it in fp32"):
-        build_bundle(store / "v0001", torch.device("cpu"), precision="fp16", min_overlap=0.9)
+        build_bundle(store / "v0001", torch.device("cpu"), LoadOptions(precision="fp16", min_overlap=0.9))
 
 
 @CUDA
@@ -134,7 +134,7 @@ def test_the_traced_encoder_gives_the_module_states(tmp_path: Path, pooling: str
             ids = torch.randint(0, N_ITEMS + 1, shape)
             ids[:, -1] = 1
             torch.testing.assert_close(bundle.encoder(ids), bundle.model(ids))
-    assert build_bundle(store / "v0001", torch.device("cpu"), jit=False).encoder is not None
+    assert build_bundle(store / "v0001", torch.device("cpu"), LoadOptions(jit=False)).encoder is not None
 
 
 def test_a_failed_trace_serves_the_module(store: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
