@@ -4,6 +4,11 @@
       CURRENT              name of the live version (written atomically)
       v0001/ manifest.json weights.safetensors items.json [index.faiss]
       v0002/ ...
+      data/vNNNN.txt|json  the merged interactions a retrained version was trained on (training/merged_store.py)
+      .retrain.lock        held while a retrain runs
+      runs/<run>/          training runs: checkpoint.pt, log.jsonl, result.json (training/run.py, trainer.py)
+
+`Store` below names every one of these paths; the modules that read and write them ask it.
 
 A version is written under a temporary name and renamed into place, so it is never seen half-written.
 index.faiss (optional) is a FAISS index over the item rows, built at export for large catalogs so that
@@ -39,6 +44,47 @@ ITEMS = "items.json"
 INDEX = "index.faiss"
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass(frozen=True)
+class Store:
+    """The layout of an artifact store (module docstring): the one owner of its path names."""
+
+    root: Path
+
+    DATA_DIR = "data"
+    LOCK_FILE = ".retrain.lock"
+    RUNS_DIR = "runs"
+    # inside a run directory (which --run-dir may also put outside a store)
+    RUN_CHECKPOINT = "checkpoint.pt"
+    RUN_LOG = "log.jsonl"
+    RUN_RESULT = "result.json"
+
+    @property
+    def current_file(self) -> Path:
+        return self.root / CURRENT
+
+    def version(self, name: str) -> Path:
+        return self.root / name
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / self.DATA_DIR
+
+    def merged_data(self, version: str) -> tuple[Path, Path]:
+        """(interactions, sidecar) of a retrained version's merged data."""
+        return self.data_dir / f"{version}.txt", self.data_dir / f"{version}.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / self.LOCK_FILE
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / self.RUNS_DIR
+
+    def run(self, name: str) -> Path:
+        return self.runs_dir / name
 
 
 class ArtifactError(Exception):
@@ -109,7 +155,7 @@ def list_versions(store: Path) -> list[str]:
 
 
 def current_version(store: Path) -> str | None:
-    pointer = store / CURRENT
+    pointer = Store(store).current_file
     if not pointer.is_file():
         return None
     name = pointer.read_text().strip()
@@ -121,7 +167,7 @@ def current_version(store: Path) -> str | None:
 def set_current(store: Path, version: str) -> None:
     if not (store / version / MANIFEST).is_file():
         raise ArtifactError(f"cannot point CURRENT at {version}: {store / version} is not a complete version")
-    write_text_atomic(store / CURRENT, version + "\n")
+    write_text_atomic(Store(store).current_file, version + "\n")
 
 
 def resolve(path: str | Path) -> Path:

@@ -13,27 +13,27 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from model.artifact import write_text_atomic
+from model.artifact import Store, write_text_atomic
 from model.events import WATERMARK_KEY
 from training.data import DataError, Interactions, read_interactions
 from training.merge import Merged
 from training.retrain_errors import RetrainError, RetrainUnavailable
 
-DATA_DIR = "data"
-LOCK_FILE = ".retrain.lock"
+DATA_DIR = Store.DATA_DIR
+LOCK_FILE = Store.LOCK_FILE
 TMP_PREFIX = ".tmp-"
 STALE_TMP_S = 600.0  # a temporary dir untouched this long belongs to a dead writer
 
 
 def data_paths(store: Path, version: str) -> tuple[Path, Path]:
-    return store / DATA_DIR / f"{version}.txt", store / DATA_DIR / f"{version}.json"
+    return Store(store).merged_data(version)
 
 
 def find_base(store: Path, watermark: str | None) -> tuple[str, dict[str, Any]] | None:
     """The newest version whose merged data was cut at `watermark`, with its sidecar (None: BASE_FILE)."""
     if watermark is None:
         return None
-    folder = store / DATA_DIR
+    folder = Store(store).data_dir
     found: list[tuple[int, str, dict[str, Any]]] = []
     for sidecar in folder.glob("v*.json"):
         try:
@@ -99,7 +99,7 @@ def remove_stale_tmp(store: Path, older_than_s: float = STALE_TMP_S) -> list[str
     removed = []
     now = time.time()
     # .CURRENT.*: what a kill inside model.artifact.set_current leaves. (glob of a missing dir: nothing)
-    patterns = [(store, TMP_PREFIX + "*"), (store, ".CURRENT.*"), (store / DATA_DIR, TMP_PREFIX + "*")]
+    patterns = [(store, TMP_PREFIX + "*"), (store, ".CURRENT.*"), (Store(store).data_dir, TMP_PREFIX + "*")]
     for folder, pattern in patterns:
         for p in folder.glob(pattern):
             with contextlib.suppress(OSError):
@@ -116,7 +116,7 @@ def remove_stale_tmp(store: Path, older_than_s: float = STALE_TMP_S) -> list[str
 @contextlib.contextmanager
 def store_lock(store: Path) -> Iterator[None]:
     try:
-        fh = open(store / LOCK_FILE, "a")  # noqa: SIM115  (closed below)
+        fh = open(Store(store).lock_file, "a")  # noqa: SIM115  (closed below)
     except OSError as exc:
         raise RetrainError(f"cannot write to the artifact store {store}: {exc}") from exc
     with fh:

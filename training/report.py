@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.artifact import Artifact, load_artifact
+from model.artifact import Artifact, Store, load_artifact
 from model.intents import assign_intents, characteristic_scores
 from training.data import Interactions, left_pad
 from training.evaluate import pooled_states
@@ -19,11 +19,13 @@ from training.intent_health import model_health
 
 def find_log(store: Path, art: Artifact) -> Path | None:
     """The epoch log of the run that produced this version, if it is still in the store."""
-    candidates = sorted((store / "runs").glob("*/result.json")) if (store / "runs").is_dir() else []
+    runs = Store(store).runs_dir
+    candidates = sorted(runs.glob(f"*/{Store.RUN_RESULT}")) if runs.is_dir() else []
     for result in candidates:
-        if json.loads(result.read_text()).get("version") == art.version and (result.parent / "log.jsonl").is_file():
-            return result.parent / "log.jsonl"
-    logs = sorted((store / "runs").glob("*/log.jsonl")) if (store / "runs").is_dir() else []
+        log = result.parent / Store.RUN_LOG
+        if json.loads(result.read_text()).get("version") == art.version and log.is_file():
+            return log
+    logs = sorted(runs.glob(f"*/{Store.RUN_LOG}")) if runs.is_dir() else []
     return logs[-1] if logs else None
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.artifact import Store
 from model.config import ModelConfig
 from model.device import describe_device
 from training import distributed
@@ -70,8 +71,8 @@ def run_dir_for(store: Path, data_path: Path, data: Interactions, settings: Sett
                           sort_keys=True)
         return f"{data_path.stem}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
-    run = store / "runs" / name(settings.train.trajectory())
-    legacy = store / "runs" / name(settings.train.to_dict())
+    run = Store(store).run(name(settings.train.trajectory()))
+    legacy = Store(store).run(name(settings.train.to_dict()))
     return legacy if not run.exists() and legacy.exists() else run
 
 
@@ -101,5 +102,5 @@ def train_and_export(
     except OSError as exc:  # e.g. a full disk: write_version left no partial version, CURRENT is unchanged
         raise OSError(f"cannot write a new version to {store} (nothing was published): {exc}") from exc
     result = {"version": version_dir.name, "metrics": metrics, **origin}
-    (run / "result.json").write_text(json.dumps(result, indent=2))
+    (run / Store.RUN_RESULT).write_text(json.dumps(result, indent=2))
     return result

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from model.artifact import Store
 from model.config import ModelConfig
 from model.encoder import ELCRec
 from training import losses
@@ -30,8 +31,8 @@ from training.evaluate import evaluate_split, pooled_states
 from training.intent_health import split_health
 from training.sampling import NegativeSampler
 
-CHECKPOINT = "checkpoint.pt"
-LOG = "log.jsonl"
+CHECKPOINT = Store.RUN_CHECKPOINT
+LOG = Store.RUN_LOG
 
 
 def _quiet(_: str) -> None:
