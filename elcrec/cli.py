@@ -363,6 +363,13 @@ app.command("retrain")(retrain_command)
 
 
 def main() -> None:
+    from elcrec import layers
+
+    try:
+        layers.check()
+    except layers.LayerClash as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
     try:
         app()
     except KeyboardInterrupt:
