@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from model.config import ModelConfig
 from model.encoder import ELCRec
 from model.item_index import build_item_index, item_rows, write_item_index
+from model.manifest import ManifestInfo
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -99,6 +100,7 @@ class Artifact:
     config: ModelConfig
     model: ELCRec
     item_ids: list[str | None]  # row -> external id; None for padding (row 0) and mask (row N + 1)
+    info: ManifestInfo  # the manifest's optional fields, typed (model/manifest.py)
     index_spec: str | None = None  # factory string of the stored index.faiss; None when there is none
 
     @property
@@ -314,7 +316,8 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
     model.load_state_dict(state)
     model.to(device).eval()
     version = str(manifest.get("version", version_dir.name))
-    return Artifact(version_dir, version, manifest, cfg, model, items, index_spec)
+    info = ManifestInfo.read(manifest, cfg.n_intents, cfg.d)
+    return Artifact(version_dir, version, manifest, cfg, model, items, info, index_spec)
 
 
 def _stored_index_spec(manifest: dict[str, Any], listed: bool, version_dir: Path) -> str | None:

@@ -53,6 +53,7 @@ class ModelBundle:
     intent_mean: torch.Tensor | None = None
     # Of the intent distribution (model.intents.intent_distribution): the model's training temperature.
     intent_temperature: float = DEFAULT_TEMPERATURE
+    intent_health: dict[str, Any] | None = None  # the manifest's, shown by GET /v1/intents
     # (K, d) unit vectors: each normalised center minus intent_mean (none: zero), the direction a request steered
     # towards an intent moves in (service/inference.py steered). Set by build_bundle.
     intent_directions: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
@@ -115,35 +116,10 @@ def _row_map(item_ids: list[Any], n_items: int, where: Path) -> dict[str, int]:
     return rows
 
 
-def _shares(manifest: dict[str, Any], n_intents: int) -> list[float] | None:
-    shares = manifest.get("intent_shares")
-    if (
-        isinstance(shares, list)
-        and len(shares) == n_intents
-        and all(isinstance(s, int | float) for s in shares)
-    ):
-        return [float(s) for s in shares]
-    return None  # missing or from another K: report no share rather than a wrong one
-
-
-def _mean_state(manifest: dict[str, Any], d: int) -> torch.Tensor | None:
-    mean = manifest.get("intent_mean_state")
-    if isinstance(mean, list) and len(mean) == d and all(isinstance(v, int | float) for v in mean):
-        return torch.tensor(mean, dtype=torch.float32)
-    return None  # missing or malformed: intents are listed by their centers alone
-
-
 def _labels(shares: list[float] | None, n_intents: int) -> list[str]:
     order = sorted(range(n_intents), key=lambda i: (-shares[i], i)) if shares is not None else range(n_intents)
     named = set(list(order)[:INTENT_LABELS])
     return [str(i) if i in named else "other" for i in range(n_intents)]
-
-
-def _temperature(manifest: dict[str, Any]) -> float:
-    origin = manifest.get("origin")
-    train = origin.get("train_config") if isinstance(origin, dict) else None
-    t = train.get("intent_temperature") if isinstance(train, dict) else None
-    return float(t) if isinstance(t, int | float) and t > 0 else DEFAULT_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -218,15 +194,14 @@ def _bundle(
     check: PrecisionCheck | None,
     jit: bool,
 ) -> ModelBundle:
-    popular = art.manifest.get("popular_items")
-    popular_rows = (
-        [rows[i] for i in popular if isinstance(i, str) and i in rows] if isinstance(popular, list) else []
-    )
+    info = art.info
+    popular_rows = [rows[i] for i in info.popular_items if i in rows]
     for p in model.parameters():
         p.requires_grad_(False)
     encode = _traced(model, device, version_dir.name) if jit else model
-    mean = _mean_state(art.manifest, art.config.d)
-    shares = _shares(art.manifest, art.config.n_intents)
+    # missing or from another K: no share rather than a wrong one; no mean state: intents by their centers alone
+    mean = torch.tensor(info.intent_mean_state, dtype=torch.float32) if info.intent_mean_state else None
+    shares = list(info.intent_shares) if info.intent_shares is not None else None
     with torch.no_grad():
         centers = F.normalize(model.intent_centers.detach().float(), dim=-1)
         directions = F.normalize(centers - (mean.to(centers.device) if mean is not None else 0.0), dim=-1)
@@ -243,7 +218,8 @@ def _bundle(
         popular_rows=list(dict.fromkeys(popular_rows)),
         intent_shares=shares,
         intent_mean=mean,
-        intent_temperature=_temperature(art.manifest),
+        intent_temperature=info.intent_temperature,
+        intent_health=info.intent_health,
         intent_directions=directions,
         intent_labels=_labels(shares, art.config.n_intents),
         encode=encode,

@@ -159,13 +159,12 @@ class Recommender:
         if order == "share" and shares is not None:
             ids.sort(key=lambda i: (-shares[i], i))
         page = ids[offset : offset + limit]
-        health = bundle.manifest.get("intent_health")
         return IntentList(
             intents=self._details(bundle, page, k) if page else [],
             total=bundle.n_intents,
             offset=offset,
             order="share" if order == "share" and shares is not None else "id",
-            health=health if isinstance(health, dict) else None,
+            health=bundle.intent_health,
             model_version=bundle.version,
         )
 

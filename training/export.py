@@ -129,7 +129,7 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     origin = {
         "kind": "intents-fit", "parent": art.version, "k": k, "seed": seed,
         "centers": "spherical k-means of the pooled states of the users' training sequences",
-        "intent_ids": ids, "parent_origin": art.manifest.get("origin"),
+        "intent_ids": ids, "parent_origin": art.info.origin or None,
     }
-    metrics = art.manifest.get("metrics") or None
+    metrics = art.info.metrics or None
     return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name

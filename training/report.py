@@ -112,9 +112,8 @@ def plot_intents(art: Artifact, data: Interactions, out: Path, max_users: int, s
 
 def characteristic_table(art: Artifact, data: Interactions, intents: int = 10, items: int = 8) -> str:
     """HTML: the largest intents (all users' whole histories), each with its share and characteristic items."""
-    shares = art.manifest.get("intent_shares")
-    mean = art.manifest.get("intent_mean_state")
-    if not isinstance(shares, list) or not isinstance(mean, list) or len(shares) != art.config.n_intents:
+    shares, mean = art.info.intent_shares, art.info.intent_mean_state
+    if shares is None or mean is None:
         return "<p>(this version records no intent shares or mean user state: no characteristic items)</p>"
     table = art.model.item_table().detach().float().cpu()[1:-1]
     scores = characteristic_scores(art.model.intent_centers.detach().float().cpu(), torch.tensor(mean), table)
@@ -137,14 +136,14 @@ def write_report(store: Path, data: Interactions, out: Path, max_users: int = 30
     if log is not None:
         pictures.append(plot_curves(log, out))
     pictures += plot_intents(art, data, out, max_users, seed)
-    test = art.manifest.get("metrics", {}).get("test", {}).get("reference", {})
+    test = (art.info.metrics or {}).get("test", {}).get("reference", {})
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in test.items())
     health = model_health(art.model, data).to_dict()
     health_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in health.items())
     intents_table = characteristic_table(art, data)
     images = "".join(f'<h2>{p.stem.replace("_", " ")}</h2><img src="{p.name}" style="max-width:100%">' for p in pictures)
     page = (f"<!doctype html><meta charset=utf-8><title>elcrec report {art.version}</title>"
-            f"<h1>elcrec {html.escape(art.version)}</h1><p>{html.escape(str(art.manifest.get('data', {}).get('source')))}"
+            f"<h1>elcrec {html.escape(art.version)}</h1><p>{html.escape(str(art.info.data.get('source')))}"
             f", {art.config.n_intents} intents, {art.config.n_layers} layers, pooling {art.config.pooling}</p>"
             f"<table border=1><tr><th>test (reference)</th><th></th></tr>{rows}</table>"
             f"<h2>intent health (test users; training/intent_health.py)</h2><table border=1>{health_rows}</table>"

@@ -112,7 +112,7 @@ def test_the_current_model_never_hits_items_it_does_not_know() -> None:
 def test_a_warm_started_retrain_fine_tunes_at_a_tenth_of_the_learning_rate_unless_told() -> None:
     from training.retrain import train_config
 
-    manifest = {"origin": {"train_config": {"lr": 0.002, "epochs": 30, "rec_loss": "softmax"}}}
-    assert train_config(manifest, {}, "real").lr == pytest.approx(0.0002)
-    assert train_config(manifest, {"lr": 0.005}, "real").lr == 0.005
-    assert train_config({}, {}, "real").lr == pytest.approx(0.0001)  # no saved config: a tenth of the default
+    saved = {"lr": 0.002, "epochs": 30, "rec_loss": "softmax"}  # the manifest's origin.train_config
+    assert train_config(saved, {}, "real").lr == pytest.approx(0.0002)
+    assert train_config(saved, {"lr": 0.005}, "real").lr == 0.005
+    assert train_config(None, {}, "real").lr == pytest.approx(0.0001)  # no saved config: a tenth of the default

@@ -1,0 +1,54 @@
+"""The manifest's optional fields, typed once: what readers use besides the checked core (format, files, model
+config, version), read when a version is loaded. Versions written by older releases lack some fields and
+imported checkpoints others; a missing or malformed field becomes None (or the documented default) here, in one
+place, instead of each reader guessing its type. The raw document stays on the Artifact for the API to show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from model.intents import DEFAULT_TEMPERATURE
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    if isinstance(value, list) and len(value) == n and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                                            for v in value):
+        return tuple(float(v) for v in value)
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    origin: dict[str, Any]  # how the version came to be ({} when not recorded)
+    train_config: dict[str, Any] | None  # origin.train_config: the TrainConfig it was trained with
+    metrics: dict[str, Any] | None  # valid/test figures at export
+    data: dict[str, Any]  # the data it was trained on ({} when not recorded)
+    popular_items: tuple[str, ...]  # external ids, most popular first (the no-history fallback)
+    intent_shares: tuple[float, ...] | None  # share of training users per intent; None when missing or another K
+    intent_mean_state: tuple[float, ...] | None  # mean normalised user state (characteristic items); None: missing
+    intent_health: dict[str, Any] | None
+    intent_temperature: float  # origin.train_config.intent_temperature, else DEFAULT_TEMPERATURE
+
+    @classmethod
+    def read(cls, manifest: dict[str, Any], n_intents: int, d: int) -> ManifestInfo:
+        origin = _dict(manifest.get("origin")) or {}
+        train = _dict(origin.get("train_config"))
+        t = train.get("intent_temperature") if train is not None else None
+        popular = manifest.get("popular_items")
+        return cls(
+            origin=origin,
+            train_config=train,
+            metrics=_dict(manifest.get("metrics")),
+            data=_dict(manifest.get("data")) or {},
+            popular_items=tuple(i for i in popular if isinstance(i, str)) if isinstance(popular, list) else (),
+            intent_shares=_floats(manifest.get("intent_shares"), n_intents),
+            intent_mean_state=_floats(manifest.get("intent_mean_state"), d),
+            intent_health=_dict(manifest.get("intent_health")),
+            intent_temperature=float(t) if isinstance(t, int | float) and not isinstance(t, bool) and t > 0
+            else DEFAULT_TEMPERATURE,
+        )

@@ -1,0 +1,47 @@
+"""model/manifest.py: the manifest's optional fields typed once; what is missing or malformed becomes None or the
+documented default, never a wrong value."""
+
+from __future__ import annotations
+
+from model.intents import DEFAULT_TEMPERATURE
+from model.manifest import ManifestInfo
+
+
+def test_well_formed_fields_are_read_typed() -> None:
+    info = ManifestInfo.read(
+        {
+            "origin": {"kind": "trained", "train_config": {"intent_temperature": 0.05, "lr": 0.001}},
+            "metrics": {"test": {"reference": {"NDCG@5": 0.05}}},
+            "data": {"source": "Beauty.txt"},
+            "popular_items": ["a", "b", 3, None, "c"],
+            "intent_shares": [0.5, 0.25, 0.25],
+            "intent_mean_state": [0, 1.5],
+            "intent_health": {"used": 3},
+        },
+        n_intents=3,
+        d=2,
+    )
+    assert info.intent_temperature == 0.05 and info.train_config == {"intent_temperature": 0.05, "lr": 0.001}
+    assert info.popular_items == ("a", "b", "c")
+    assert info.intent_shares == (0.5, 0.25, 0.25) and info.intent_mean_state == (0.0, 1.5)
+    assert info.intent_health == {"used": 3} and info.data["source"] == "Beauty.txt"
+
+
+def test_missing_or_malformed_fields_become_none_or_the_default() -> None:
+    empty = ManifestInfo.read({}, n_intents=3, d=2)
+    assert (empty.origin, empty.train_config, empty.metrics, empty.data) == ({}, None, None, {})
+    assert empty.popular_items == () and empty.intent_temperature == DEFAULT_TEMPERATURE
+    bad = ManifestInfo.read(
+        {
+            "origin": {"train_config": {"intent_temperature": -1}},
+            "intent_shares": [0.5, 0.5],  # from another K
+            "intent_mean_state": [1.0, "x"],
+            "intent_health": [1, 2],
+            "popular_items": "abc",
+        },
+        n_intents=3,
+        d=2,
+    )
+    assert bad.intent_shares is None and bad.intent_mean_state is None and bad.intent_health is None
+    assert bad.popular_items == () and bad.intent_temperature == DEFAULT_TEMPERATURE
+    assert ManifestInfo.read({"intent_shares": [True, 0.5, 0.5]}, 3, 2).intent_shares is None
