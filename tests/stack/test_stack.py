@@ -195,6 +195,7 @@ def drive(stack: dict[str, Any], api: httpx.Client, prometheus: httpx.Client) ->
                                       timeout=600), 1)
     model = api.get("/v1/model").json()
     assert model["version"] == "v0001" and model["origin"].get("demo") is True, model
+    assert api.post("/v1/admin/reload").status_code == 404  # no ELCREC_ADMIN_TOKEN set: admin endpoints are off
     n_items = model["n_items"]
     first = api.post("/v1/recommend", json={"history": ["1", "2", "3"], "k": 5})
     assert first.status_code == 200 and len(first.json()["items"]) == 5, first.text
