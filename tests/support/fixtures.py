@@ -29,13 +29,17 @@ def _need_redis() -> None:
         pytest.skip(f"redis-server binary not found at {REDIS_SERVER}: install it to run the Redis tests")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def _running_redis() -> Iterator[RedisServer]:
     _need_redis()
     server = RedisServer()
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    yield from _running_redis()
 
 
 @pytest.fixture
@@ -50,8 +54,4 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own, free to be killed and restarted."""
-    _need_redis()
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
+    yield from _running_redis()
