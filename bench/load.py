@@ -8,7 +8,14 @@ endpoint, then measures in one run:
   1. GET /health/live at 32 connections: the HTTP stack's own ceiling on this machine;
   2. POST /v1/recommend by user_id (history from Redis) at 32 connections: throughput, target >= 50% of 1;
   3. the same at 4 connections: p50/p99 latency, target p99 <= 10 ms;
-  4. POST /v1/recommend with an explicit history (no Redis) at 32 connections, for comparison.
+  4. POST /v1/recommend with an explicit history (no Redis) at 32 connections, for comparison;
+  5. every request a new history (one never answered before, so never in the answer cache) at 32 and 4
+     connections: the cost when the encoder runs for every request;
+  6. with --peer, after the service has stopped: the plain service of bench/peer.py on the same new histories.
+
+The seeded users' requests repeat (wrk draws among --users users), as a page shown again does: after the first
+answers they come from the answer cache (ELCREC_ANSWER_CACHE); each phase prints its hit rate. --data FILE takes
+real users' histories from the model's data file instead of random items.
 
 ELCREC_* variables in the environment reach the service (e.g. ELCREC_BATCH_WINDOW_MS, ELCREC_THREADS).
 Only loopback addresses are used; every run is bounded by --duration.
@@ -47,6 +54,19 @@ wrk.headers["Content-Type"] = "application/json"
 request = function()
   local body = '{"user_id":"bench-' .. math.random(1, %(users)d) .. '","k":10}'
   return wrk.format(nil, "/v1/recommend", nil, body)
+end
+"""
+
+LUA_RECOMMEND_NEW = """
+math.randomseed(%(seed)d)
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local histories = {%(histories)s}
+local items = {%(items)s}
+request = function()
+  local h = histories[math.random(1, #histories)]
+  local body = '{"history":[' .. h .. ',' .. items[math.random(1, #items)] .. '],"k":10}'
+  return wrk.format(nil, "%(path)s", nil, body)
 end
 """
 
@@ -196,7 +216,9 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, required=True, help="artifact store to serve")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (1-120)")
     parser.add_argument("--users", type=int, default=1000, help="users seeded with histories")
-    parser.add_argument("--history", type=int, default=20, help="items per seeded history")
+    parser.add_argument("--history", type=int, default=20, help="items per seeded history (random ones, no --data)")
+    parser.add_argument("--data", type=Path, help="the model's data file: real users' histories instead of random")
+    parser.add_argument("--peer", action="store_true", help="also measure the plain service (bench/peer.py)")
     parser.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -210,8 +232,14 @@ def main() -> None:
     redis_bin = shutil.which("redis-server")
     if redis_bin is None:
         parser.error("redis-server is not installed")
+    if args.data is not None and not args.data.is_file():
+        parser.error(f"--data {args.data}: no such file")
     items = known_items(args.artifacts)
     rng = random.Random(0)
+    histories = real_histories(args.data, set(items), rng) if args.data else None
+
+    def history_of(n: int) -> list[str]:
+        return histories[n % len(histories)] if histories else rng.sample(items, args.history)
 
     redis_port, port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -233,71 +261,113 @@ def main() -> None:
         procs.append(server)
         with httpx.Client(base_url=base, timeout=10) as c:
             for u in range(1, args.users + 1):
-                r = c.post(f"/v1/users/bench-{u}/events", json={"item_ids": rng.sample(items, args.history)})
+                r = c.post(f"/v1/users/bench-{u}/events", json={"item_ids": history_of(u)})
                 r.raise_for_status()
             model = c.get("/v1/model").json()
-        history_bodies = [{"history": rng.sample(items, args.history), "k": 10} for _ in range(200)]
+        history_bodies = [{"history": history_of(args.users + n), "k": 10} for n in range(200)]
+        # Every request new: a history (real or random) with one random item appended, as after a user's next
+        # event; no two requests alike, so no answer is cached.
+        pool = histories if histories else [rng.sample(items, args.history) for _ in range(2000)]
+        new_bodies = [{"history": [*rng.choice(pool), rng.choice(items)], "k": 10} for _ in range(5000)]
         user_script = LUA_RECOMMEND_USER % {"users": args.users, "seed": 1}
-        history_script = LUA_RECOMMEND_HISTORY % {
-            "bodies": ", ".join("'" + json.dumps(b, separators=(",", ":")) + "'" for b in history_bodies)
-        }
+        history_script = LUA_RECOMMEND_HISTORY % {"bodies": lua_strings(json_line(b) for b in history_bodies)}
+        lua_pool = {"histories": lua_strings(json.dumps(h)[1:-1] for h in pool),
+                    "items": lua_strings(json.dumps(i) for i in items)}
+
+        def new_script(seed: int, path: str = "/v1/recommend") -> str:  # each phase its own draws
+            return LUA_RECOMMEND_NEW % {**lua_pool, "path": path, "seed": seed}
         user_bodies = [{"user_id": f"bench-{u}", "k": 10} for u in range(1, args.users + 1)]
 
         def measure(
-            name: str, method: str, path: str, conns: int, script: str | None, bodies: list | None
+            name: str, target: str, path: str, conns: int, script: str | None, bodies: list | None,
+            method: str = "POST",
         ) -> dict:
+            before = cache_counts(base) if target == base else None
             if generator == "wrk":
-                result = run_wrk(base + path, conns, args.duration, script)
+                result = run_wrk(target + path, conns, args.duration, script)
             else:
-                result = run_httpx(base, method, path, bodies, conns, args.duration)
+                result = run_httpx(target, method, path, bodies, conns, args.duration)
+            if before is not None:
+                after = cache_counts(base)
+                hits, misses = (after[k] - before[k] for k in ("hit", "miss"))
+                result["answer_cache_hit_rate"] = hits / (hits + misses) if hits + misses else None
+            hit = result.get("answer_cache_hit_rate")
             print(
-                f"{name:<34} {conns:>3} conns  {result['rps']:9.0f} req/s"
+                f"{name:<40} {conns:>3} conns  {result['rps']:9.0f} req/s"
                 f"  p50 {result.get('p50_ms', 0):6.2f} ms  p99 {result.get('p99_ms', 0):6.2f} ms"
-                f"  non-2xx {result['non_2xx']}",
+                f"  non-2xx {result['non_2xx']}" + (f"  cache hits {hit:.0%}" if hit is not None else ""),
                 flush=True,
             )
             return result
 
         print(
             f"generator: {generator}; model {model['version']} ({model['n_items']} items, "
-            f"{model['config']['n_layers']} layers, device {model['device']}); {os.cpu_count()} CPUs"
+            f"{model['config']['n_layers']} layers, pooling {model['pooling']}, device {model['device']}); "
+            f"{os.cpu_count()} CPUs; histories {'from ' + str(args.data) if histories else 'random'}"
         )
-        measure("warm-up", "POST", "/v1/recommend", 8, user_script, user_bodies)
+        measure("warm-up", base, "/v1/recommend", 8, user_script, user_bodies)
         results = {
-            "live_32": measure("GET /health/live", "GET", "/health/live", 32, None, None),
+            "live_32": measure("GET /health/live", base, "/health/live", 32, None, None, "GET"),
             "recommend_user_32": measure(
-                "POST /v1/recommend (user, Redis)", "POST", "/v1/recommend", 32, user_script, user_bodies
+                "POST /v1/recommend (user, Redis)", base, "/v1/recommend", 32, user_script, user_bodies
             ),
             "recommend_user_4": measure(
-                "POST /v1/recommend (user, Redis)", "POST", "/v1/recommend", 4, user_script, user_bodies
+                "POST /v1/recommend (user, Redis)", base, "/v1/recommend", 4, user_script, user_bodies
             ),
             "recommend_history_32": measure(
-                "POST /v1/recommend (history)", "POST", "/v1/recommend", 32, history_script, history_bodies
+                "POST /v1/recommend (history)", base, "/v1/recommend", 32, history_script, history_bodies
+            ),
+            "recommend_new_32": measure(
+                "POST /v1/recommend (every history new)", base, "/v1/recommend", 32, new_script(2), new_bodies
+            ),
+            "recommend_new_4": measure(
+                "POST /v1/recommend (every history new)", base, "/v1/recommend", 4, new_script(3), new_bodies
             ),
         }
         with httpx.Client(base_url=base, timeout=10) as c:
             metrics = c.get("/metrics").text
+        stop_processes([procs.pop()])  # the service: the peer gets the cores to itself
+        if args.peer:
+            peer, peer_base = start_peer(args.artifacts, free_port(), workdir / "peer.log")
+            procs.append(peer)
+            results["peer_32"] = measure("peer POST /recommend (every new)", peer_base, "/recommend", 32,
+                                         new_script(2, "/recommend"), new_bodies)
+            results["peer_4"] = measure("peer POST /recommend (every new)", peer_base, "/recommend", 4,
+                                        new_script(3, "/recommend"), new_bodies)
         batch = {
             k: float(v) for k, v in re.findall(r"^elcrec_batch_size_(sum|count) ([\d.e+]+)$", metrics, re.M)
         }
         ratio = results["recommend_user_32"]["rps"] / results["live_32"]["rps"]
         p99 = results["recommend_user_4"]["p99_ms"]
-        summary = {
+        summary: dict[str, Any] = {
             "recommend_vs_live_32": ratio,
             "target_ratio_met": ratio >= 0.5,
             "p99_ms_at_4": p99,
             "target_p99_met": p99 <= 10.0,
+            "new_vs_live_32": results["recommend_new_32"]["rps"] / results["live_32"]["rps"],
+            "new_p99_ms_at_4": results["recommend_new_4"]["p99_ms"],
             "mean_batch_size": batch.get("sum", 0) / max(batch.get("count", 1), 1),
+            "errors": sum(r["non_2xx"] for r in results.values()),
         }
-        print(
+        line = (
             f"recommend/live throughput at 32 connections: {ratio:.2f} (target >= 0.50); "
-            f"p99 at 4 connections: {p99:.2f} ms (target <= 10 ms); "
+            f"p99 at 4 connections: {p99:.2f} ms (target <= 10 ms); every history new: "
+            f"{summary['new_vs_live_32']:.2f} of live, p99 {summary['new_p99_ms_at_4']:.2f} ms; "
             f"mean batch {summary['mean_batch_size']:.1f}"
         )
+        if args.peer:
+            summary["vs_peer_32"] = results["recommend_user_32"]["rps"] / results["peer_32"]["rps"]
+            summary["new_vs_peer_32"] = results["recommend_new_32"]["rps"] / results["peer_32"]["rps"]
+            summary["target_peer_met"] = summary["vs_peer_32"] >= 6
+            line += (f"; against the plain peer: {summary['vs_peer_32']:.1f}x (target >= 6x), every history new "
+                     f"{summary['new_vs_peer_32']:.1f}x")
+        print(line)
         report = {
             "generator": generator,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "model": {k: model[k] for k in ("version", "n_items", "n_intents", "device", "index")},
+            "model": {k: model[k] for k in ("version", "n_items", "n_intents", "device", "index", "pooling")}
+            | {"n_layers": model["config"]["n_layers"], "d": model["config"]["d"]},
+            "histories": str(args.data) if args.data else f"random, {args.history} items",
             "settings": {k: v for k, v in os.environ.items() if k.startswith("ELCREC_") and "TOKEN" not in k},
             "duration_s": args.duration,
             "results": results,
@@ -309,6 +379,49 @@ def main() -> None:
     finally:
         stop_processes(procs)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def real_histories(data: Path, known: set[str], rng: random.Random, cap: int = 20_000) -> list[list[str]]:
+    """Users' training histories (the last two items held out, as in evaluation), known items only, the last 50,
+    at most `cap` users drawn at random."""
+    out = []
+    for line in data.read_text().splitlines():
+        ids = line.split()[1:-2]
+        kept = [i for i in ids if i in known][-50:]
+        if kept:
+            out.append(kept)
+    rng.shuffle(out)
+    return out[:cap]
+
+
+def json_line(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def lua_strings(values: Any) -> str:
+    """A Lua table body of single-quoted strings (JSON text has no single quotes or backslashes here)."""
+    return ", ".join("'" + v + "'" for v in values)
+
+
+def cache_counts(base: str) -> dict[str, float]:
+    text = httpx.get(base + "/metrics", timeout=10).text
+    counts = dict(re.findall(r'^elcrec_answer_cache_total\{result="(\w+)"\} ([\d.e+]+)$', text, re.M))
+    return {k: float(counts.get(k, 0)) for k in ("hit", "miss")}
+
+
+def start_peer(store: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    with open(log, "w") as out:
+        peer = subprocess.Popen(
+            [sys.executable, "-m", "bench.peer", "--artifacts", str(store), "--host", HOST, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
+        )
+    base = f"http://{HOST}:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{base}/health").status_code == 200, 180, "the peer to be ready", log)
+    except SystemExit:
+        stop_processes([peer])
+        raise
+    return peer, base
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -22,6 +22,7 @@ from model.device import pick_device as model_device
 from model.encoder import ELCRec
 from model.intents import DEFAULT_TEMPERATURE
 from model.item_index import read_item_index
+from service.answer_cache import AnswerCache
 from service.precision import PrecisionCheck, to_precision
 from service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
 
@@ -65,6 +66,8 @@ class ModelBundle:
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
     precision: str = "fp32"  # the encoder's; retrieval scores are fp32
     precision_check: dict[str, Any] | None = None  # half precision against fp32 (service/precision.py)
+    # Answers already computed by this version, for repeat requests (ELCREC_ANSWER_CACHE entries; 0: none kept).
+    answers: AnswerCache = field(default_factory=lambda: AnswerCache(0))
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -125,18 +128,20 @@ def _labels(shares: list[float] | None, n_intents: int) -> list[str]:
 @dataclass(frozen=True)
 class LoadOptions:
     """How a version is made servable, from the service settings (ELCREC_INDEX, ELCREC_INDEX_PARAMS,
-    ELCREC_PRECISION, ELCREC_PRECISION_MIN_OVERLAP, ELCREC_JIT): one object from the settings to build_bundle."""
+    ELCREC_PRECISION, ELCREC_PRECISION_MIN_OVERLAP, ELCREC_JIT, ELCREC_ANSWER_CACHE): one object from the settings to
+    build_bundle."""
 
     index_spec: str = "Flat"
     index_params: str = ""
     precision: str = "fp32"
     min_overlap: float = 0.0
     jit: bool = True
+    answer_cache: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any) -> LoadOptions:
         return cls(settings.index, settings.index_params, settings.precision, settings.precision_min_overlap,
-                   settings.jit)
+                   settings.jit, settings.answer_cache)
 
 
 def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions = LoadOptions()) -> ModelBundle:
@@ -162,7 +167,7 @@ def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions =
             raise ArtifactError(f"the {TORCH_EXACT!r} index takes no ELCREC_INDEX_PARAMS, got {index_params!r}")
         index = TorchExactIndex(table, device)
         log.info("%s: exact torch top-k on %s over %d items", version_dir.name, device, art.config.n_items)
-        return _bundle(version_dir, art, model, device, index, rows, precision, check, options.jit)
+        return _bundle(version_dir, art, model, device, index, rows, precision, check, options)
     stored = None
     if art.index_path is not None and art.index_spec == index_spec:
         try:  # built by the export from these weights (both checksummed): no rebuild at start-up
@@ -180,7 +185,7 @@ def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions =
         index_spec,
         art.config.n_items,
     )
-    return _bundle(version_dir, art, model, device, index, rows, precision, check, options.jit)
+    return _bundle(version_dir, art, model, device, index, rows, precision, check, options)
 
 
 def _bundle(
@@ -192,13 +197,13 @@ def _bundle(
     rows: dict[str, int],
     precision: str,
     check: PrecisionCheck | None,
-    jit: bool,
+    options: LoadOptions,
 ) -> ModelBundle:
     info = art.info
     popular_rows = [rows[i] for i in info.popular_items if i in rows]
     for p in model.parameters():
         p.requires_grad_(False)
-    encode = _traced(model, device, version_dir.name) if jit else model
+    encode = _traced(model, device, version_dir.name) if options.jit else model
     # missing or from another K: no share rather than a wrong one; no mean state: intents by their centers alone
     mean = torch.tensor(info.intent_mean_state, dtype=torch.float32) if info.intent_mean_state else None
     shares = list(info.intent_shares) if info.intent_shares is not None else None
@@ -225,6 +230,7 @@ def _bundle(
         encode=encode,
         precision=precision,
         precision_check=check.to_dict() if check is not None else None,
+        answers=AnswerCache(options.answer_cache),
     )
     _warm_up(bundle)
     return bundle

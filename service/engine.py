@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from service.answer_cache import key_of
 from service.bundle import ModelBundle
 from service.inference import Answer, Query, run_batch
 from service.metrics import Metrics
@@ -72,12 +73,22 @@ class Engine:
     async def infer(self, bundle: ModelBundle, query: Query) -> Answer:
         if self._task is None or self._task.done():
             raise RuntimeError("the inference engine is not running")
+        key = None
+        if bundle.answers.capacity:  # a repeat of an answered query skips the batch (service/answer_cache.py)
+            key = key_of(query)
+            cached = bundle.answers.get(key)
+            self.metrics.answer_cache.labels("miss" if cached is None else "hit").inc()
+            if cached is not None:
+                return cached
         fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending.append((bundle, query, fut))
         self._wake.set()
         if len(self._pending) >= self.max_size:
             self._full.set()
-        return await fut
+        answer = await fut
+        if key is not None:
+            bundle.answers.put(key, answer)
+        return answer
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -31,7 +31,7 @@ from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics
 from service.recommender import Recommender
 from service.reload import ModelHolder
-from service.settings import Settings
+from service.settings import Settings, default_threads, usable_cpus
 
 log = logging.getLogger("elcrec.service")
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
@@ -55,9 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.threads is not None:
-            torch.set_num_threads(settings.threads)
-            faiss.omp_set_num_threads(settings.threads)
+        threads = settings.threads or default_threads(usable_cpus())
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
         holder = ModelHolder(settings.artifacts, pick_device(settings.device), metrics,
                              LoadOptions.from_settings(settings))
         await holder.reload(force=True)  # no model, no service: ArtifactError stops the start-up

@@ -38,6 +38,10 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.answer_cache = Counter(
+            "elcrec_answer_cache_total", "Queries answered from the version's answer cache (hit) or computed (miss)",
+            ["result"], registry=r,
+        )
         self.model_info = Gauge(
             "elcrec_model_info", "The model version being served (value 1)", ["version"], registry=r
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,8 +38,12 @@ class Settings(BaseSettings):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     jit: bool = True  # TorchScript-trace the encoder at load (checked equal to the module; untraced if not)
     precision_min_overlap: Annotated[float, Field(ge=0, le=1)] = 0.9
+    # Answers kept per loaded version for repeat requests (the same history, k and options): a hit skips the
+    # encoder and the retrieval. About 2 KB an entry (40 MB at the default, measured with k = 10 and histories of
+    # 20); 0 turns it off (service/answer_cache.py).
+    answer_cache: Annotated[int, Field(ge=0, le=10_000_000)] = 20_000
     threads: Annotated[int | None, Field(ge=1)] = (
-        None  # torch and FAISS CPU threads; None keeps their defaults
+        None  # torch and FAISS CPU threads; None: chosen from the usable CPUs (default_threads)
     )
 
     poll_interval_s: Annotated[float, Field(gt=0)] = 2.0  # how often the store's CURRENT pointer is checked
@@ -64,3 +70,25 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_url_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (taskset, a container's cpuset) and a cgroup v2 quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def default_threads(cpus: int) -> int:
+    """Intra-op threads for the encoder and FAISS when ELCREC_THREADS is unset: a quarter of the usable CPUs, at
+    least one. The service's batches are small (a few to 64 histories), its event loop runs in the same process,
+    and Redis, the load balancer's connections and other processes share the machine: OpenMP threads that outnumber
+    the free cores spin-wait for each other. On the 2-core machine, the imported 3-layer Toys checkpoint with
+    every request new: 1 thread served 1,079 req/s at 32 connections and p99 7.7 ms at 4, torch's default (2)
+    898-997 req/s and p99 13.5-14.7 ms (docs/SERVING.md). More processes (`--workers`) use more cores."""
+    return max(1, cpus // 4)

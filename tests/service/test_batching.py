@@ -31,7 +31,7 @@ def batch_stats(client) -> tuple[float, float, float]:  # (batches, queries, bat
 
 
 async def test_concurrent_requests_share_encoder_calls_and_match_single_runs(store: Path) -> None:
-    async with running_app(settings_for(store, batch_window_ms=20)) as c:
+    async with running_app(settings_for(store, batch_window_ms=20, answer_cache=0)) as c:
         alone = []
         for h in HISTORIES:
             alone.append((await c.post("/v1/recommend", json={"history": h, "k": 5})).json())

@@ -76,12 +76,17 @@ class AppClient(httpx.AsyncClient):
 
 @contextlib.asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[AppClient]:
-    """The app with its lifespan, behind httpx's in-process transport: the whole HTTP stack, no socket."""
+    """The app with its lifespan, behind httpx's in-process transport: the whole HTTP stack, no socket. The thread
+    count the app sets for the process (ELCREC_THREADS) is put back afterwards, for the tests that follow."""
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), AppClient(transport=transport, base_url="http://t") as c:
-        c.resources = app.state.resources
-        yield c
+    threads = torch.get_num_threads()
+    try:
+        async with app.router.lifespan_context(app), AppClient(transport=transport, base_url="http://t") as c:
+            c.resources = app.state.resources
+            yield c
+    finally:
+        torch.set_num_threads(threads)
 
 
 def free_port() -> int:
