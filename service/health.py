@@ -34,11 +34,12 @@ async def live() -> dict[str, str]:
 async def ready(resources: ResourcesDep) -> JSONResponse:
     holder, history = resources.holder, resources.history
     bundle = holder.bundle
-    store: dict[str, Any] = {"backend": history.backend, "ok": True}
+    store: dict[str, Any] = {"ok": True}
     try:
         await history.ping()
     except HistoryUnavailable as exc:
         store.update(ok=False, error=str(exc))
+    store["backend"] = history.backend  # after the ping: a Redis says then whether it is a cluster
     details = {
         "ready": bundle is not None and store["ok"],
         "model": {"loaded": bundle is not None, "version": bundle.version if bundle else None},

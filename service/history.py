@@ -14,12 +14,13 @@ from typing import Any, Protocol
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from model.events import EVENTS_STREAM, encode_event, history_key
+from model.events import EVENTS_STREAM, SINGLE, Layout, cluster_url, encode_event, history_key, layout_for
 from service.metrics import Metrics
 from service.resp import PipelinedReader
 
@@ -100,7 +101,12 @@ class MemoryHistory:
 
 
 class RedisHistory:
-    backend = "redis"
+    """Histories and events in Redis: one server (or a primary behind Sentinel's address), or a Redis Cluster.
+    Which one is asked of the server on first use (`INFO cluster`), and the keys follow (model/events.py Layout)."""
+
+    @property
+    def backend(self) -> str:
+        return "redis-cluster" if self._layout is not None and self._layout.cluster else "redis"
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class RedisHistory:
                 decode_responses=True,
             )
 
+        self._url, self._timeout_s, self._max_connections = url, timeout_s, max_connections
         self._redis = Redis.from_pool(pool(1))
         self._writes = Redis.from_pool(pool(0))
         self._append = self._writes.register_script(_APPEND)
@@ -133,12 +140,27 @@ class RedisHistory:
         # Reads over our own pipelined connection where the URL allows it (service/resp.py), else redis-py.
         self._fast = PipelinedReader(url, timeout_s) if PipelinedReader.supports(url) else None
         self._reader: asyncio.Task[None] | None = None
+        self._layout: Layout | None = None  # known after the first call that reached Redis
+        self._cluster: ClusterStore | None = None
 
     def _failed(self, operation: str, exc: Exception) -> HistoryUnavailable:
         self._metrics.redis_errors.labels(operation).inc()
         # Redis's own words go to the log, not to the client (they can be long, and say how the server is set up).
         log.warning("history store (Redis) %s failed: %s: %s", operation, type(exc).__name__, exc)
         return HistoryUnavailable("the history store (Redis) is unavailable")
+
+    async def _find_layout(self) -> Layout:
+        if self._layout is None:
+            try:
+                layout = layout_for(await self._redis.info("cluster"))
+            except ResponseError as exc:  # INFO refused (an ACL): no cluster answers its clients that way
+                log.warning("Redis refused INFO (%s): taken for a single Redis", exc)
+                layout = SINGLE
+            if layout.cluster:
+                self._cluster = ClusterStore(self._url, self._timeout_s, self._max_connections)
+                log.info("the history store is a Redis Cluster: events over %d streams", layout.shards)
+            self._layout = layout
+        return self._layout
 
     async def get(self, user_id: str) -> list[str]:
         # Concurrent reads are coalesced into one pipeline: a round trip and the client's per-command
@@ -155,7 +177,10 @@ class RedisHistory:
             del self._reads[:_MAX_READS_PER_PIPELINE]
             replies: list[Any]
             try:
-                if self._fast is not None:
+                layout = await self._find_layout()
+                if self._cluster is not None:
+                    replies = await self._cluster.read([layout.history_key(u) for u, _ in batch])
+                elif self._fast is not None:
                     replies = await self._fast.run([("LRANGE", history_key(u), "0", "-1") for u, _ in batch])
                 else:
                     pipe = self._redis.pipeline(transaction=False)
@@ -169,7 +194,7 @@ class RedisHistory:
                     continue
                 if isinstance(reply, Exception):
                     fut.set_exception(self._failed("read", reply))
-                elif isinstance(reply, list):  # LRANGE over our connection
+                elif isinstance(reply, list):  # LRANGE
                     fut.set_result(reply)
                 else:  # redis-py's EVAL reply: JSON, where cjson writes an empty list as {}
                     items = json.loads(reply)
@@ -177,14 +202,15 @@ class RedisHistory:
 
     async def append(self, user_id: str, items: list[str], cap: int) -> None:
         maxlen = "" if self._stream_maxlen is None else str(self._stream_maxlen)
+        args = [cap, maxlen, json.dumps(encode_event(user_id, items)), *items]
         try:
+            layout = await self._find_layout()
+            if self._cluster is not None:
+                await self._cluster.append([layout.history_key(user_id), layout.stream_of(user_id)], args)
+                return
             async with self._writes.client() as conn:  # one connection for the check and the write
                 await self._alive(conn)
-                await self._append(
-                    keys=[history_key(user_id), EVENTS_STREAM],
-                    args=[cap, maxlen, json.dumps(encode_event(user_id, items)), *items],
-                    client=conn,
-                )
+                await self._append(keys=[history_key(user_id), EVENTS_STREAM], args=args, client=conn)
         except (RedisError, OSError) as exc:
             raise self._failed("append", exc) from exc
 
@@ -200,7 +226,11 @@ class RedisHistory:
 
     async def ping(self) -> None:
         try:
-            await self._redis.ping()
+            await self._find_layout()
+            if self._cluster is not None:
+                await self._cluster.ping()
+            else:
+                await self._redis.ping()
         except (RedisError, OSError) as exc:
             raise self._failed("ping", exc) from exc
 
@@ -211,5 +241,45 @@ class RedisHistory:
                 await self._reader
         if self._fast is not None:
             self._fast.close()
+        if self._cluster is not None:
+            await self._cluster.close()
         await self._redis.aclose()
         await self._writes.aclose()
+
+
+class ClusterStore:
+    """The Redis Cluster side of RedisHistory: redis-py's cluster client, which follows the slots to their nodes.
+    Reads are pipelined per node and retried after a topology change; the event write is sent once (a lost reply
+    cannot tell whether it was stored: the caller answers 503, the event is not acknowledged)."""
+
+    def __init__(self, url: str, timeout_s: float, max_connections: int) -> None:
+        def client(retries: int) -> RedisCluster:
+            return RedisCluster.from_url(
+                cluster_url(url),
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                max_connections=max_connections,
+                cluster_error_retry_attempts=retries,
+                decode_responses=True,
+            )
+
+        self._reads = client(2)
+        self._writes = client(0)
+        self._append = self._writes.register_script(_APPEND)
+
+    async def read(self, keys: list[str]) -> list[Any]:
+        pipe = self._reads.pipeline()
+        for key in keys:
+            pipe.lrange(key, 0, -1)
+        return await pipe.execute(raise_on_error=False)
+
+    async def append(self, keys: list[str], args: list[Any]) -> None:
+        await self._append(keys=keys, args=args)
+
+    async def ping(self) -> None:
+        await self._reads.ping(target_nodes=RedisCluster.PRIMARIES)
+
+    async def close(self) -> None:
+        await self._reads.aclose()
+        await self._writes.aclose()
+

@@ -192,7 +192,7 @@ class ModelStatus(BaseModel):
 
 
 class HistoryStatus(BaseModel):
-    backend: str
+    backend: str  # memory, redis or redis-cluster
     ok: bool
     error: str | None = None
 

@@ -41,10 +41,9 @@ from model.artifact import (
     write_version,
 )
 from model.encoder import ELCRec
-from model.events import EVENTS_STREAM
 from training.config import TrainConfig
 from training.data import train_split
-from training.event_log import EventLog, stream_id_key
+from training.event_log import EventLog
 from training.export import full_metrics, version_info
 from training.gate import GATE_METRIC, compare
 from training.intent_ids import keep_intent_ids
@@ -182,10 +181,10 @@ def _run(
     upto, added = events.snapshot()
     summary.watermark = {"before": mark, "after": mark}
     summary.events = {"from": mark, "to": upto, "read": 0}
-    if upto is None or (mark is not None and stream_id_key(upto) <= stream_id_key(mark)):
+    if not events.has_new(mark, upto):
         summary.status, summary.message = (
             "no_new_events",
-            f"no events after {mark or 'the start'} in {EVENTS_STREAM}",
+            f"no events after {mark or 'the start'} in {events.streams}",
         )
         return
 
@@ -222,7 +221,7 @@ def _run(
     }
     if lost:
         log(
-            f"warning: {lost} events of {EVENTS_STREAM} after {mark or 'the start'} were trimmed before this job "
+            f"warning: {lost} events of {events.streams} after {mark or 'the start'} were trimmed before this job "
             "read them (raise ELCREC_EVENTS_STREAM_MAXLEN or retrain more often)"
         )
     if merged.events == 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis_cluster import REDIS_CLI, RedisClusterNodes
 from tests.support.service import REDIS_SERVER, RedisServer
 
 
@@ -55,3 +56,35 @@ def redis_url(redis_server: RedisServer) -> str:
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own, free to be killed and restarted."""
     yield from _running_redis()
+
+
+def _need_cluster() -> None:
+    _need_redis()
+    if not Path(REDIS_CLI).is_file():
+        pytest.skip(f"redis-cli not found at {REDIS_CLI}: install redis-tools to run the Redis Cluster tests")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """Three masters, no replicas, one a session; emptied per test by `cluster_url`."""
+    _need_cluster()
+    cluster = RedisClusterNodes(masters=3)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisClusterNodes) -> str:
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[RedisClusterNodes]:
+    """Three masters with a replica each, the test's own: free to kill a master and watch a replica take over."""
+    _need_cluster()
+    cluster = RedisClusterNodes(masters=3, replicas=1)
+    cluster.start()
+    yield cluster
+    cluster.stop()

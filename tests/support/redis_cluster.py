@@ -1,0 +1,125 @@
+"""A throw-away Redis Cluster on loopback ports: N masters (each with `replicas` replicas), made by
+`redis-cli --cluster create`, for the tests that must meet what an operator runs."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import redis
+
+from tests.support.service import REDIS_SERVER, wait_for
+
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+class RedisClusterNodes:
+    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
+        self.masters, self.replicas, self.node_timeout_ms = masters, replicas, node_timeout_ms
+        self.ports = [_free_node_port() for _ in range(masters * (1 + replicas))]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.dir = Path(tempfile.mkdtemp(prefix="elcrec-cluster-"))
+
+    @property
+    def url(self) -> str:
+        """One node's URL, as an operator would set ELCREC_REDIS_URL: the client finds the others."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        for port in self.ports:
+            self.procs[port] = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
+                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        for port in self.ports:
+            wait_for(lambda port=port: self._answers(port), 10, f"redis-server on {port}")
+        done = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        wait_for(self.healthy, 30, "the cluster to be ok on every node")
+
+    def _answers(self, port: int) -> bool:
+        try:
+            with redis.Redis(port=port, socket_timeout=1) as r:
+                return bool(r.ping())
+        except redis.RedisError:
+            return False
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, decode_responses=True, socket_timeout=2)
+
+    def healthy(self) -> bool:
+        try:
+            for port in self.procs:
+                with self.node(port) as r:
+                    if r.cluster("info").get("cluster_state") != "ok":
+                        return False
+            return True
+        except redis.RedisError:
+            return False
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], decode_responses=True)
+
+    def primaries(self) -> list[int]:
+        """Ports of the nodes that are masters now."""
+        out = []
+        for port in self.procs:
+            with self.node(port) as r:
+                if r.info("replication")["role"] == "master":
+                    out.append(port)
+        return out
+
+    def keys_by_node(self) -> dict[int, list[str]]:
+        out = {}
+        for port in self.primaries():
+            with self.node(port) as r:
+                out[port] = sorted(r.scan_iter("*"))
+        return out
+
+    def kill(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def flush(self) -> None:
+        for port in self.primaries():
+            with self.node(port) as r:
+                r.flushall()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+            proc.wait(timeout=10)
+        self.procs.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _free_node_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too: the kernel's ephemeral ports are too high."""
+    for _ in range(200):
+        port = random.randint(20000, 40000)
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
