@@ -88,11 +88,11 @@ def main() -> None:
             reference = model(ids).numpy()
             for name, run in runtimes.items():
                 diff = float(np.abs(run(ids).numpy() - reference).max())
-                rows.append({"runtime": name, "batch": b, "ms": timed(lambda: run(ids), args.repeats), "max_diff": diff})
+                rows.append({"runtime": name, "batch": b, "ms": timed(lambda run=run, ids=ids: run(ids), args.repeats), "max_diff": diff})
         if ort_run is not None:
             x = ids.numpy()
             diff = float(np.abs(ort_run(x) - reference).max())
-            rows.append({"runtime": "onnxruntime", "batch": b, "ms": timed(lambda: ort_run(x), args.repeats),
+            rows.append({"runtime": "onnxruntime", "batch": b, "ms": timed(lambda x=x: ort_run(x), args.repeats),
                          "max_diff": diff})
     for r in rows:
         print(f"{r['runtime']:<14} B={r['batch']:<3} {r['ms']:7.2f} ms  max diff from eager {r['max_diff']:.1e}")

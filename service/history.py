@@ -11,14 +11,16 @@ import json
 import logging
 from collections import OrderedDict, deque
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import MovedError, RedisError, ResponseError
 
 from model.events import EVENTS_STREAM, SINGLE, Layout, cluster_url, encode_event, history_key, layout_for
 from service.metrics import Metrics
@@ -58,7 +60,8 @@ class HistoryUnavailable(Exception):
 
 
 class HistoryStore(Protocol):
-    backend: str
+    @property
+    def backend(self) -> str: ...
 
     async def get(self, user_id: str) -> list[str]: ...
 
@@ -115,27 +118,18 @@ class RedisHistory:
         max_connections: int,
         metrics: Metrics,
         stream_maxlen: int | None = None,
+        wait_replicas: int = 0,
     ) -> None:
         # Short socket timeouts and a single quick retry: an outage must turn into a 503 within about a second,
         # never into a hanging request. Reads and PING are retried once on a new connection (they can be sent
         # twice); event writes have a pool without retries (append).
-        def pool(retries: int) -> BlockingConnectionPool:
-            return BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=timeout_s,
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                retry=Retry(NoBackoff(), retries),  # redis.asyncio's Retry: the synchronous one never retries here
-                decode_responses=True,
-            )
-
         self._url, self._timeout_s, self._max_connections = url, timeout_s, max_connections
-        self._redis = Redis.from_pool(pool(1))
-        self._writes = Redis.from_pool(pool(0))
+        self._redis = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=1))
+        self._writes = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=0))
         self._append = self._writes.register_script(_APPEND)
         self._metrics = metrics
         self._stream_maxlen = stream_maxlen
+        self._wait_replicas = wait_replicas
         self._reads: list[tuple[str, asyncio.Future[list[str]]]] = []
         # Reads over our own pipelined connection where the URL allows it (service/resp.py), else redis-py.
         self._fast = PipelinedReader(url, timeout_s) if PipelinedReader.supports(url) else None
@@ -157,7 +151,7 @@ class RedisHistory:
                 log.warning("Redis refused INFO (%s): taken for a single Redis", exc)
                 layout = SINGLE
             if layout.cluster:
-                self._cluster = ClusterStore(self._url, self._timeout_s, self._max_connections)
+                self._cluster = ClusterStore(self._url, self._timeout_s, self._max_connections, self._wait_replicas)
                 log.info("the history store is a Redis Cluster: events over %d streams", layout.shards)
             self._layout = layout
         return self._layout
@@ -202,15 +196,16 @@ class RedisHistory:
 
     async def append(self, user_id: str, items: list[str], cap: int) -> None:
         maxlen = "" if self._stream_maxlen is None else str(self._stream_maxlen)
-        args = [cap, maxlen, json.dumps(encode_event(user_id, items)), *items]
+        args: list[Any] = [cap, maxlen, json.dumps(encode_event(user_id, items)), *items]
         try:
             layout = await self._find_layout()
             if self._cluster is not None:
                 await self._cluster.append([layout.history_key(user_id), layout.stream_of(user_id)], args)
                 return
-            async with self._writes.client() as conn:  # one connection for the check and the write
+            async with self._writes.client() as conn:  # one connection for the check, the write and WAIT
                 await self._alive(conn)
                 await self._append(keys=[history_key(user_id), EVENTS_STREAM], args=args, client=conn)
+                await _replicated(conn, self._wait_replicas, self._timeout_s)
         except (RedisError, OSError) as exc:
             raise self._failed("append", exc) from exc
 
@@ -247,39 +242,101 @@ class RedisHistory:
         await self._writes.aclose()
 
 
+class NotReplicated(RedisError):
+    """The event reached the primary but not the replicas asked for in time."""
+
+
+async def _replicated(conn: Redis, replicas: int, timeout_s: float) -> None:
+    """With ELCREC_REDIS_WAIT_REPLICAS, acknowledge an event only once that many replicas hold it (WAIT on the
+    connection that wrote it), so that a failover after the 200 cannot lose it. Short of it, the client gets a 503
+    and may send the event again: at least once, never acknowledged and lost."""
+    if replicas:
+        got = await conn.execute_command("WAIT", replicas, max(1, int(timeout_s * 500)))
+        if int(got) < replicas:
+            raise NotReplicated(f"the event reached {got} of {replicas} replicas in time")
+
+
+def _pool(url: str, timeout_s: float, max_connections: int, retries: int) -> BlockingConnectionPool:
+    return BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), retries),  # redis.asyncio's Retry: the synchronous one never retries here
+        decode_responses=True,
+    )
+
+
 class ClusterStore:
-    """The Redis Cluster side of RedisHistory: redis-py's cluster client, which follows the slots to their nodes.
-    Reads are pipelined per node and retried after a topology change; the event write is sent once (a lost reply
-    cannot tell whether it was stored: the caller answers 503, the event is not acknowledged)."""
+    """The Redis Cluster side of RedisHistory. Reads go through redis-py's cluster client, pipelined per node and
+    retried after a topology change. The event write goes to the node that holds the user's slot, on one connection
+    of our own, as on one Redis: PING first (a dead connection or a node that failed over is found before anything
+    is sent, and the slot map refreshed), then the script once (a lost reply cannot tell whether it was stored: the
+    client gets a 503), then WAIT where replicas are asked for. MOVED (the slot moved, nothing was run) refreshes
+    the map and tries again once."""
 
-    def __init__(self, url: str, timeout_s: float, max_connections: int) -> None:
-        def client(retries: int) -> RedisCluster:
-            return RedisCluster.from_url(
-                cluster_url(url),
-                socket_timeout=timeout_s,
-                socket_connect_timeout=timeout_s,
-                max_connections=max_connections,
-                cluster_error_retry_attempts=retries,
-                decode_responses=True,
-            )
+    def __init__(self, url: str, timeout_s: float, max_connections: int, wait_replicas: int = 0) -> None:
+        self._url, self._timeout_s, self._max_connections = url, timeout_s, max_connections
+        self._wait_replicas = wait_replicas
+        self._cluster = RedisCluster.from_url(
+            cluster_url(url),
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            max_connections=max_connections,
+            cluster_error_retry_attempts=2,
+            decode_responses=True,
+        )
+        self._nodes: dict[tuple[str, int], tuple[Redis, AsyncScript]] = {}  # write clients, one per primary
 
-        self._reads = client(2)
-        self._writes = client(0)
-        self._append = self._writes.register_script(_APPEND)
+    def _node(self, host: str, port: int) -> tuple[Redis, AsyncScript]:
+        if (host, port) not in self._nodes:
+            parts = urlsplit(self._url)
+            auth = parts.netloc.rpartition("@")[0]
+            netloc = f"{auth}@{host}:{port}" if auth else f"{host}:{port}"
+            node_url = urlunsplit(parts._replace(netloc=netloc, path=""))
+            client = Redis.from_pool(_pool(node_url, self._timeout_s, self._max_connections, 0))
+            self._nodes[host, port] = client, client.register_script(_APPEND)
+        return self._nodes[host, port]
 
     async def read(self, keys: list[str]) -> list[Any]:
-        pipe = self._reads.pipeline()
+        pipe = self._cluster.pipeline()
         for key in keys:
             pipe.lrange(key, 0, -1)
         return await pipe.execute(raise_on_error=False)
 
     async def append(self, keys: list[str], args: list[Any]) -> None:
-        await self._append(keys=keys, args=args)
+        for attempt in (1, 2):
+            await self._cluster.initialize()  # no-op once the slot map is known
+            node = self._cluster.get_node_from_key(keys[0])
+            if node is None:
+                raise RedisConnectionError(f"no node serves the slot of {keys[0]!r}")
+            client, script = self._node(node.host, int(node.port))
+            async with client.client() as conn:
+                try:
+                    await conn.ping()
+                except (RedisConnectionError, OSError):
+                    if attempt == 2:
+                        raise
+                    await self._refresh()
+                    continue
+                try:
+                    await script(keys=keys, args=args, client=conn)
+                except MovedError:  # the slot lives elsewhere now: nothing was run
+                    if attempt == 2:
+                        raise
+                    await self._refresh()
+                    continue
+                await _replicated(conn, self._wait_replicas, self._timeout_s)
+                return
+
+    async def _refresh(self) -> None:
+        await self._cluster.nodes_manager.initialize()  # the slot map again, from a node that answers
 
     async def ping(self) -> None:
-        await self._reads.ping(target_nodes=RedisCluster.PRIMARIES)
+        await self._cluster.ping(target_nodes=RedisCluster.PRIMARIES)
 
     async def close(self) -> None:
-        await self._reads.aclose()
-        await self._writes.aclose()
-
+        await self._cluster.aclose()
+        for client, _ in self._nodes.values():
+            await client.aclose()

@@ -46,6 +46,7 @@ def _history(settings: Settings, metrics: Metrics) -> HistoryStore:
         settings.redis_max_connections,
         metrics,
         settings.events_stream_maxlen,
+        settings.redis_wait_replicas,
     )
 
 

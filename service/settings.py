@@ -22,6 +22,9 @@ class Settings(BaseSettings):
         0.5  # socket and connect timeouts: fail fast, never hang
     )
     redis_max_connections: Annotated[int, Field(ge=1)] = 64
+    # Replicas that must hold an event before it is acknowledged (Redis WAIT): with 1 or more, a failover after a
+    # 200 cannot lose the event; short of it in time, a 503 (the client may send it again). 0: the primary's word.
+    redis_wait_replicas: Annotated[int, Field(ge=0, le=16)] = 0
     events_stream_maxlen: Annotated[int | None, Field(ge=1)] = None  # None: the stream is never trimmed here
     admin_token: SecretStr | None = None  # unset or empty: the admin endpoints are disabled
 

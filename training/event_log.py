@@ -4,6 +4,7 @@ the id of the last event folded into the published version's data (of each strea
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,9 +105,9 @@ class EventLog:
         newest: dict[int, str] = {}
         added: int | None = 0
         for shard, stream in enumerate(self.layout.streams()):
-            if not self._call("reading the stream", lambda stream=stream: self._redis.exists(stream)):
+            if not self._call("reading the stream", functools.partial(self._redis.exists, stream)):
                 continue
-            info = self._call("reading the stream", lambda stream=stream: self._redis.xinfo_stream(stream))
+            info = self._call("reading the stream", functools.partial(self._redis.xinfo_stream, stream))
             newest[shard] = str(info["last-generated-id"])
             count = info.get("entries-added")
             added = None if added is None or count is None else added + int(count)
@@ -114,10 +115,8 @@ class EventLog:
             return None, 0
         return format_mark(newest, self.layout), added
 
-    def has_new(self, mark: str | None, upto: str | None) -> bool:
+    def has_new(self, mark: str | None, upto: str) -> bool:
         """Whether `upto` (a snapshot) holds entries after `mark`."""
-        if upto is None:
-            return False
         if mark is None:
             return True
         before = parse_mark(mark, self.layout)

@@ -181,7 +181,7 @@ def _run(
     upto, added = events.snapshot()
     summary.watermark = {"before": mark, "after": mark}
     summary.events = {"from": mark, "to": upto, "read": 0}
-    if not events.has_new(mark, upto):
+    if upto is None or not events.has_new(mark, upto):
         summary.status, summary.message = (
             "no_new_events",
             f"no events after {mark or 'the start'} in {events.streams}",

@@ -36,16 +36,18 @@ class RedisClusterNodes:
             self.stop()
             raise
 
+    def _launch(self, port: int) -> None:
+        self.procs[port] = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: self._answers(port), 10, f"redis-server on {port}")
+
     def _start(self) -> None:
         for port in self.ports:
-            self.procs[port] = subprocess.Popen(
-                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
-                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-        for port in self.ports:
-            wait_for(lambda port=port: self._answers(port), 10, f"redis-server on {port}")
+            self._launch(port)
         done = subprocess.run(
             [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
@@ -86,6 +88,14 @@ class RedisClusterNodes:
                     out.append(port)
         return out
 
+    def replica_of(self, port: int) -> int:
+        with self.node(port) as r:
+            return int(r.info("replication")["slave0"]["port"])
+
+    def role(self, port: int) -> str:
+        with self.node(port) as r:
+            return str(r.info("replication")["role"])
+
     def keys_by_node(self) -> dict[int, list[str]]:
         out = {}
         for port in self.primaries():
@@ -97,6 +107,10 @@ class RedisClusterNodes:
         proc = self.procs.pop(port)
         proc.kill()
         proc.wait(timeout=10)
+
+    def restart(self, port: int) -> None:
+        """A killed node back with its cluster config: it rejoins as a replica of whoever took over its slots."""
+        self._launch(port)
 
     def flush(self) -> None:
         for port in self.primaries():

@@ -39,7 +39,8 @@ async def test_every_shard_is_read_and_marked(
     assert (s.status, s.published) == ("published", "v0002"), s.message
     assert s.events["used"] == 13 and s.events["new_users"] == 12 and s.events["new_items"] == 2
     assert s.events["lost_before_read"] == 0
-    mark = redis_cluster.client().get(WATERMARK_KEY)
+    with redis_cluster.client() as db:
+        mark = db.get(WATERMARK_KEY)
     assert mark == s.watermark["after"] and len(mark.split(",")) > 3  # one mark per stream that has events
 
     assert run(store, base, cluster_url).status == "no_new_events"  # nothing read twice
