@@ -103,16 +103,25 @@ def wait_until(check: Any, timeout: float, what: str, log: Path | None = None) -
 
 def start_service(store: Path, port: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start `elcrec serve` on `store` (output to `log`), wait until it is ready; return it and its base URL."""
+    argv = [str(ELCREC), "serve", "--artifacts", str(store.resolve()), "--host", HOST, "--port", str(port)]
+    return start_server(argv, port, "/health/ready", "the service", log, env)
+
+
+def start_peer(store: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the plain peer of bench/peer.py on `store`; return it and its base URL once it answers."""
+    argv = [sys.executable, "-m", "bench.peer", "--artifacts", str(store.resolve()), "--host", HOST, "--port", str(port)]
+    return start_server(argv, port, "/health", "the peer", log, None)
+
+
+def start_server(
+    argv: list[str], port: int, ready_path: str, what: str, log: Path, env: dict[str, str] | None
+) -> tuple[subprocess.Popen[bytes], str]:
     with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-        server = subprocess.Popen(
-            [str(ELCREC), "serve", "--artifacts", str(store), "--host", HOST, "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        server = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  cwd=Path(__file__).resolve().parents[1])
     base = f"http://{HOST}:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{base}/health/ready").status_code == 200, 180, "the service to be ready", log)
+        wait_until(lambda: httpx.get(base + ready_path).status_code == 200, 180, f"{what} to be ready", log)
     except SystemExit:
         stop_processes([server])
         raise
@@ -407,21 +416,6 @@ def cache_counts(base: str) -> dict[str, float]:
     text = httpx.get(base + "/metrics", timeout=10).text
     counts = dict(re.findall(r'^elcrec_answer_cache_total\{result="(\w+)"\} ([\d.e+]+)$', text, re.M))
     return {k: float(counts.get(k, 0)) for k in ("hit", "miss")}
-
-
-def start_peer(store: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with open(log, "w") as out:
-        peer = subprocess.Popen(
-            [sys.executable, "-m", "bench.peer", "--artifacts", str(store), "--host", HOST, "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1],
-        )
-    base = f"http://{HOST}:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{base}/health").status_code == 200, 180, "the peer to be ready", log)
-    except SystemExit:
-        stop_processes([peer])
-        raise
-    return peer, base
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
