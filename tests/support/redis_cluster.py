@@ -18,8 +18,11 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
 class RedisClusterNodes:
-    def __init__(self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000) -> None:
+    def __init__(
+        self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000, password: str | None = None
+    ) -> None:
         self.masters, self.replicas, self.node_timeout_ms = masters, replicas, node_timeout_ms
+        self.password = password
         self.ports = [_free_node_port() for _ in range(masters * (1 + replicas))]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.dir = Path(tempfile.mkdtemp(prefix="elcrec-cluster-"))
@@ -27,7 +30,8 @@ class RedisClusterNodes:
     @property
     def url(self) -> str:
         """One node's URL, as an operator would set ELCREC_REDIS_URL: the client finds the others."""
-        return f"redis://127.0.0.1:{self.ports[0]}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.ports[0]}/0"
 
     def start(self) -> None:
         try:
@@ -40,7 +44,8 @@ class RedisClusterNodes:
         self.procs[port] = subprocess.Popen(
             [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
+             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+             *(["--requirepass", self.password, "--masterauth", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(lambda: self._answers(port), 10, f"redis-server on {port}")
@@ -49,8 +54,8 @@ class RedisClusterNodes:
         for port in self.ports:
             self._launch(port)
         done = subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            [REDIS_CLI, *(["-a", self.password, "--no-auth-warning"] if self.password else []), "--cluster", "create",
+             *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=60,
         )
         assert done.returncode == 0, done.stdout + done.stderr
@@ -58,13 +63,13 @@ class RedisClusterNodes:
 
     def _answers(self, port: int) -> bool:
         try:
-            with redis.Redis(port=port, socket_timeout=1) as r:
+            with redis.Redis(port=port, socket_timeout=1, password=self.password) as r:
                 return bool(r.ping())
         except redis.RedisError:
             return False
 
     def node(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, decode_responses=True, socket_timeout=2)
+        return redis.Redis(port=port, decode_responses=True, socket_timeout=2, password=self.password)
 
     def healthy(self) -> bool:
         try:
@@ -77,7 +82,7 @@ class RedisClusterNodes:
             return False
 
     def client(self) -> redis.RedisCluster:
-        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], decode_responses=True)
+        return redis.RedisCluster(host="127.0.0.1", port=self.ports[0], decode_responses=True, password=self.password)
 
     def primaries(self) -> list[int]:
         """Ports of the nodes that are masters now."""

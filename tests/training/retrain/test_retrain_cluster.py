@@ -51,3 +51,20 @@ async def test_every_shard_is_read_and_marked(
     before, after = (parse_mark(m, CLUSTER) for m in (mark, s.watermark["after"]))
     assert after.keys() == before.keys() and sum(after[k] != before[k] for k in after) == 1
 
+
+
+async def test_a_cluster_behind_a_password(store: Path, base: Path) -> None:
+    """The URL's password reaches every node: the service's own write connections and the job's cluster client."""
+    cluster = RedisClusterNodes(masters=3, password="s3cret pass")
+    cluster.start()
+    try:
+        url = cluster.url.replace("s3cret pass", "s3cret%20pass")  # as it is written in a URL
+        await write(url, store, [(f"p-u{i}", ["p-sku0", str(1 + i)]) for i in range(8)])
+        async with running_app(settings_for(store, redis_url=url)) as c:
+            ready = (await c.get("/health/ready")).json()
+            answer = (await c.post("/v1/recommend", json={"user_id": "p-u1", "k": 3})).json()
+        s = run(store, base, url)
+    finally:
+        cluster.stop()
+    assert ready["history"] == {"backend": "redis-cluster", "ok": True} and answer["strategy"] == "model"
+    assert (s.status, s.events["used"]) == ("published", 8)
