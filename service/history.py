@@ -17,12 +17,14 @@ import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisError, ResponseError
 
 from model.events import EVENTS_STREAM, SINGLE, Layout, cluster_url, encode_event, history_key, layout_for
+from model.redis_target import sentinel_target
 from service.metrics import Metrics
 from service.resp import PipelinedReader
 
@@ -104,7 +106,8 @@ class MemoryHistory:
 
 
 class RedisHistory:
-    """Histories and events in Redis: one server (or a primary behind Sentinel's address), or a Redis Cluster.
+    """Histories and events in Redis: one server, a primary named by Redis Sentinel (model/redis_target.py), or a
+    Redis Cluster.
     Which one is asked of the server on first use (`INFO cluster`), and the keys follow (model/events.py Layout)."""
 
     @property
@@ -124,8 +127,21 @@ class RedisHistory:
         # never into a hanging request. Reads and PING are retried once on a new connection (they can be sent
         # twice); event writes have a pool without retries (append).
         self._url, self._timeout_s, self._max_connections = url, timeout_s, max_connections
-        self._redis = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=1))
-        self._writes = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=0))
+        target = sentinel_target(url)
+        if target is not None:  # the sentinels name the primary, again after every failed connection
+            sentinel = Sentinel(target.sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+
+            def primary(retries: int) -> Redis:
+                return sentinel.master_for(
+                    target.service, db=target.db, username=target.username, password=target.password,
+                    socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=max_connections,
+                    retry=Retry(NoBackoff(), retries), decode_responses=True,
+                )
+
+            self._redis, self._writes = primary(1), primary(0)
+        else:
+            self._redis = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=1))
+            self._writes = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=0))
         self._append = self._writes.register_script(_APPEND)
         self._metrics = metrics
         self._stream_maxlen = stream_maxlen

@@ -10,6 +10,10 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model.redis_target import SENTINEL_SCHEME, sentinel_target
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ELCREC_", frozen=True)
@@ -71,8 +75,14 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _empty_url_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.partition("://")[0]
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, got {value!r}")
+        sentinel_target(value)  # ValueError names what is wrong with a Sentinel URL
+        return value
 
 
 def usable_cpus() -> int:

@@ -10,8 +10,10 @@ from typing import Any
 
 import redis
 from redis.exceptions import RedisError, ResponseError
+from redis.sentinel import Sentinel
 
 from model.events import EVENTS_STREAM, SINGLE, WATERMARK_KEY, Layout, cluster_url, layout_for
+from model.redis_target import sentinel_target
 from training.retrain_errors import RetrainError, RetrainUnavailable
 
 PAGE = 10_000  # stream entries per XRANGE call
@@ -49,9 +51,16 @@ class EventLog:
 
     def __init__(self, url: str, key: str = WATERMARK_KEY) -> None:
         try:
-            self._redis: Any = redis.Redis.from_url(
-                url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5
-            )
+            target = sentinel_target(url)
+            if target is not None:  # the primary the sentinels name, asked again after a failed connection
+                self._redis: Any = Sentinel(target.sentinels, socket_timeout=5, socket_connect_timeout=5).master_for(
+                    target.service, db=target.db, username=target.username, password=target.password,
+                    decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
+                )
+            else:
+                self._redis = redis.Redis.from_url(
+                    url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5
+                )
         except ValueError as exc:
             raise RetrainError(f"--redis {url!r} is not a Redis URL: {exc}") from exc
         self.url, self.key = url, key

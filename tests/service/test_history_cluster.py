@@ -3,13 +3,13 @@ user's history and event are stored together in the user's slot, and the events 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from model.events import CLUSTER, CLUSTER_SHARDS
+from tests.support.failover import EventRounds
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.service import running_app, settings_for, wait_for
 
@@ -47,50 +47,25 @@ async def test_a_master_killed_loses_no_acknowledged_event(store: Path, own_clus
     Every event that got a 200 is there afterwards, in order; the others got a 503 that names no Redis internals,
     and the service answers again once the cluster has recovered."""
     users = [f"user-{n}" for n in range(30)]
-    acked: dict[str, list[str]] = {u: [] for u in users}
-    codes: list[int] = []
     with own_cluster.client() as db:
         victim = db.get_node_from_key(CLUSTER.history_key(users[0]))
     assert victim is not None
     async with running_app(settings_for(store, redis_url=own_cluster.url, redis_wait_replicas=1)) as c:
-
-        async def send(round_: int) -> None:
-            for user in users:
-                item = f"{user}-e{round_}"
-                r = await c.post(f"/v1/users/{user}/events", json={"item_ids": [item]})
-                codes.append(r.status_code)
-                if r.status_code == 200:
-                    acked[user].append(item)
-                else:
-                    assert r.json()["detail"] == "the history store (Redis) is unavailable", r.text
-
-        await send(0)
+        rounds = EventRounds(c, users)
+        await rounds.send()
         heir = own_cluster.replica_of(int(victim.port))
         own_cluster.kill(int(victim.port))
-        await send(1)  # the primary is dead: its users refused, the others served
+        await rounds.send()  # the primary is dead: its users refused, the others served
         wait_for(lambda: own_cluster.role(heir) == "master" and own_cluster.healthy(), 30, "the replica to take over")
         # Back (empty: no persistence in these tests), it becomes the new master's replica: WAIT 1 can be met again.
         own_cluster.restart(int(victim.port))
-        round_ = 2
-        deadline = asyncio.get_running_loop().time() + 60
-        while True:  # until the replica has taken over and a whole round is acknowledged
-            before = len(codes)
-            await send(round_)
-            round_ += 1
-            if all(code == 200 for code in codes[before:]) and own_cluster.healthy():
-                break
-            assert asyncio.get_running_loop().time() < deadline, "the cluster did not recover in 60 s"
-            await asyncio.sleep(0.2)
+        await rounds.until_all_acknowledged(own_cluster.healthy)
         answer = await c.post("/v1/recommend", json={"user_id": users[0], "k": 3})
-    assert set(codes) <= {200, 503} and 503 in codes  # the dead master's users were refused for a while
     assert answer.status_code == 200
     with own_cluster.client() as db:
         histories = {user: db.lrange(CLUSTER.history_key(user), 0, -1) for user in users}
         events = [(f["user"], json.loads(f["items"])[0]) for stream in CLUSTER.streams() if db.exists(stream)
                   for _, f in db.xrange(stream)]
-    for user in users:
-        written = [item for u, item in events if u == user]
-        # Nothing acknowledged is lost, and the acknowledged keep their order (a refused one may be there too:
-        # it may have reached the primary before the reply was lost).
-        assert [item for item in written if item in set(acked[user])] == acked[user]
-        assert histories[user][-1] == written[-1]  # the history beside its events
+    rounds.check(events)
+    for user in users:  # each history beside its events
+        assert histories[user][-1] == [item for u, item in events if u == user][-1]

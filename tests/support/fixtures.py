@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.redis_cluster import REDIS_CLI, RedisClusterNodes
+from tests.support.redis_sentinel import SentinelSetup
 from tests.support.service import REDIS_SERVER, RedisServer
 
 
@@ -88,3 +89,13 @@ def own_cluster() -> Iterator[RedisClusterNodes]:
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture
+def own_sentinel() -> Iterator[SentinelSetup]:
+    """A primary, a replica and a sentinel, the test's own: free to kill the primary."""
+    _need_redis()
+    setup = SentinelSetup()
+    setup.start()
+    yield setup
+    setup.stop()
