@@ -28,7 +28,8 @@ import torch
 
 from model.artifact import resolve
 from service.bundle import LoadOptions, ModelBundle, build_bundle, pick_device
-from service.inference import Answer, Query, run_batch
+from service.inference import run_batch
+from service.queries import Answer, Query
 from training.data import eval_split, read_interactions
 
 BATCHES = (1, 32, 256)

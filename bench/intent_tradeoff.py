@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from model.artifact import resolve
 from service.bundle import LoadOptions, build_bundle
-from service.inference import Query, run_batch
+from service.inference import run_batch
+from service.queries import Query
 from training.data import eval_split, read_interactions
 
 RUNNERS_UP = 3  # the service's default (Settings.runner_up_intents)

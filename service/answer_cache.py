@@ -10,13 +10,9 @@ version (`ModelBundle.answers`) and goes with it at a swap.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from service.inference import Answer, Query
+from service.queries import Answer, Query
 
 Key = tuple[bytes, bytes, int, int, int, bool, float]
 
@@ -33,26 +29,44 @@ def key_of(query: Query) -> Key:
     return rows, exclude, query.k, query.intents, steer, query.diversify, query.steer_weight
 
 
+# An answer as a tuple of tuples of numbers: objects the garbage collector stops tracking, so that a full cache
+# (tens of thousands of answers) adds nothing to its passes. Kept as Answer objects (lists inside), 20,000 answers
+# made each full collection scan 140,000 more objects: 86 ms against 0.01 ms, measured with the objects of
+# start-up frozen as the service does (gc.freeze).
+Packed = tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...], tuple[float, ...], tuple[float, ...],
+               tuple[int, ...], int]
+
+
+def pack(answer: Answer) -> Packed:
+    return (tuple(answer.rows), tuple(answer.scores), tuple(answer.intent_ids), tuple(answer.intent_distances),
+            tuple(answer.intent_probabilities), tuple(answer.drivers), answer.excluded)
+
+
 class AnswerCache:
-    """Least recently used answers, at most `capacity` of them (0: nothing is kept)."""
+    """Least recently used answers, at most `capacity` of them (0: nothing is kept). A plain dict in use order
+    (a hit moves its entry to the end): with untracked keys and values the dict itself is untracked too, which an
+    OrderedDict never is."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._answers: OrderedDict[Key, Answer] = OrderedDict()
+        self._answers: dict[Key, Packed] = {}
 
     def __len__(self) -> int:
         return len(self._answers)
 
     def get(self, key: Key) -> Answer | None:
-        answer = self._answers.get(key)
-        if answer is not None:
-            self._answers.move_to_end(key)
-        return answer
+        packed = self._answers.pop(key, None)
+        if packed is None:
+            return None
+        self._answers[key] = packed  # now the most recent
+        rows, scores, ids, distances, probabilities, drivers, excluded = packed
+        return Answer(list(rows), list(scores), list(ids), list(distances), list(probabilities), list(drivers),
+                      excluded)
 
     def put(self, key: Key, answer: Answer) -> None:
         if self.capacity <= 0:
             return
-        self._answers[key] = answer
-        self._answers.move_to_end(key)
+        self._answers.pop(key, None)
+        self._answers[key] = pack(answer)
         while len(self._answers) > self.capacity:
-            self._answers.popitem(last=False)
+            del self._answers[next(iter(self._answers))]  # the least recently used

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from service.answer_cache import key_of
 from service.bundle import ModelBundle
-from service.inference import Answer, Query, run_batch
+from service.inference import run_batch
 from service.metrics import Metrics
+from service.queries import Answer, Query
 
 log = logging.getLogger("elcrec.engine")
 

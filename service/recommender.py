@@ -10,8 +10,8 @@ from service.bundle import ModelBundle
 from service.engine import Engine
 from service.errors import InvalidInput, NotFound
 from service.history import HistoryStore
-from service.inference import Answer, Query
 from service.metrics import Metrics
+from service.queries import Answer, Query
 from service.schemas import (
     EventsResponse,
     Intent,

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from service.answer_cache import AnswerCache, key_of
-from service.inference import Answer, Query
+from service.queries import Answer, Query
 from tests.support.service import AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

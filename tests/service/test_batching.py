@@ -9,7 +9,8 @@ import pytest
 
 from model.artifact import load_artifact
 from service.bundle import build_bundle, pick_device
-from service.inference import Query, run_batch
+from service.inference import run_batch
+from service.queries import Query
 from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
