@@ -7,25 +7,23 @@ import random
 import shutil
 import socket
 import subprocess
-import tempfile
-from pathlib import Path
 
 import redis
 
-from tests.support.service import REDIS_SERVER, wait_for
+from tests.support.redis_nodes import RedisNodes
+from tests.support.service import wait_for
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
-class RedisClusterNodes:
+class RedisClusterNodes(RedisNodes):
     def __init__(
         self, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 1000, password: str | None = None
     ) -> None:
         self.masters, self.replicas, self.node_timeout_ms = masters, replicas, node_timeout_ms
         self.password = password
         self.ports = [_free_node_port() for _ in range(masters * (1 + replicas))]
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.dir = Path(tempfile.mkdtemp(prefix="elcrec-cluster-"))
+        super().__init__("elcrec-cluster-")
 
     @property
     def url(self) -> str:
@@ -41,14 +39,9 @@ class RedisClusterNodes:
             raise
 
     def _launch(self, port: int) -> None:
-        self.procs[port] = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", str(self.node_timeout_ms),
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-             *(["--requirepass", self.password, "--masterauth", self.password] if self.password else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: self._answers(port), 10, f"redis-server on {port}")
+        self.launch(port, "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                    "--cluster-node-timeout", str(self.node_timeout_ms),
+                    *(["--requirepass", self.password, "--masterauth", self.password] if self.password else []))
 
     def _start(self) -> None:
         for port in self.ports:
@@ -60,16 +53,6 @@ class RedisClusterNodes:
         )
         assert done.returncode == 0, done.stdout + done.stderr
         wait_for(self.healthy, 30, "the cluster to be ok on every node")
-
-    def _answers(self, port: int) -> bool:
-        try:
-            with redis.Redis(port=port, socket_timeout=1, password=self.password) as r:
-                return bool(r.ping())
-        except redis.RedisError:
-            return False
-
-    def node(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, decode_responses=True, socket_timeout=2, password=self.password)
 
     def healthy(self) -> bool:
         try:
@@ -97,21 +80,12 @@ class RedisClusterNodes:
         with self.node(port) as r:
             return int(r.info("replication")["slave0"]["port"])
 
-    def role(self, port: int) -> str:
-        with self.node(port) as r:
-            return str(r.info("replication")["role"])
-
     def keys_by_node(self) -> dict[int, list[str]]:
         out = {}
         for port in self.primaries():
             with self.node(port) as r:
                 out[port] = sorted(r.scan_iter("*"))
         return out
-
-    def kill(self, port: int) -> None:
-        proc = self.procs.pop(port)
-        proc.kill()
-        proc.wait(timeout=10)
 
     def restart(self, port: int) -> None:
         """A killed node back with its cluster config: it rejoins as a replica of whoever took over its slots."""
@@ -122,12 +96,6 @@ class RedisClusterNodes:
             with self.node(port) as r:
                 r.flushall()
 
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait(timeout=10)
-        self.procs.clear()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _free_node_port() -> int:

@@ -3,42 +3,31 @@ fails over a second after the primary stops answering."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 import redis
 
+from tests.support.redis_nodes import RedisNodes
 from tests.support.service import REDIS_SERVER, free_port, wait_for
 
 SERVICE = "elcrec"
 
 
-class SentinelSetup:
+class SentinelSetup(RedisNodes):
     def __init__(self) -> None:
         self.data_ports = [free_port(), free_port()]  # the first starts as the primary
         self.sentinel_port = free_port()
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.dir = Path(tempfile.mkdtemp(prefix="elcrec-sentinel-"))
+        super().__init__("elcrec-sentinel-")
 
     @property
     def url(self) -> str:
         return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{SERVICE}/0"
 
-    def _launch(self, port: int, *options: str) -> None:
-        self.procs[port] = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: self._answers(port), 10, f"redis-server on {port}")
-
     def start(self) -> None:
         try:
             primary, replica = self.data_ports
-            self._launch(primary)
-            self._launch(replica, "--replicaof", "127.0.0.1", str(primary))
+            self.launch(primary)
+            self.launch(replica, "--replicaof", "127.0.0.1", str(primary))
             conf = self.dir / "sentinel.conf"  # sentinel rewrites its config: a file of its own
             conf.write_text("\n".join([
                 f"port {self.sentinel_port}", "bind 127.0.0.1", f"dir {self.dir}",
@@ -54,20 +43,9 @@ class SentinelSetup:
             self.stop()
             raise
 
-    def _answers(self, port: int) -> bool:
-        try:
-            with redis.Redis(port=port, socket_timeout=1) as r:
-                return bool(r.ping())
-        except redis.RedisError:
-            return False
-
-    def role(self, port: int) -> str:
-        with redis.Redis(port=port, decode_responses=True, socket_timeout=2) as r:
-            return str(r.info("replication")["role"])
-
     def synced(self, port: int) -> bool:
         """A replica whose link to its primary is up (the first full sync done)."""
-        with redis.Redis(port=port, decode_responses=True, socket_timeout=2) as r:
+        with self.node(port) as r:
             info = r.info("replication")
         return info["role"] == "slave" and info.get("master_link_status") == "up"
 
@@ -86,20 +64,8 @@ class SentinelSetup:
         assert port is not None
         return redis.Redis(port=port, decode_responses=True)
 
-    def kill(self, port: int) -> None:
-        proc = self.procs.pop(port)
-        proc.kill()
-        proc.wait(timeout=10)
-
     def restart(self, port: int) -> None:
         """Back as a replica of the current primary (the sentinel would reconfigure it too)."""
         current = self.primary()
         assert current is not None and current != port
-        self._launch(port, "--replicaof", "127.0.0.1", str(current))
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-            proc.wait(timeout=10)
-        self.procs.clear()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.launch(port, "--replicaof", "127.0.0.1", str(current))
