@@ -16,7 +16,8 @@ REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ELCREC_", frozen=True)
+    # Errors name the setting and what is wrong, never its value: a Redis URL or a token may carry a secret.
+    model_config = SettingsConfigDict(env_prefix="ELCREC_", frozen=True, hide_input_in_errors=True)
 
     artifacts: Path = Path("artifacts")  # the store: CURRENT + v0001/ ...
     device: str = "auto"  # auto (GPU when present), cpu, cuda, cuda:N
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
             return None
         scheme = value.partition("://")[0]
         if scheme not in REDIS_SCHEMES:
-            raise ValueError(f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, got {value!r}")
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, not {scheme}://")
         sentinel_target(value)  # ValueError names what is wrong with a Sentinel URL
         return value
 
