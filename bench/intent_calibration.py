@@ -3,13 +3,15 @@ described? Measured on one version, test users, intent health as everywhere (tra
 
     python -m bench.intent_calibration --store STORE --data FILE [--out docs/bench/intent-calibration-X.json]
 
-Four readings of the same learned centers, and the k-means of `elcrec intents fit` on the same states:
-- nearest: each user in the nearest center, items by the center (what the manifest reports);
+Four readings of the same centers (training/intent_health.py calibrate, fitted on the training users), and the
+k-means of `elcrec intents fit` on the same states read two ways:
+- nearest: each user in the nearest center, items by the center (the centers as trained, uncalibrated);
 - balanced: a per-center bias added to the cosines, fitted on the training users so that each center receives
   about 1/K of them (the equipartition the balanced loss trains for, applied at assignment);
-- members: items by the normalised mean state of the training users the center holds (its members), not by the
-  center itself: what sets the intent's users apart;
-- balanced + members: both.
+- members: items by the center's profile, the normalised mean state of the training users it holds (its
+  members), not by the center itself: what sets the intent's users apart;
+- balanced + members: both (what export stores for balanced-trained centers);
+- k-means, and k-means with the bias and profiles too: the same readings of the fitted centers, to compare alike.
 Nothing is trained; the encoder and the centers are the version's own.
 """
 
@@ -25,38 +27,16 @@ import torch
 import torch.nn.functional as F
 
 from model.artifact import load_artifact
-from model.intents import characteristic_scores
+from model.intents import IntentSpace
 from training import intent_health as ih
-from training.data import eval_split, left_pad, read_interactions
+from training.data import eval_split, read_interactions
 from training.evaluate import pooled_states
 
 
-def balancing_bias(sim: torch.Tensor, steps: int = 200, rate: float = 0.01) -> torch.Tensor:
-    """(K,) bias such that argmax(sim + bias) spreads the rows of sim (U, K) about evenly over the K columns."""
-    k = sim.shape[1]
-    bias = torch.zeros(k)
-    for _ in range(steps):
-        share = ih.shares((sim + bias).argmax(1), k).clamp_min(1e-6)
-        bias -= rate * torch.log(share * k)
-    return bias
-
-
-def member_centroids(states: torch.Tensor, assigned: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """Each center's members' normalised mean state (the center itself where it holds nobody)."""
-    sums = torch.zeros_like(centers).index_add_(0, assigned, states)
-    return F.normalize(torch.where(sums.norm(dim=1, keepdim=True) > 0, sums, centers), dim=-1)
-
-
-def reading(test: torch.Tensor, centers: torch.Tensor, bias: torch.Tensor, described: torch.Tensor,
-            items: torch.Tensor, nxt: torch.Tensor) -> dict[str, Any]:
-    assigned = (test @ centers.T + bias).argmax(1)
-    s = ih.shares(assigned, centers.shape[0])
-    scores = characteristic_scores(described, test.mean(0), items)
-    n = items.shape[0]
-    return {"used": int((s > 0).sum()), "largest": round(float(s.max()), 4),
-            "effective": round(ih.effective_number(s), 1),
-            "overlap": round(ih.overlap(ih.top_items(scores, ih.OVERLAP_TOP), s, n) or 0.0, 4),
-            "lift": round(ih.lift(ih.top_items(scores, ih.LIFT_TOP), assigned, nxt, s, n) or 0.0, 2)}
+def reading(test: torch.Tensor, intents: IntentSpace, items: torch.Tensor, nxt: torch.Tensor) -> dict[str, Any]:
+    h = ih.health(test, intents, items, nxt)
+    return {"used": h.used, "largest": round(h.largest, 4), "effective": round(h.effective, 1),
+            "overlap": round(h.overlap or 0.0, 4), "lift": round(h.lift or 0.0, 2)}
 
 
 def main() -> None:
@@ -70,24 +50,23 @@ def main() -> None:
     data = read_interactions(args.data, n_items=model.cfg.n_items)
     ev = eval_split(data, model.cfg.max_len, "test")
     test = F.normalize(pooled_states(model, ev.inputs).float(), dim=-1)
-    seqs = [data.sequence(u)[:-2] for u in range(data.n_users)]
-    train = F.normalize(pooled_states(model, left_pad([s for s in seqs if len(s)], model.cfg.max_len)).float(), dim=-1)
-    centers = F.normalize(model.intent_centers.detach().float(), dim=-1)
+    train = ih.training_states(model, data)
+    centers = model.intent_centers.detach().float()
     items = model.item_table().detach().float()[1:-1]
     nxt = torch.from_numpy(np.asarray(ev.targets) - 1)
-    k = centers.shape[0]
-    zero = torch.zeros(k)
-    bias = balancing_bias(train @ centers.T)
+    balanced = ih.calibrate(train, centers, balance=True)
+    plain = ih.calibrate(train, centers, balance=False)
+    fitted = ih.fitted_centers(model, data, centers.shape[0])
     rows = {
-        "nearest": reading(test, centers, zero, centers, items, nxt),
-        "balanced": reading(test, centers, bias, centers, items, nxt),
-        "members": reading(test, centers, zero, member_centroids(train, (train @ centers.T).argmax(1), centers),
-                           items, nxt),
-        "balanced + members": reading(
-            test, centers, bias, member_centroids(train, (train @ centers.T + bias).argmax(1), centers), items, nxt),
+        "nearest": reading(test, IntentSpace(centers), items, nxt),
+        "balanced": reading(test, IntentSpace(centers, balanced.bias), items, nxt),
+        "members": reading(test, plain, items, nxt),
+        "balanced + members": reading(test, balanced, items, nxt),
+        "as stored": reading(test, art.intents.to("cpu"), items, nxt),
+        "k-means (intents fit)": reading(test, ih.calibrate(train, fitted, balance=False), items, nxt),
+        "k-means + bias": reading(test, ih.calibrate(train, fitted, balance=True), items, nxt),
     }
-    fitted = ih.fitted_centers(model, data, k)
-    rows["k-means (intents fit)"] = reading(test, fitted, zero, fitted, items, nxt)
+    k = centers.shape[0]
     for name, r in rows.items():
         print(f"{name:<22} used {r['used']:>4}  largest {r['largest']:.4f}  effective {r['effective']:6.1f}  "
               f"overlap {r['overlap']:.4f}  lift@100 {r['lift']:.2f}")

@@ -270,7 +270,7 @@ def evaluate(
     protocols = ("reference", "strict") if protocol is Protocol.both else (protocol.value,)
     ev = eval_split(interactions, art.config.max_len, split.value)
     ranks = split_ranks(art.model, ev, protocols, dev)
-    intents = split_health(art.model, ev, dev).to_dict()
+    intents = split_health(art.model, ev, dev, art.intents).to_dict()
     results = {p: hit_ndcg(r) for p, r in ranks.items()}
     # Of each mean over the split's users; undefined (None in JSON) for a single user.
     errors = {p: {k: None if math.isnan(v) else v for k, v in standard_errors(r).items()} for p, r in ranks.items()}

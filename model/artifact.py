@@ -2,7 +2,7 @@
 
     STORE/
       CURRENT              name of the live version (written atomically)
-      v0001/ manifest.json weights.safetensors items.json [index.faiss]
+      v0001/ manifest.json weights.safetensors items.json [index.faiss] [intents.safetensors]
       v0002/ ...
       data/vNNNN.txt|json  the merged interactions a retrained version was trained on (training/merged_store.py)
       .retrain.lock        held while a retrain runs
@@ -13,6 +13,9 @@
 A version is written under a temporary name and renamed into place, so it is never seen half-written.
 index.faiss (optional) is a FAISS index over the item rows, built at export for large catalogs so that
 the service need not rebuild it; the manifest names its index-factory string and checksums it like the rest.
+intents.safetensors (optional) holds the intent calibration fitted at export (model/intents.py IntentSpace): "bias"
+(K,) where the centers were trained balanced, and "profiles" (K, d); the manifest's "intent_calibration" says what
+it holds and how it was fitted.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.intents import IntentSpace
 from model.item_index import build_item_index, item_rows, write_item_index
 from model.manifest import ManifestInfo
 
@@ -43,6 +47,8 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ITEMS = "items.json"
 INDEX = "index.faiss"
+INTENTS = "intents.safetensors"
+OPTIONAL_FILES = (INDEX, INTENTS)
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -102,10 +108,20 @@ class Artifact:
     item_ids: list[str | None]  # row -> external id; None for padding (row 0) and mask (row N + 1)
     info: ManifestInfo  # the manifest's optional fields, typed (model/manifest.py)
     index_spec: str | None = None  # factory string of the stored index.faiss; None when there is none
+    calibration: dict[str, torch.Tensor] | None = None  # intents.safetensors ("bias", "profiles"); None: none stored
 
     @property
     def index_path(self) -> Path | None:
         return self.path / INDEX if self.index_spec is not None else None
+
+    @property
+    def intents(self) -> IntentSpace:
+        """The model's centers read with the stored calibration (none: the nearest center, described by itself)."""
+        centers = self.model.intent_centers.detach().float()
+        cal = self.calibration or {}
+        bias, profiles = cal.get("bias"), cal.get("profiles")
+        return IntentSpace(centers, None if bias is None else bias.to(centers.device),
+                           None if profiles is None else profiles.to(centers.device))
 
 
 def sha256_file(path: Path) -> str:
@@ -194,11 +210,13 @@ def write_version(
     info: dict[str, Any],
     make_current: bool = True,
     index_spec: str | None = None,
+    intents: IntentSpace | None = None,
 ) -> Path:
     """Write the model as the store's next version (atomically); return its directory.
 
     With `index_spec` (a FAISS index-factory string such as "IVF4096,Flat" or "HNSW32") the version also
-    stores that index over its item rows, which a service configured with the same string loads as is."""
+    stores that index over its item rows, which a service configured with the same string loads as is. With
+    `intents` carrying a calibration (bias, profiles) the version stores it in intents.safetensors."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
@@ -213,7 +231,13 @@ def write_version(
             index = build_item_index(item_rows(state["item_embeddings.weight"].numpy()), index_spec)
         except ValueError as exc:
             raise ArtifactError(f"cannot build the item index: {exc}") from exc
-    files = (WEIGHTS, ITEMS) if index is None else (WEIGHTS, ITEMS, INDEX)
+    calibration = {} if intents is None else {
+        name: t.detach().to("cpu", torch.float32).contiguous()
+        for name, t in (("bias", intents.bias), ("profiles", intents.profiles)) if t is not None
+    }
+    if intents is not None and tuple(intents.centers.shape) != (cfg.n_intents, cfg.d):
+        raise ArtifactError(f"the intents have shape {tuple(intents.centers.shape)}, the model {(cfg.n_intents, cfg.d)}")
+    files = (WEIGHTS, ITEMS) + ((INDEX,) if index is not None else ()) + ((INTENTS,) if calibration else ())
     tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
     try:
         os.chmod(tmp, 0o755)
@@ -222,6 +246,10 @@ def write_version(
         if index is not None:
             write_item_index(index, tmp / INDEX)
             info = {**info, "index": {"spec": index_spec, "file": INDEX}}
+        if calibration:
+            _save_weights(calibration, tmp / INTENTS)
+            info = {**info, "intent_calibration": {**info.get("intent_calibration", {}), "file": INTENTS,
+                                                   "holds": sorted(calibration)}}
         existing = list_versions(store)
         number = int(existing[-1][1:]) + 1 if existing else 1
         version = f"v{number:04d}"
@@ -279,9 +307,10 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
     version_dir = resolve(path)
     manifest = read_manifest(version_dir)
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) not in ({WEIGHTS, ITEMS}, {WEIGHTS, ITEMS, INDEX}):
+    if not isinstance(files, dict) or not {WEIGHTS, ITEMS} <= set(files) <= {WEIGHTS, ITEMS, *OPTIONAL_FILES}:
         raise ArtifactError(
-            f"{version_dir / MANIFEST} does not list the checksums of {WEIGHTS} and {ITEMS} (and of {INDEX}, if any)"
+            f"{version_dir / MANIFEST} does not list the checksums of {WEIGHTS} and {ITEMS} (and of "
+            f"{' and '.join(OPTIONAL_FILES)}, if any), and nothing else"
         )
     index_spec = _stored_index_spec(manifest, INDEX in files, version_dir)
     if verify:
@@ -317,7 +346,23 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
     model.to(device).eval()
     version = str(manifest.get("version", version_dir.name))
     info = ManifestInfo.read(manifest, cfg.n_intents, cfg.d)
-    return Artifact(version_dir, version, manifest, cfg, model, items, info, index_spec)
+    calibration = _calibration(version_dir, cfg) if INTENTS in files else None
+    return Artifact(version_dir, version, manifest, cfg, model, items, info, index_spec, calibration)
+
+
+def _calibration(version_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    try:
+        cal = load_file(str(version_dir / INTENTS))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ArtifactError(f"{version_dir / INTENTS} is unreadable: {exc}") from exc
+    shapes = {"bias": (cfg.n_intents,), "profiles": (cfg.n_intents, cfg.d)}
+    for name, t in cal.items():
+        if name not in shapes or tuple(t.shape) != shapes[name] or not t.isfinite().all():
+            raise ArtifactError(
+                f"{version_dir / INTENTS} holds {name!r} of shape {tuple(t.shape)}; it may hold only finite 'bias' "
+                f"{shapes['bias']} and 'profiles' {shapes['profiles']}"
+            )
+    return cal
 
 
 def _stored_index_spec(manifest: dict[str, Any], listed: bool, version_dir: Path) -> str | None:

@@ -20,7 +20,7 @@ from model.artifact import ArtifactError, load_artifact
 from model.config import ModelConfig
 from model.device import pick_device as model_device
 from model.encoder import ELCRec
-from model.intents import DEFAULT_TEMPERATURE
+from model.intents import DEFAULT_TEMPERATURE, IntentSpace
 from model.item_index import read_item_index
 from service.answer_cache import AnswerCache
 from service.precision import PrecisionCheck, to_precision
@@ -55,8 +55,12 @@ class ModelBundle:
     # Of the intent distribution (model.intents.intent_distribution): the model's training temperature.
     intent_temperature: float = DEFAULT_TEMPERATURE
     intent_health: dict[str, Any] | None = None  # the manifest's, shown by GET /v1/intents
-    # (K, d) unit vectors: each normalised center minus intent_mean (none: zero), the direction a request steered
-    # towards an intent moves in (service/inference.py steered). Set by build_bundle.
+    # The centers with the version's calibration (model/intents.py IntentSpace), on `device`: how a user is assigned
+    # (the balancing bias) and how an intent is described (its profile). Set by build_bundle.
+    intents: IntentSpace | None = None
+    # (K, d) unit vectors: each intent's description (profile, else normalised center) minus intent_mean (none:
+    # zero), the direction its items are listed by and a request steered towards it moves in (service/inference.py
+    # steered). Set by build_bundle.
     intent_directions: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     # Each intent's label in elcrec_intents_served_total: its id for the INTENT_LABELS largest (by share of the
     # training users; the first ids where the version records no shares), "other" for the rest.
@@ -208,8 +212,11 @@ def _bundle(
     mean = torch.tensor(info.intent_mean_state, dtype=torch.float32) if info.intent_mean_state else None
     shares = list(info.intent_shares) if info.intent_shares is not None else None
     with torch.no_grad():
-        centers = F.normalize(model.intent_centers.detach().float(), dim=-1)
-        directions = F.normalize(centers - (mean.to(centers.device) if mean is not None else 0.0), dim=-1)
+        # the (possibly half-precision) model's centers, in fp32, with the stored calibration
+        intents = IntentSpace(model.intent_centers.detach().float(), *(
+            t.float() if t is not None else None for t in (art.intents.bias, art.intents.profiles)))
+        described = intents.described()
+        directions = F.normalize(described - (mean.to(described.device) if mean is not None else 0.0), dim=-1)
     bundle = ModelBundle(
         name=version_dir.name,
         version=art.version,
@@ -225,6 +232,7 @@ def _bundle(
         intent_mean=mean,
         intent_temperature=info.intent_temperature,
         intent_health=info.intent_health,
+        intents=intents,
         intent_directions=directions,
         intent_labels=_labels(shares, art.config.n_intents),
         encode=encode,

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from model.intents import intent_distribution
 from model.sequences import left_pad
 from service.bundle import ModelBundle
 from service.queries import Answer, Query
@@ -27,8 +26,9 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     with torch.inference_mode():
         hidden = bundle.encoder(ids)  # (B, t, d)
         user = hidden[:, -1].float()  # (B, d)
-        centers = model.intent_centers.float()
-        dist, intent, prob = intent_distribution(model.pool(hidden, ids).float(), centers, top, bundle.intent_temperature)
+        assert bundle.intents is not None  # build_bundle sets it
+        centers = bundle.intents.centers
+        dist, intent, prob = bundle.intents.distribution(model.pool(hidden, ids).float(), top, bundle.intent_temperature)
         # What pulls the user towards the top intent: the positions whose states lie closest to its center.
         pull = (F.normalize(hidden.float(), dim=-1) @ F.normalize(centers[intent[:, 0]], dim=-1).unsqueeze(-1)).squeeze(-1)
         pull = pull.masked_fill(ids == 0, float("-inf"))

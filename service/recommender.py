@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -173,21 +173,24 @@ class Recommender:
             raise InvalidInput(f"k must be between 1 and {min(bundle.n_items, self.settings.max_k)}, got {k}")
 
     def _details(self, bundle: ModelBundle, intent_ids: list[int], k: int) -> list[IntentDetail]:
-        # Items by the intent's direction (normalised center - mean user state) . item: what sets the intent apart,
-        # not the items every center scores high (model.intents.characteristic_scores); by the center alone where
-        # the version has no mean.
+        # Items by the intent's direction (its profile, else normalised center, - mean user state) . item: what sets
+        # the intent apart, not the items every center scores high (model.intents.characteristic_scores); by the
+        # center alone where the version has neither profiles nor mean.
         queries = bundle.intent_directions[intent_ids].float().cpu()
         # search_unseen, not search: an approximate index that comes back short is searched deeper.
         hits = bundle.index.search_unseen(
             queries.numpy().astype(np.float32), [k] * len(intent_ids), [frozenset()] * len(intent_ids)
         )
         shares = bundle.intent_shares
+        items_by: Literal["profile", "characteristic", "center"] = (
+            "profile" if bundle.intents is not None and bundle.intents.profiles is not None
+            else "center" if bundle.intent_mean is None else "characteristic")
         return [
             IntentDetail(
                 id=intent_id,
                 share=shares[intent_id] if shares is not None else None,
                 items=[ScoredItem(item_id=bundle.external(r), score=s) for r, s in zip(rows, scores, strict=True)],
-                items_by="center" if bundle.intent_mean is None else "characteristic",
+                items_by=items_by,
                 model_version=bundle.version,
             )
             for intent_id, (rows, scores, _) in zip(intent_ids, hits, strict=True)

@@ -109,11 +109,12 @@ class UserIntentResponse(BaseModel):
 class IntentDetail(BaseModel):
     id: int
     share: float | None  # share of training users in this intent (from the manifest), if known
-    # "characteristic": the items that set the intent apart from the average user, by inner product with the
-    # normalised center minus the training users' mean normalised state; "center": by the center alone (a version
-    # exported without that mean).
+    # "profile": the items that set the intent's users apart from the average user, by inner product with the
+    # intent's profile (the mean normalised state of the training users it holds) minus the training users' mean
+    # normalised state; "characteristic": the same with the normalised center for the profile (a version exported
+    # without profiles); "center": by the center alone (a version exported without either).
     items: list[ScoredItem]
-    items_by: Literal["characteristic", "center"]
+    items_by: Literal["profile", "characteristic", "center"]
     model_version: str
 
 

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 
 from model.artifact import write_version
 from model.encoder import ELCRec
-from model.intents import assign_intents
+from model.intents import IntentSpace
 from model.official import load_official
 from training.data import Interactions, left_pad, read_interactions
 from training.evaluate import evaluate, pooled_states
-from training.intent_health import fitted_centers, model_health
+from training.intent_health import calibrate, fitted_centers, model_health, trained_balanced, training_states
 
 POPULAR_TOP = 100
 
@@ -34,14 +34,25 @@ def popular_items(data: Interactions, item_ids: list[str | None], top: int = POP
     return [ext for i in order if counts[i] > 0 and (ext := item_ids[int(i)]) is not None]
 
 
-def intent_summary(model: ELCRec, data: Interactions, device: str = "cpu") -> dict[str, Any]:
+def intent_calibration(
+    model: ELCRec, data: Interactions, origin: dict[str, Any], device: str = "cpu"
+) -> tuple[IntentSpace, dict[str, Any]]:
+    """The model's intents with the calibration fitted on the training users (training/intent_health.py
+    calibrate), and what the manifest says of it."""
+    states = training_states(model, data, device)
+    balance = trained_balanced(origin)
+    space = calibrate(states, model.intent_centers.detach().float().cpu(), balance)
+    return space, {"fitted_on": "the users' sequences but their last two items", "users": len(states),
+                   "balancing_bias": balance}
+
+
+def intent_summary(model: ELCRec, data: Interactions, intents: IntentSpace, device: str = "cpu") -> dict[str, Any]:
     """Over every user's whole (last T items) history: the share of the users in each intent, and the mean of their
-    normalised pooled states, which the service subtracts from a center to list the items that set an intent
-    apart (model.intents.characteristic_scores)."""
+    normalised pooled states, which the service subtracts from an intent's description to list the items that set
+    it apart (model.intents.characteristic_scores)."""
     inputs = left_pad([data.sequence(u) for u in range(data.n_users)], model.cfg.max_len)
     pooled = pooled_states(model, inputs, device=device)
-    _, ids = assign_intents(pooled, model.intent_centers.detach().float().cpu())
-    counts = torch.bincount(ids[:, 0], minlength=model.cfg.n_intents).double()
+    counts = torch.bincount(intents.assign(pooled.float()), minlength=model.cfg.n_intents).double()
     mean = F.normalize(pooled.float(), dim=-1).mean(0)
     return {"intent_shares": (counts / counts.sum()).tolist(), "intent_mean_state": [round(v, 6) for v in mean.tolist()]}
 
@@ -74,26 +85,30 @@ def export_model(
     """Write the model as a new version; with `index_spec` (FAISS index-factory string) the version stores
     that index over its items, which a service configured with the same ELCREC_INDEX uses without a rebuild."""
     ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
-    info = version_info(model, data, ids, origin, metrics, device)
-    return write_version(store, model, ids, info, make_current, index_spec)
+    info, intents = version_info(model, data, ids, origin, metrics, device)
+    return write_version(store, model, ids, info, make_current, index_spec, intents)
 
 
 def version_info(
     model: ELCRec, data: Interactions, item_ids: list[str | None], origin: dict[str, Any],
     metrics: dict[str, Any] | None = None, device: str = "cpu",
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], IntentSpace]:
     """What a version's manifest says of the model beside its weights: where it came from, the data, metrics,
-    popular items and its intents (shares, the mean user state and their health on the test users)."""
-    return {
+    popular items and its intents (shares, the mean user state, the calibration and their health on the test
+    users); and the calibrated intents, which write_version stores."""
+    intents, calibration = intent_calibration(model, data, origin, device)
+    info = {
         "origin": origin,
         "data": data_info(data),
         "metrics": metrics if metrics is not None else full_metrics(model, data, device),
         "popular_items": popular_items(data, item_ids),
-        **intent_summary(model, data, device),
-        "intent_health": model_health(model, data, "test", device).to_dict(),
+        **intent_summary(model, data, intents, device),
+        "intent_calibration": calibration,
+        "intent_health": model_health(model, data, "test", device, intents).to_dict(),
         "pooling": model.cfg.pooling,
         "software": {"torch": torch.__version__, "python": platform.python_version()},
     }
+    return info, intents
 
 
 def import_checkpoint(

@@ -1,15 +1,23 @@
 """Intent health: whether a model's intents are used, spread, distinct and predictive. One definition, used by
 `elcrec evaluate`, the manifest written at export, `elcrec report` and bench.results.
 
-For a set of users (a split's inputs and each user's next item), with each user in the nearest normalised center:
+For a set of users (a split's inputs and each user's next item), with each user in its intent (the nearest
+normalised center, after the version's balancing bias where it has one: model.intents.IntentSpace):
 - used: intents holding at least one user; largest: the biggest intent's share of the users;
 - effective: exp(Shannon entropy of the shares), 1 when every user is in one intent, K when all are equal;
-- characteristic items of an intent: the items ranked by (normalised center - mean normalised pooled state) .
-  item embedding (model.intents.characteristic_scores), which sets the intent apart from the average user;
+- characteristic items of an intent: the items ranked by (its description - mean normalised pooled state) .
+  item embedding (model.intents.characteristic_scores), which sets the intent apart from the average user; the
+  description is the intent's profile (its training users' mean state) where the version has one, else the center;
 - overlap: the mean Jaccard overlap of the top-20 characteristic items over pairs of distinct used intents, each
   pair weighted by the product of their shares (1 = every intent lists the same items; lower is more distinct);
 - lift@100: how much more often a user's next item is among the 100 characteristic items of the user's own intent
   than among those of an intent drawn at random by share (1 = the intent says nothing about what comes next).
+
+calibrate() fits a version's calibration on the training users (every user's sequence but its last two items, so
+that neither the validation nor the test item is seen): the profiles always, the balancing bias for intents trained
+to be balanced (the equipartition of `--intent-loss balanced`, applied at assignment). Not for ELCM's or k-means'
+centers: on the authors' collapsed Toys checkpoint a bias that spreads the training users left the test users in
+one intent (92%), docs/INTENTS.md.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from model.encoder import ELCRec
-from model.intents import characteristic_scores
-from training.data import EvalSplit, Interactions, eval_split
+from model.intents import IntentSpace
+from training.data import EvalSplit, Interactions, eval_split, left_pad
 from training.evaluate import pooled_states
 
 OVERLAP_TOP = 20
@@ -91,19 +99,19 @@ def lift(lists: torch.Tensor, assigned: torch.Tensor, nxt: torch.Tensor, s: torc
 
 
 def health(
-    pooled: torch.Tensor, centers: torch.Tensor, items: torch.Tensor, nxt: torch.Tensor,
+    pooled: torch.Tensor, intents: IntentSpace, items: torch.Tensor, nxt: torch.Tensor,
     overlap_top: int = OVERLAP_TOP, lift_top: int = LIFT_TOP,
 ) -> IntentHealth:
-    """pooled (U, d) states, raw centers (K, d), real item embeddings (N, d), next items (U,) as 0-based columns."""
+    """pooled (U, d) states, the intents, real item embeddings (N, d), next items (U,) as 0-based columns."""
     z = F.normalize(pooled.float(), dim=-1)
-    c = F.normalize(centers.float(), dim=-1)
-    assigned = (z @ c.T).argmax(dim=1)  # nearest on the sphere: largest cosine
-    s = shares(assigned, c.shape[0])
-    scores = characteristic_scores(c, z.mean(0), items.float())
+    intents = intents.to(z.device)
+    assigned = intents.assign(z)
+    s = shares(assigned, intents.k)
+    scores = intents.characteristic_scores(z.mean(0), items.float())
     n = items.shape[0]
     return IntentHealth(
         users=len(z),
-        intents=c.shape[0],
+        intents=intents.k,
         used=int((s > 0).sum()),
         largest=float(s.max()),
         effective=effective_number(s),
@@ -113,19 +121,59 @@ def health(
 
 
 def model_health(
-    model: ELCRec, data: Interactions, split: str = "test", device: str = "cpu", centers: torch.Tensor | None = None
+    model: ELCRec, data: Interactions, split: str = "test", device: str = "cpu", intents: IntentSpace | None = None
 ) -> IntentHealth:
-    """The health of a model's intents (or of other `centers` on its states) on a split's users."""
-    return split_health(model, eval_split(data, model.cfg.max_len, split), device, centers)
+    """The health of a model's intents (its centers, uncalibrated, unless `intents` is given) on a split's users."""
+    return split_health(model, eval_split(data, model.cfg.max_len, split), device, intents)
 
 
 def split_health(
-    model: ELCRec, ev: EvalSplit, device: str = "cpu", centers: torch.Tensor | None = None
+    model: ELCRec, ev: EvalSplit, device: str = "cpu", intents: IntentSpace | None = None
 ) -> IntentHealth:
     pooled = pooled_states(model, ev.inputs, device=device)
     table = model.item_table().detach().float().cpu()[1:-1]  # real items, rows 1..N
-    raw = model.intent_centers.detach().float().cpu() if centers is None else centers
-    return health(pooled, raw, table, torch.from_numpy(np.asarray(ev.targets) - 1))
+    space = intents if intents is not None else IntentSpace(model.intent_centers.detach().float().cpu())
+    return health(pooled, space.to("cpu"), table, torch.from_numpy(np.asarray(ev.targets) - 1))
+
+
+def training_states(model: ELCRec, data: Interactions, device: str = "cpu") -> torch.Tensor:
+    """Normalised pooled states of the users' training sequences (all but the last two items), (U', d)."""
+    seqs = [data.sequence(u)[:-2] for u in range(data.n_users)]
+    inputs = left_pad([s for s in seqs if len(s)], model.cfg.max_len)
+    return F.normalize(pooled_states(model, inputs, device=device).float(), dim=-1)
+
+
+def balancing_bias(sim: torch.Tensor, steps: int = 200, rate: float = 0.01) -> torch.Tensor:
+    """(K,) bias such that argmax(sim + bias) spreads the rows of sim (U, K) about evenly over the K columns: each
+    step lowers the bias of a column by rate * log(its share * K), raising the empty and crowded ones' opposites."""
+    k = sim.shape[1]
+    bias = torch.zeros(k)
+    for _ in range(steps):
+        share = shares((sim + bias).argmax(1), k).float().clamp_min(1e-6)
+        bias -= rate * torch.log(share * k)
+    return bias
+
+
+def profiles(states: torch.Tensor, assigned: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Each center's members' normalised mean state (the normalised center where it holds nobody): (K, d)."""
+    c = F.normalize(centers.float(), dim=-1)
+    sums = torch.zeros_like(c).index_add_(0, assigned, states.float())
+    return F.normalize(torch.where(sums.norm(dim=1, keepdim=True) > 0, sums, c), dim=-1)
+
+
+def calibrate(states: torch.Tensor, centers: torch.Tensor, balance: bool) -> IntentSpace:
+    """The centers (K, d) with a calibration fitted on normalised training states (U, d): the balancing bias when
+    `balance`, and the profiles of the users each center then holds."""
+    c = F.normalize(centers.float(), dim=-1)
+    bias = balancing_bias(states @ c.T) if balance else None
+    space = IntentSpace(centers.float(), bias)
+    return IntentSpace(centers.float(), bias, profiles(states, space.assign(states), centers))
+
+
+def trained_balanced(model_origin: dict[str, Any]) -> bool:
+    """Whether a version's centers were trained to be balanced (`--intent-loss balanced`), from its origin."""
+    train = model_origin.get("train_config")
+    return model_origin.get("kind") != "intents-fit" and isinstance(train, dict) and train.get("intent_loss") == "balanced"
 
 
 def fitted_centers(model: ELCRec, data: Interactions, k: int, seed: int = 1, device: str = "cpu") -> torch.Tensor:
@@ -133,11 +181,7 @@ def fitted_centers(model: ELCRec, data: Interactions, k: int, seed: int = 1, dev
     the intents a clustering fitted after training finds: (k, d), normalised."""
     import faiss
 
-    from training.data import left_pad
-
-    seqs = [data.sequence(u)[:-2] for u in range(data.n_users)]
-    inputs = left_pad([s for s in seqs if len(s)], model.cfg.max_len)
-    x = F.normalize(pooled_states(model, inputs, device=device).float(), dim=-1).numpy()
+    x = training_states(model, data, device).numpy()
     if k > len(x):
         raise ValueError(f"cannot fit {k} intents to {len(x)} users")
     km = faiss.Kmeans(x.shape[1], k, niter=25, nredo=1, seed=seed, spherical=True, verbose=False,

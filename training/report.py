@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from model.artifact import Artifact, Store, load_artifact
-from model.intents import assign_intents, characteristic_scores
 from training.data import Interactions, left_pad
 from training.evaluate import pooled_states
 from training.intent_health import model_health
@@ -74,8 +73,7 @@ def plot_intents(art: Artifact, data: Interactions, out: Path, max_users: int, s
     users = np.sort(rng.choice(data.n_users, size=min(max_users, data.n_users), replace=False))
     inputs = left_pad([data.sequence(int(u)) for u in users], art.config.max_len)
     pooled = pooled_states(art.model, inputs)
-    _, ids = assign_intents(pooled, art.model.intent_centers.detach().float().cpu())
-    intents = ids[:, 0].numpy()
+    intents = art.intents.to("cpu").assign(pooled).numpy()
     z = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
     xy = TSNE(n_components=2, init="pca", random_state=seed, perplexity=30).fit_transform(z.numpy())
     sizes = np.bincount(intents, minlength=art.config.n_intents)
@@ -116,7 +114,7 @@ def characteristic_table(art: Artifact, data: Interactions, intents: int = 10, i
     if shares is None or mean is None:
         return "<p>(this version records no intent shares or mean user state: no characteristic items)</p>"
     table = art.model.item_table().detach().float().cpu()[1:-1]
-    scores = characteristic_scores(art.model.intent_centers.detach().float().cpu(), torch.tensor(mean), table)
+    scores = art.intents.to("cpu").characteristic_scores(torch.tensor(mean), table)
     largest = sorted(range(len(shares)), key=lambda i: -shares[i])[:intents]
     rows = "".join(
         f"<tr><td>{i}</td><td>{shares[i]:.1%}</td><td>"
@@ -138,7 +136,7 @@ def write_report(store: Path, data: Interactions, out: Path, max_users: int = 30
     pictures += plot_intents(art, data, out, max_users, seed)
     test = (art.info.metrics or {}).get("test", {}).get("reference", {})
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in test.items())
-    health = model_health(art.model, data).to_dict()
+    health = model_health(art.model, data, intents=art.intents.to("cpu")).to_dict()
     health_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in health.items())
     intents_table = characteristic_table(art, data)
     images = "".join(f'<h2>{p.stem.replace("_", " ")}</h2><img src="{p.name}" style="max-width:100%">' for p in pictures)

@@ -272,9 +272,9 @@ def _run(
         "intent_ids": summary.intents,
         **train_info,
     }
-    info = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
+    info, intents = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
     info["data"]["merged_from"] = base_source
-    version_dir = write_version(store, model, merged.item_ids, info, make_current=False)
+    version_dir = write_version(store, model, merged.item_ids, info, make_current=False, intents=intents)
     version = version_dir.name
     merged_path = write_merged(
         store,

@@ -319,7 +319,8 @@ class Trainer:
                 torch._foreach_copy_(params, raw)
 
     def validate(self) -> tuple[dict[str, float], dict[str, Any]]:
-        """Validation metrics, and the health of the intents on the validation users (training/intent_health.py)."""
+        """Validation metrics, and the health of the intents on the validation users (training/intent_health.py), of
+        the centers as they are: the calibration (bias, profiles) is fitted once, at export."""
         def valid() -> tuple[dict[str, float], dict[str, Any]]:
             metrics = evaluate_split(self.model, self.valid, ("reference",), self.device)["reference"]
             return metrics, split_health(self.model, self.valid, self.device).to_dict()

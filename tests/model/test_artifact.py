@@ -38,6 +38,32 @@ def test_write_then_load_round_trips_and_moves_current(tmp_path):
     assert not any(p.name.startswith(".tmp") for p in store.iterdir())
 
 
+def test_an_intent_calibration_round_trips_and_a_wrong_one_is_refused(tmp_path):
+    from model.artifact import INTENTS, sha256_file
+    from model.intents import IntentSpace
+
+    m = small_model()
+    bias, profiles = torch.tensor([0.1, -0.2, 0.0]), torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    v = write_version(tmp_path, m, IDS, {}, intents=IntentSpace(m.intent_centers.detach(), bias, profiles))
+    art = load_artifact(v)
+    assert torch.equal(art.intents.bias, bias) and torch.equal(art.intents.profiles, profiles)
+    assert art.manifest["intent_calibration"] == {"file": INTENTS, "holds": ["bias", "profiles"]}
+    # without one: the centers as they are
+    plain = load_artifact(write_version(tmp_path, m, IDS, {}))
+    assert plain.intents.bias is None and plain.intents.profiles is None and plain.calibration is None
+    # a calibration of another shape (checksummed as it is) is refused by name
+    from safetensors.torch import save_file
+
+    save_file({"bias": torch.zeros(5)}, str(v / INTENTS))
+    manifest = json.loads((v / "manifest.json").read_text())
+    manifest["files"][INTENTS] = sha256_file(v / INTENTS)
+    (v / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="intents.safetensors holds 'bias' of shape"):
+        load_artifact(v)
+    with pytest.raises(ArtifactError, match="shape"):
+        write_version(tmp_path, m, IDS, {}, intents=IntentSpace(torch.zeros(4, 8), torch.zeros(4)))
+
+
 def test_corrupt_weights_are_refused_with_a_clear_message(tmp_path):
     v = write_version(tmp_path, small_model(), IDS, {})
     data = bytearray((v / "weights.safetensors").read_bytes())

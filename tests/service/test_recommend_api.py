@@ -172,6 +172,24 @@ async def test_intent_detail_lists_what_sets_the_intent_apart(tmp_path: Path) ->
         assert (await c.get("/v1/intents/2")).json()["items_by"] == "center"
 
 
+async def test_a_stored_calibration_assigns_with_its_bias_and_lists_items_by_the_profile(tmp_path: Path) -> None:
+    from tests.support.service import add_version
+
+    mean = [0.5] * 64
+    profiles = F.normalize(torch.randn(4, 64, generator=torch.Generator().manual_seed(3)), dim=-1)
+    bias = torch.tensor([0.0, 0.0, 0.0, 5.0])  # far above any cosine: every user in intent 3
+    add_version(tmp_path / "s", intent_mean_state=mean, calibration={"bias": bias, "profiles": profiles})
+    table = load_artifact(tmp_path / "s").model.item_table()[1:-1]
+    by_profile = (profiles[2] - torch.tensor(mean)) @ table.T
+    async with running_app(settings_for(tmp_path / "s")) as c:
+        body = (await c.get("/v1/intents/2", params={"k": 5})).json()
+        assert body["items_by"] == "profile"
+        assert [it["item_id"] for it in body["items"]] == [f"i{r + 1}" for r in by_profile.topk(5).indices.tolist()]
+        for history in (["i1", "i2"], ["i30", "i31", "i32"], ["i7"]):
+            intent = (await c.post("/v1/recommend", json={"history": history, "k": 3})).json()["intent"]
+            assert intent["id"] == 3 and intent["probability"] > 0.99
+
+
 async def test_model_metadata(client: AppClient) -> None:
     body = (await client.get("/v1/model")).json()
     assert body["version"] == "v0001" and body["n_items"] == N_ITEMS and body["n_intents"] == 4

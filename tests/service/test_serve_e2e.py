@@ -72,9 +72,10 @@ def test_serve_end_to_end(served: tuple[httpx.Client, Path], own_redis: RedisSer
     assert c.get("/v1/users/nobody/intent").status_code == 404
     detail = c.get(f"/v1/intents/{intent['intent']['id']}", params={"k": 5}).json()
     assert len(detail["items"]) == 5 and 0 <= detail["share"] <= 1
-    # Intents list what sets them apart: the two largest intents of the released checkpoint share at most two of
-    # their first eight items (1 when measured; by the centers alone they share 6, the same popular items).
-    assert detail["items_by"] == "characteristic" and model["intent_health"]["used"] >= 2
+    # Intents list what sets their users apart (each intent's profile, the mean state of the training users it holds,
+    # against the average user's): the two largest intents of the released checkpoint share at most two of their
+    # first eight items (by the centers alone they share 6, the same popular items).
+    assert detail["items_by"] == "profile" and model["intent_health"]["used"] >= 2
     shares = json.loads((store / "v0001" / "manifest.json").read_text())["intent_shares"]
     first, second = sorted(range(len(shares)), key=lambda i: -shares[i])[:2]
     lists = [{it["item_id"] for it in c.get(f"/v1/intents/{i}", params={"k": 8}).json()["items"]} for i in (first, second)]

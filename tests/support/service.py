@@ -22,6 +22,7 @@ import torch
 from model.artifact import write_version
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.intents import IntentSpace
 from service.deps import Resources
 from service.main import create_app
 from service.settings import Settings
@@ -53,11 +54,15 @@ def tiny_model(seed: int = 0, pooling: str = "all", n_intents: int = 4, mix_alph
 
 
 def add_version(
-    store: Path, seed: int = 0, pooling: str = "all", make_current: bool = True, mix_alpha: float = 0.0, **info: Any
+    store: Path, seed: int = 0, pooling: str = "all", make_current: bool = True, mix_alpha: float = 0.0,
+    calibration: dict[str, torch.Tensor] | None = None, **info: Any
 ) -> Path:
+    """A tiny model's version; `calibration` ({"bias": (4,), "profiles": (4, 64)}) is stored as its intents'."""
     info.setdefault("popular_items", POPULAR)
     info.setdefault("intent_shares", [0.1, 0.2, 0.3, 0.4])
-    return write_version(store, tiny_model(seed, pooling, mix_alpha=mix_alpha), ITEM_IDS, info, make_current)
+    model = tiny_model(seed, pooling, mix_alpha=mix_alpha)
+    intents = None if calibration is None else IntentSpace(model.intent_centers.detach(), **calibration)
+    return write_version(store, model, ITEM_IDS, info, make_current, intents=intents)
 
 
 def settings_for(store: Path, **overrides: Any) -> Settings:

@@ -234,6 +234,11 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     assert first["origin"]["train_config"]["intent_loss"] == "balanced"
     health = first["intent_health"]
     assert health["intents"] == 6 and 1 <= health["used"] <= 6 and 1.0 <= health["effective"] <= 6.0
+    # centers trained balanced: the version stores the balancing bias and the profiles, fitted on the training users
+    assert first["intent_calibration"]["balancing_bias"] is True and first["intent_calibration"]["users"] == 400
+    assert first["intent_calibration"]["holds"] == ["bias", "profiles"] and "intents.safetensors" in first["files"]
+    first_eval = json.loads(run_cli("evaluate", str(store / "v0001"), "--data", str(data), "--json").stdout)
+    assert first_eval["intents"] == health  # evaluate reads the intents as the manifest does
     fitted = run_cli("intents", "fit", str(store), "--data", str(data), "--k", "4")
     assert fitted.returncode == 0, fitted.stderr
     assert "v0002" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0002"
@@ -241,6 +246,8 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     assert second["origin"]["kind"] == "intents-fit" and second["origin"]["parent"] == "v0001"
     assert second["model_config"]["n_intents"] == 4 and len(second["intent_shares"]) == 4
     assert second["metrics"] == first["metrics"]  # the encoder is unchanged
+    # k-means centers get profiles, not the bias the balanced loss trains for
+    assert second["intent_calibration"]["balancing_bias"] is False and second["intent_calibration"]["holds"] == ["profiles"]
     evaluated = run_cli("evaluate", str(store), "--data", str(data), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     payload = json.loads(evaluated.stdout)

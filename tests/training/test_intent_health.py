@@ -4,8 +4,20 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from training.intent_health import effective_number, health, lift, overlap, shares
+from model.intents import IntentSpace
+from training.intent_health import (
+    balancing_bias,
+    calibrate,
+    effective_number,
+    health,
+    lift,
+    overlap,
+    profiles,
+    shares,
+    trained_balanced,
+)
 
 
 def test_all_users_in_one_intent_gives_one():
@@ -52,15 +64,76 @@ def test_planted_intents_are_found_and_predict_the_next_item():
     truth = torch.arange(400) % 4
     pooled = directions[truth] + 0.1 * torch.randn(400, d, generator=g)
     nxt = truth * per + torch.randint(0, per, (400,), generator=g)
-    h = health(pooled, directions * 3.0, items, nxt, overlap_top=per, lift_top=per)
+    h = health(pooled, IntentSpace(directions * 3.0), items, nxt, overlap_top=per, lift_top=per)
     assert h.used == 4 and h.largest == pytest.approx(0.25)
     assert h.effective == pytest.approx(4.0)
     assert h.overlap == pytest.approx(0.0)
     assert h.lift == pytest.approx(4.0)
     # all users in one center, far from the rest: one intent, no lift
     collapsed = torch.cat([torch.ones(1, d), -torch.ones(3, d)])
-    h1 = health(pooled + 5 * torch.ones(d), collapsed, items, nxt, overlap_top=per, lift_top=per)
+    h1 = health(pooled + 5 * torch.ones(d), IntentSpace(collapsed), items, nxt, overlap_top=per, lift_top=per)
     assert h1.used == 1 and h1.effective == pytest.approx(1.0) and h1.overlap is None
+
+
+def test_the_bias_spreads_rows_that_all_prefer_one_column():
+    gen = torch.Generator().manual_seed(0)
+    sim = torch.rand(400, 4, generator=gen) * 0.1
+    sim[:, 0] += 0.2  # every row's nearest column is 0
+    assert shares(sim.argmax(1), 4).max() == 1.0
+    spread = shares((sim + balancing_bias(sim)).argmax(1), 4)
+    assert spread.max() < 0.3 and spread.min() > 0.2
+
+
+def test_a_profile_is_the_members_mean_state_and_an_empty_center_keeps_itself():
+    states = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=-1)
+    centers = torch.tensor([[2.0, 0.4], [0.0, -1.0]])
+    got = profiles(states, torch.tensor([0, 0, 0]), centers)
+    assert torch.allclose(got[0], F.normalize(states.sum(0), dim=-1))
+    assert torch.allclose(got[1], F.normalize(centers[1], dim=0))
+
+
+def planted(seed: int = 0):
+    """4 planted intents along orthogonal directions, 10 items and 100 users each (as above)."""
+    g = torch.Generator().manual_seed(seed)
+    d, per = 8, 10
+    directions = torch.eye(d)[:4]
+    items = torch.cat([directions[j].repeat(per, 1) + 0.05 * torch.randn(per, d, generator=g) for j in range(4)])
+    truth = torch.arange(400) % 4
+    pooled = F.normalize(directions[truth] + 0.1 * torch.randn(400, d, generator=g), dim=-1)
+    nxt = truth * per + torch.randint(0, per, (400,), generator=g)
+    return directions, items, pooled, nxt, per
+
+
+def test_calibration_repairs_centers_that_hold_their_users_but_point_elsewhere():
+    # Centers learned off their users: each is its direction tilted towards a shared one (the popular items'),
+    # and center 0 more, so that it also draws the users of center 1. Read as they are, they list the shared
+    # direction's neighbours for all and crowd intent 0; the calibration's bias spreads the users again and the
+    # profiles (the members' mean states) describe each intent by its own users.
+    directions, items, pooled, nxt, per = planted()
+    shared = torch.zeros(8)
+    shared[6] = 1.0
+    items = torch.cat([items, shared.repeat(per, 1)])  # the shared direction's own 10 items, no one's next item
+    centers = directions + 2.0 * shared
+    centers[0] += 1.5 * directions[1]
+    raw = health(pooled, IntentSpace(centers), items, nxt, overlap_top=per, lift_top=per)
+    assert raw.largest == pytest.approx(0.5)  # intent 0 takes the users of intent 1 too
+    assert raw.overlap == pytest.approx(1.0) and raw.lift is None  # all list the shared items, no one's next
+    space = calibrate(pooled, centers, balance=True)
+    fixed = health(pooled, space, items, nxt, overlap_top=per, lift_top=per)
+    assert fixed.largest < 0.3 and fixed.effective > 3.8
+    assert fixed.overlap == pytest.approx(0.0) and fixed.lift is not None and fixed.lift > 3.5
+    # without the bias the users stay where the centers put them; the profiles still describe them
+    plain = calibrate(pooled, centers, balance=False)
+    assert plain.bias is None and health(pooled, plain, items, nxt, per, per).largest == pytest.approx(raw.largest)
+
+
+def test_only_centers_trained_balanced_get_a_bias():
+    assert trained_balanced({"kind": "trained", "train_config": {"intent_loss": "balanced"}})
+    assert trained_balanced({"kind": "retrained", "train_config": {"intent_loss": "balanced"}})
+    assert not trained_balanced({"kind": "trained", "train_config": {"intent_loss": "elcm"}})
+    assert not trained_balanced({"kind": "imported"})
+    # k-means centers fitted on a balanced model are not the trained ones
+    assert not trained_balanced({"kind": "intents-fit", "train_config": {"intent_loss": "balanced"}})
 
 
 def test_matching_gives_each_new_center_the_id_of_the_old_one_it_matches():
