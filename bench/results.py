@@ -102,8 +102,11 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
     if not done:
         return None
     result = json.loads(done[-1].read_text())
-    # How the users spread over the intents (all users' whole histories, from the version's manifest).
-    manifest = store / result["version"] / "manifest.json"
+    # How the users spread over the intents (all users' whole histories, from the version's manifest): of the
+    # trained version, or of its latest calibration (`elcrec intents calibrate`, the same weights) where the trained
+    # version was exported before calibrations existed.
+    version = calibrated(store, result["version"])
+    manifest = store / version / "manifest.json"
     info = json.loads(manifest.read_text()) if manifest.exists() else {}
     shares = info.get("intent_shares")
     intents = {"used": sum(x > 0 for x in shares), "of": len(shares), "largest": max(shares)} if shares else None
@@ -114,9 +117,19 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
     shutil.copyfile(done[-1].parent / "log.jsonl", log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
             "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
-            "metrics": result["metrics"], "intents": intents, "intent_health": health,
+            "metrics": result["metrics"], "intents": intents, "intent_health": health, "intents_version": version,
             "device": result.get("device", "cpu"),
             "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
+
+
+def calibrated(store: Path, version: str) -> str:
+    """The last version of `store` that calibrates `version` again (origin kind "calibrated"), else `version`."""
+    found = version
+    for manifest in sorted(store.glob("v*/manifest.json")):
+        origin = json.loads(manifest.read_text()).get("origin") or {}
+        if origin.get("kind") == "calibrated" and origin.get("parent") == version:
+            found = manifest.parent.name
+    return found
 
 
 def gpu_mark(run: dict[str, Any]) -> str:
@@ -180,12 +193,15 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "",
         "- Main columns: the reference protocol (seen items scored 0, as the authors' code and the paper); *strict*:",
         "  seen items, padding and mask rows at minus infinity. Mean ± standard deviation over seeds.",
-        "- *Intents used*: how many of the K intents hold at least one user (each user's whole history, nearest",
-        "  center), and the share of users in the largest one. *Intents effective / overlap / lift@100*: the health",
+        "- *Intents used*: how many of the K intents hold at least one user (each user's whole history, its intent),",
+        "  and the share of users in the largest one. *Intents effective / overlap / lift@100*: the health",
         "  of the intents on the test users (training/intent_health.py, `elcrec evaluate --json`): exp of the entropy",
         "  of the users' shares, the share-weighted Jaccard overlap of the intents' top-20 characteristic items, and",
         "  how much more often a user's next item is among the 100 characteristic items of the own intent than of an",
-        "  intent drawn by share; \"-\" for runs exported before it was recorded.",
+        "  intent drawn by share; \"-\" for runs exported before it was recorded. Both read the intents with the",
+        "  version's intent calibration (docs/INTENTS.md: profiles, and a balancing bias for centers trained",
+        "  balanced) where it has one; the balanced seed-1 row was measured before calibrations existed (its store",
+        "  is gone; calibrated, the same model read 253 / 0.004 / 11.7: docs/INTENTS.md).",
         "- *balanced*: the improved preset with the intents learned under balanced assignments",
         "  (`--improved --intent-loss balanced`) instead of ELCM.",
         "- *faithful*: the paper's preset (ELCREC.md section 6, one sampled negative, BCE) trained in the default fast",

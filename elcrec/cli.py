@@ -18,7 +18,7 @@ from training.config import Batches, IntentLoss, Prototype, RecLoss, Samples
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synthetic data.")
 app.add_typer(data_app, name="data")
-intents_app = typer.Typer(no_args_is_help=True, help="Intents fitted after training.")
+intents_app = typer.Typer(no_args_is_help=True, help="Intents fitted after training, or calibrated again.")
 app.add_typer(intents_app, name="intents")
 
 
@@ -321,6 +321,32 @@ def intents_fit(
     except OSError as exc:
         fail(f"cannot write a new version to {store} (nothing was published): {exc}")
     typer.echo(f"published {version} with fitted intents")
+
+
+@intents_app.command("calibrate")
+def intents_calibrate(
+    store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model is published again, calibrated")],
+    data: Annotated[Path, typer.Option(help="The interaction file the model was trained on")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Publish the CURRENT model again with its intent calibration fitted now (docs/INTENTS.md).
+
+    For versions exported before the calibration existed (or fitted on other data): the weights, centers and
+    metrics are the parent's; the new version stores the profiles (and the balancing bias, for centers trained
+    balanced) and the intent health read with them, and becomes CURRENT.
+    """
+    from model.artifact import ArtifactError
+    from model.device import pick_device
+    from training.data import DataError
+    from training.export import calibrate_intents
+
+    try:
+        version = calibrate_intents(store, data, pick_device(device))
+    except (ArtifactError, DataError, ValueError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write a new version to {store} (nothing was published): {exc}")
+    typer.echo(f"published {version} with its intents calibrated")
 
 
 @app.command()

@@ -148,3 +148,15 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     }
     metrics = art.info.metrics or None
     return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name
+
+
+def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu") -> str:
+    """Publish the store's CURRENT model again with its intent calibration fitted on `data_path`'s training users
+    (`elcrec intents calibrate`): the same weights and metrics, for versions exported before the calibration."""
+    from model.artifact import load_artifact
+
+    art = load_artifact(store, device)
+    data = read_interactions(data_path, n_items=art.config.n_items)
+    origin = {"kind": "calibrated", "parent": art.version, "parent_origin": art.info.origin or None}
+    metrics = art.info.metrics or None
+    return export_model(store, art.model, data, origin, metrics, item_ids=art.item_ids, device=device).name

@@ -171,7 +171,11 @@ def calibrate(states: torch.Tensor, centers: torch.Tensor, balance: bool) -> Int
 
 
 def trained_balanced(model_origin: dict[str, Any]) -> bool:
-    """Whether a version's centers were trained to be balanced (`--intent-loss balanced`), from its origin."""
+    """Whether a version's centers were trained to be balanced (`--intent-loss balanced`), from its origin; a
+    version calibrated again (`elcrec intents calibrate`) has its parent's centers."""
+    if model_origin.get("kind") == "calibrated":
+        parent = model_origin.get("parent_origin")
+        return isinstance(parent, dict) and trained_balanced(parent)
     train = model_origin.get("train_config")
     return model_origin.get("kind") != "intents-fit" and isinstance(train, dict) and train.get("intent_loss") == "balanced"
 

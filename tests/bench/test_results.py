@@ -56,3 +56,18 @@ def test_a_run_that_fails_is_named_and_the_exit_status_says_so(tmp_path):
 def test_a_missing_data_file_is_named(tmp_path):
     done = bench("--data-dir", str(tmp_path), "--sets", "Yelp", "--docs", str(tmp_path / "docs"))
     assert done.returncode != 0 and "Yelp.txt is absent" in done.stderr
+
+
+def test_the_intents_of_a_run_are_read_from_its_latest_calibration(tmp_path):
+    from bench.results import calibrated
+
+    def version(name: str, origin: dict) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"origin": origin}))
+
+    version("v0001", {"kind": "trained"})
+    assert calibrated(tmp_path, "v0001") == "v0001"
+    version("v0002", {"kind": "intents-fit", "parent": "v0001"})  # other centers: not the run's intents
+    version("v0003", {"kind": "calibrated", "parent": "v0001"})
+    version("v0004", {"kind": "calibrated", "parent": "v0002"})
+    assert calibrated(tmp_path, "v0001") == "v0003"

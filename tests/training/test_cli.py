@@ -239,11 +239,18 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     assert first["intent_calibration"]["holds"] == ["bias", "profiles"] and "intents.safetensors" in first["files"]
     first_eval = json.loads(run_cli("evaluate", str(store / "v0001"), "--data", str(data), "--json").stdout)
     assert first_eval["intents"] == health  # evaluate reads the intents as the manifest does
+    # calibrated again (as for a version exported before calibrations existed): the same model and figures
+    again = run_cli("intents", "calibrate", str(store), "--data", str(data))
+    assert again.returncode == 0 and "v0002" in again.stdout, again.stderr
+    recal = json.loads((store / "v0002" / "manifest.json").read_text())
+    assert recal["origin"]["kind"] == "calibrated" and recal["origin"]["parent"] == "v0001"
+    assert recal["intent_calibration"]["balancing_bias"] is True and recal["metrics"] == first["metrics"]
+    assert recal["intent_health"] == health and recal["files"]["weights.safetensors"] == first["files"]["weights.safetensors"]
     fitted = run_cli("intents", "fit", str(store), "--data", str(data), "--k", "4")
     assert fitted.returncode == 0, fitted.stderr
-    assert "v0002" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0002"
-    second = json.loads((store / "v0002" / "manifest.json").read_text())
-    assert second["origin"]["kind"] == "intents-fit" and second["origin"]["parent"] == "v0001"
+    assert "v0003" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0003"
+    second = json.loads((store / "v0003" / "manifest.json").read_text())
+    assert second["origin"]["kind"] == "intents-fit" and second["origin"]["parent"] == "v0002"
     assert second["model_config"]["n_intents"] == 4 and len(second["intent_shares"]) == 4
     assert second["metrics"] == first["metrics"]  # the encoder is unchanged
     # k-means centers get profiles, not the bias the balanced loss trains for
@@ -251,7 +258,7 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     evaluated = run_cli("evaluate", str(store), "--data", str(data), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     payload = json.loads(evaluated.stdout)
-    assert payload["version"] == "v0002" and payload["intents"]["intents"] == 4
+    assert payload["version"] == "v0003" and payload["intents"]["intents"] == 4
     assert payload["metrics"]["NDCG@20"] == pytest.approx(first["metrics"]["test"]["reference"]["NDCG@20"], abs=1e-6)
     assert set(payload["intents"]) == {"users", "intents", "used", "largest", "effective", "overlap", "lift"}
     # bad input: a message, not a traceback

@@ -134,6 +134,11 @@ def test_only_centers_trained_balanced_get_a_bias():
     assert not trained_balanced({"kind": "imported"})
     # k-means centers fitted on a balanced model are not the trained ones
     assert not trained_balanced({"kind": "intents-fit", "train_config": {"intent_loss": "balanced"}})
+    # calibrated again: the parent's centers decide
+    balanced = {"kind": "trained", "train_config": {"intent_loss": "balanced"}}
+    assert trained_balanced({"kind": "calibrated", "parent_origin": balanced})
+    assert not trained_balanced({"kind": "calibrated", "parent_origin": {"kind": "imported"}})
+    assert not trained_balanced({"kind": "calibrated", "parent_origin": None})
 
 
 def test_matching_gives_each_new_center_the_id_of_the_old_one_it_matches():
