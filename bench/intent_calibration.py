@@ -18,7 +18,6 @@ Nothing is trained; the encoder and the centers are the version's own.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench import write_json
 from model.artifact import load_artifact
 from model.intents import IntentSpace
 from training import intent_health as ih
@@ -70,10 +70,8 @@ def main() -> None:
     for name, r in rows.items():
         print(f"{name:<22} used {r['used']:>4}  largest {r['largest']:.4f}  effective {r['effective']:6.1f}  "
               f"overlap {r['overlap']:.4f}  lift@100 {r['lift']:.2f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"store": str(args.store), "version": art.version, "k": k,
-                                        "test_users": len(test), "readings": rows}, indent=2))
+    write_json({"store": str(args.store), "version": art.version, "k": k, "test_users": len(test), "readings": rows},
+               args.out)
 
 
 if __name__ == "__main__":

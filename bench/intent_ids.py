@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from bench import write_json
 from model.artifact import CURRENT, resolve
 from model.events import EVENTS_STREAM, encode_event
 from training.data import read_interactions
@@ -98,9 +99,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = measure(args.artifacts, args.data, args.share, args.epochs, args.seed, args.lr)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(json.dumps(result, indent=2))
 
 

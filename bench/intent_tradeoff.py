@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench import write_json
 from model.artifact import resolve
 from service.bundle import LoadOptions, build_bundle
 from service.inference import run_batch
@@ -78,9 +79,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
     result = measure(args.store, args.data, args.k, args.users, args.weight)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, args.out)
     print(json.dumps(result, indent=2))
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from bench import write_json
 from model.artifact import ITEMS, resolve
 
 HOST = "127.0.0.1"
@@ -382,9 +383,7 @@ def main() -> None:
             "results": results,
             "summary": summary,
         }
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=2))
+        write_json(report, args.out)
     finally:
         stop_processes(procs)
         shutil.rmtree(workdir, ignore_errors=True)

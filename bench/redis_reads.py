@@ -25,6 +25,7 @@ import redis
 from redis.asyncio import Redis
 from redis.utils import HIREDIS_AVAILABLE
 
+from bench import write_json
 from bench.load import free_port, wait_until
 from model.events import history_key
 from service.history import _READ_LIST_AS_JSON
@@ -110,10 +111,8 @@ def main() -> None:
                 pipe.rpush(history_key(u), *(f"item-{random.randrange(12000)}" for _ in range(20)))
             pipe.execute()
         rows = asyncio.run(run(url, users, args.rounds))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"hiredis": HIREDIS_AVAILABLE, "redis_py": redis.__version__,
-                                            "rounds": args.rounds, "rows": rows}, indent=2))
+        write_json({"hiredis": HIREDIS_AVAILABLE, "redis_py": redis.__version__, "rounds": args.rounds, "rows": rows},
+                   args.out)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import torch
 
+from bench import write_json
 from bench.load import HOST, free_port, parse_wrk, start_service, stop_processes
 from model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
 from model.config import ModelConfig
@@ -340,9 +341,7 @@ def main() -> None:
             "rss_samples": samples,
             "windows": [{k: v for k, v in w.items() if k != "socket_errors" or v} for w in windows],
         }
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=2))
+        write_json(report, args.out)
         serve_log = (workdir / "serve.log").read_text()
         if TOKEN in serve_log:
             raise SystemExit("the admin token appeared in the service log")
