@@ -215,6 +215,7 @@ class Recommender:
             data=as_dict(m.get("data")),
             metrics=as_dict(m.get("metrics")),
             intent_health=as_dict(m.get("intent_health")),
+            intent_calibration=as_dict(m.get("intent_calibration")),
             device=str(bundle.device),
             index=bundle.index.spec,
             precision=bundle.precision,

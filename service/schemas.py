@@ -142,6 +142,8 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] | None
     # used, largest, effective, overlap and lift of the intents on the test users (training/intent_health.py)
     intent_health: dict[str, Any] | None
+    # what the version's intent calibration holds and how it was fitted (docs/INTENTS.md); None: uncalibrated
+    intent_calibration: dict[str, Any] | None
     device: str
     index: str
     precision: str  # the encoder's: fp32, bf16 or fp16

@@ -185,6 +185,8 @@ async def test_a_stored_calibration_assigns_with_its_bias_and_lists_items_by_the
         body = (await c.get("/v1/intents/2", params={"k": 5})).json()
         assert body["items_by"] == "profile"
         assert [it["item_id"] for it in body["items"]] == [f"i{r + 1}" for r in by_profile.topk(5).indices.tolist()]
+        assert (await c.get("/v1/model")).json()["intent_calibration"] == {
+            "file": "intents.safetensors", "holds": ["bias", "profiles"]}
         for history in (["i1", "i2"], ["i30", "i31", "i32"], ["i7"]):
             intent = (await c.post("/v1/recommend", json={"history": history, "k": 3})).json()["intent"]
             assert intent["id"] == 3 and intent["probability"] > 0.99
