@@ -75,7 +75,9 @@ class ScoredItem(BaseModel):
 class RankedIntent(BaseModel):
     id: int
     distance: float  # squared Euclidean distance between normalised pooled state and center
-    # of this intent for the user, over all K intents: softmax(cos / T), T the model's training temperature
+    # of this intent for the user, over all K intents: softmax((cos + bias) / T), T the model's training temperature,
+    # bias the version's balancing bias (none: 0; docs/INTENTS.md). Intents are ranked by it, so with a bias the
+    # distances need not rise down the list.
     probability: float
     share: float | None  # share of the training users in this intent (from the manifest), if known
 
