@@ -212,9 +212,8 @@ def _bundle(
     mean = torch.tensor(info.intent_mean_state, dtype=torch.float32) if info.intent_mean_state else None
     shares = list(info.intent_shares) if info.intent_shares is not None else None
     with torch.no_grad():
-        # the (possibly half-precision) model's centers, in fp32, with the stored calibration
-        intents = IntentSpace(model.intent_centers.detach().float(), *(
-            t.float() if t is not None else None for t in (art.intents.bias, art.intents.profiles)))
+        # the (possibly half-precision) model's centers, in fp32, with the stored calibration (fp32, on `device`)
+        intents = IntentSpace(model.intent_centers.detach().float(), art.intents.bias, art.intents.profiles)
         described = intents.described()
         directions = F.normalize(described - (mean.to(described.device) if mean is not None else 0.0), dim=-1)
     bundle = ModelBundle(
