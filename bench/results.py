@@ -73,6 +73,9 @@ VARIANTS: dict[str, list[str]] = {
     # The improved preset with intents learned under balanced assignments (`--intent-loss balanced`, training/losses.py
     # balanced_clustering) instead of ELCM: the users spread over the intents.
     "balanced": ["--improved", "--intent-loss", "balanced"],
+    # The same with 15 earlier batches' states (3840 rows, SwAV's setting) in each batch's balanced assignment: a batch
+    # of 256 rows no longer has to spread itself over K >= 256 centers alone.
+    "queue": ["--improved", "--intent-loss", "balanced", "--intent-queue", "3840"],
 }
 
 
@@ -203,7 +206,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  balanced) where it has one; the balanced seed-1 row was measured before calibrations existed (its store",
         "  is gone; calibrated, the same model read 253 / 0.004 / 11.7: docs/INTENTS.md).",
         "- *balanced*: the improved preset with the intents learned under balanced assignments",
-        "  (`--improved --intent-loss balanced`) instead of ELCM.",
+        "  (`--improved --intent-loss balanced`) instead of ELCM; *queue*: the same with a queue of 3840 earlier",
+        "  states in each batch's balanced assignment (`--intent-queue 3840`).",
         "- *faithful*: the paper's preset (ELCREC.md section 6, one sampled negative, BCE) trained in the default fast",
         "  mode (`--pooling real`, see the README); *reference*: the same in the exact reference mode",
         "  (`--pooling all`).",

@@ -101,6 +101,7 @@ def train(
     trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper)")] = None,
     intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
     intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
+    intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
     prototype: Annotated[PrototypeChoice | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
     rec_loss: Annotated[RecLossChoice | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
@@ -134,6 +135,7 @@ def train(
         "prototype": _str(prototype), "rec_loss": _str(rec_loss), "n_negatives": negatives,
         "samples": _str(samples), "batches": _str(batches), "ema": ema, "label_smoothing": label_smoothing,
         "intent_loss": _str(intent_loss), "intent_temperature": intent_temperature,
+        "intent_queue": intent_queue,
     }
     try:
         base = base_settings(preset.value if preset else None, improved, improved_intents)

@@ -60,6 +60,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     intent_loss: IntentLoss = "elcm"  # weighted by trade_off either way
     intent_temperature: float = 0.1  # intent_loss "balanced": softmax temperature over the centers
+    # intent_loss "balanced": the pooled states of this many rows of earlier batches join each batch's balanced
+    # assignment (losses.balanced_clustering's queue); 0 = the batch alone.
+    intent_queue: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
@@ -75,6 +78,10 @@ class TrainConfig:
             raise ValueError("label_smoothing needs rec_loss 'softmax' (the full softmax over all items)")
         if self.intent_temperature <= 0:
             raise ValueError(f"intent_temperature must be > 0, got {self.intent_temperature}")
+        if self.intent_queue < 0:
+            raise ValueError(f"intent_queue must be >= 0, got {self.intent_queue}")
+        if self.intent_queue and self.intent_loss != "balanced":
+            raise ValueError("intent_queue is a setting of intent_loss 'balanced' (ELCM assigns no rows)")
 
     def to_dict(self) -> dict[str, Any]:
         # Settings added after runs were recorded are left out at their default, so those runs keep their names
@@ -107,7 +114,7 @@ CHOICES: dict[str, Any] = {
 STOPPING = ("epochs", "patience")
 ADDED_LATER = {
     "samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0, "intent_loss": "elcm",
-    "intent_temperature": 0.1,
+    "intent_temperature": 0.1, "intent_queue": 0,
 }
 
 

@@ -109,6 +109,8 @@ class Trainer:
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.ema: list[torch.Tensor] | None = None  # the weight average, one tensor per model parameter
         self.centers_ready = False
+        # With intent_queue: the latest normalised pooled states (newest first), assigned with each batch.
+        self.queue: torch.Tensor | None = None
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _rank_seed(self, epoch: int = 0) -> int:
@@ -131,6 +133,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "centers_ready": self.centers_ready,
+            "intent_queue": self.queue,
             "configs": json.dumps({"model": self.mcfg.to_dict(), "train": self.cfg.to_dict()}),
         }
         if rank_rngs is not None:
@@ -166,6 +169,8 @@ class Trainer:
                 torch.manual_seed(self._rank_seed(self.state.epoch))
         self.rng.bit_generator.state = json.loads(blob["numpy_rng"])
         self.centers_ready = bool(blob["centers_ready"])
+        queue = blob.get("intent_queue")
+        self.queue = None if queue is None else queue.to(self.device)
         return True
 
     def warm_start(self, previous: ELCRec, n_known: int) -> list[str]:
@@ -260,7 +265,10 @@ class Trainer:
             rec = rec * (n_local / n_global) if n_local else h0.sum() * 0.0
         z = gather(F.normalize(model.pool(aux[:B], ids0), dim=-1))
         if cfg.intent_loss == "balanced":
-            cluster, intents = losses.balanced_clustering(z, centers, cfg.trade_off, cfg.intent_temperature)
+            cluster, intents = losses.balanced_clustering(z, centers, cfg.trade_off, cfg.intent_temperature, self.queue)
+            if cfg.intent_queue:
+                recent = z.detach() if self.queue is None else torch.cat([z.detach(), self.queue])
+                self.queue = recent[: cfg.intent_queue]
         else:
             cluster, intents = losses.elcm(z, centers, cfg.trade_off)
         p1, p2 = gather(model.pool(h1, ids1)), gather(model.pool(h2, ids2))

@@ -222,6 +222,18 @@ def test_label_smoothing_trains_with_the_full_softmax_and_is_refused_elsewhere(t
     assert origin["train_config"]["label_smoothing"] == 0.1
 
 
+def test_an_intent_queue_needs_the_balanced_loss_and_is_recorded(tmp_path):
+    data = _synthetic(tmp_path)
+    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--intent-queue", "64")
+    assert refused.returncode == 2 and "intent_queue is a setting of intent_loss 'balanced'" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "a" / "v0001").exists()
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--intent-loss", "balanced",
+                   "--intent-queue", "64")
+    assert done.returncode == 0, done.stderr
+    origin, _ = _origin(tmp_path / "a")
+    assert origin["train_config"]["intent_queue"] == 64
+
+
 def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health(tmp_path):
     data = tmp_path / "syn.txt"
     assert run_cli("data", "synthetic", "--out", str(data), "--users", "400", "--items", "80", "--intents", "4").returncode == 0

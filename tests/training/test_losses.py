@@ -144,6 +144,21 @@ def test_balanced_clustering_pulls_a_sequence_towards_its_own_center():
     assert moved[0, 0] > z[0, 0] and moved[1, 1] > z[1, 1]
 
 
+def test_a_queue_lets_a_batch_follow_its_nearest_center():
+    from training.losses import balanced_clustering
+
+    e = torch.eye(2)
+    centers = e  # two centers, e1 and e2
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [1.0, 0.2]]), dim=-1)  # both nearest e1
+    # alone, the batch of two must give each center one row: the row less close to e1 goes to e2
+    _, alone = balanced_clustering(z, centers, weight=1.0)
+    assert sorted(alone.tolist()) == [0, 1]
+    # with earlier rows that sit on e2, the equipartition is met over all of them: both rows go to e1
+    queue = e[[1, 1]]
+    _, with_queue = balanced_clustering(z, centers, weight=1.0, queue=queue)
+    assert with_queue.tolist() == [0, 0]
+
+
 def test_elcm_depends_only_on_the_means_which_is_why_intents_collapse():
     # For unit vectors, ELCM (the paper's pull to every center plus push between centers) equals
     # 2 |mean center|^2 - 2 mean z . mean center: it sees only the batch mean of the sequences, and is lowest when

@@ -72,13 +72,15 @@ def test_training_is_deterministic_for_a_seed(planted, fixed_threads):
         assert torch.equal(v, b.state_dict()[k]), k
 
 
-def test_an_interrupted_run_resumes_to_the_same_result(planted, tmp_path, fixed_threads):
+# The balanced loss's queue of earlier states is part of the run's state: resumed, it must be the one saved.
+@pytest.mark.parametrize("settings", [{}, {"intent_loss": "balanced", "intent_queue": 200}], ids=["elcm", "queue"])
+def test_an_interrupted_run_resumes_to_the_same_result(planted, tmp_path, fixed_threads, settings):
     data, _ = planted
-    mcfg, tcfg = small_configs(data, epochs=3)
+    mcfg, tcfg = small_configs(data, epochs=3, **settings)
     straight = Trainer(mcfg, tcfg, data, tmp_path / "a", log=lambda _: None)
     straight.fit()
 
-    first = Trainer(mcfg, small_configs(data, epochs=3)[1], data, tmp_path / "b", log=lambda _: None)
+    first = Trainer(mcfg, small_configs(data, epochs=3, **settings)[1], data, tmp_path / "b", log=lambda _: None)
     first.run_epoch()
     first.save_checkpoint()  # as if killed after the first epoch
     logs: list[str] = []
