@@ -11,7 +11,9 @@ k-means of `elcrec intents fit` on the same states read two ways:
 - members: items by the center's profile, the normalised mean state of the training users it holds (its
   members), not by the center itself: what sets the intent's users apart;
 - balanced + members: both (what export stores for balanced-trained centers);
-- k-means, and k-means with the bias and profiles too: the same readings of the fitted centers, to compare alike.
+- k-means, and k-means with the bias and profiles too: the same readings of the fitted centers, to compare alike;
+- with --strengths: both sets of centers with a fraction of their bias (and the profiles of the users each then
+  holds): how much lift a fuller spread costs each, to compare them at the same effective number.
 Nothing is trained; the encoder and the centers are the version's own.
 """
 
@@ -44,6 +46,8 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True, help="a store (its CURRENT version) or a version")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--strengths", type=lambda v: [float(x) for x in v.split(",")], default=[],
+                        help="fractions of the balancing bias to read as well, e.g. 0.25,0.5,0.75")
     args = parser.parse_args()
     art = load_artifact(args.store)
     model = art.model.eval()
@@ -66,6 +70,9 @@ def main() -> None:
         "k-means (intents fit)": reading(test, ih.calibrate(train, fitted, balance=False), items, nxt),
         "k-means + bias": reading(test, ih.calibrate(train, fitted, balance=True), items, nxt),
     }
+    for strength in args.strengths:
+        rows[f"balanced x{strength} + members"] = reading(test, ih.calibrate(train, centers, True, strength), items, nxt)
+        rows[f"k-means + bias x{strength}"] = reading(test, ih.calibrate(train, fitted, True, strength), items, nxt)
     k = centers.shape[0]
     for name, r in rows.items():
         print(f"{name:<22} used {r['used']:>4}  largest {r['largest']:.4f}  effective {r['effective']:6.1f}  "

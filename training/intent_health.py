@@ -161,11 +161,12 @@ def profiles(states: torch.Tensor, assigned: torch.Tensor, centers: torch.Tensor
     return F.normalize(torch.where(sums.norm(dim=1, keepdim=True) > 0, sums, c), dim=-1)
 
 
-def calibrate(states: torch.Tensor, centers: torch.Tensor, balance: bool) -> IntentSpace:
+def calibrate(states: torch.Tensor, centers: torch.Tensor, balance: bool, strength: float = 1.0) -> IntentSpace:
     """The centers (K, d) with a calibration fitted on normalised training states (U, d): the balancing bias when
-    `balance`, and the profiles of the users each center then holds."""
+    `balance`, and the profiles of the users each center then holds. `strength` scales the bias (a fraction of it
+    spreads the users part of the way: bench/intent_calibration.py reads what spread costs in lift)."""
     c = F.normalize(centers.float(), dim=-1)
-    bias = balancing_bias(states @ c.T) if balance else None
+    bias = balancing_bias(states @ c.T) * strength if balance else None
     space = IntentSpace(centers.float(), bias)
     return IntentSpace(centers.float(), bias, profiles(states, space.assign(states), centers))
 
