@@ -127,6 +127,16 @@ def test_calibration_repairs_centers_that_hold_their_users_but_point_elsewhere()
     assert plain.bias is None and health(pooled, plain, items, nxt, per, per).largest == pytest.approx(raw.largest)
 
 
+def test_a_fraction_of_the_bias_is_that_fraction_and_spreads_part_of_the_way():
+    directions, items, pooled, nxt, per = planted()
+    centers = directions + 2.0 * torch.eye(8)[6]  # tilted towards a shared direction, as above
+    centers[0] += 1.5 * directions[1]  # intent 0 draws the users of intent 1 too: half of them in one intent
+    full, half = calibrate(pooled, centers, True), calibrate(pooled, centers, True, strength=0.5)
+    assert full.bias is not None and half.bias is not None and torch.allclose(half.bias, full.bias * 0.5)
+    crowded = [health(pooled, space, items, nxt, per, per).largest for space in (calibrate(pooled, centers, False), half, full)]
+    assert crowded[0] == pytest.approx(0.5) and crowded[0] >= crowded[1] >= crowded[2] and crowded[2] < 0.3
+
+
 def test_only_centers_trained_balanced_get_a_bias():
     assert trained_balanced({"kind": "trained", "train_config": {"intent_loss": "balanced"}})
     assert trained_balanced({"kind": "retrained", "train_config": {"intent_loss": "balanced"}})
