@@ -207,31 +207,27 @@ def test_the_improved_settings_per_data_set():
     assert "ema" not in preset_settings("Toys_and_Games")[1]  # the paper's preset stays the paper's
 
 
-def test_label_smoothing_trains_with_the_full_softmax_and_is_refused_elsewhere(tmp_path):
+# A setting that belongs to another one: refused alone with a message that names it, trained and recorded with it.
+@pytest.mark.parametrize(("setting", "value", "needs", "refusal"), [
+    ("label-smoothing", "0.1", ("--rec-loss", "softmax"), "label_smoothing needs rec_loss 'softmax'"),
+    ("intent-queue", "64", ("--intent-loss", "balanced"), "intent_queue is a setting of intent_loss 'balanced'"),
+])
+def test_a_setting_of_another_is_refused_alone_and_recorded_with_it(tmp_path, setting, value, needs, refusal):
     data = _synthetic(tmp_path)
-    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--label-smoothing", "0.1")
-    assert refused.returncode == 2 and "label_smoothing needs rec_loss 'softmax'" in refused.stderr
+    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, f"--{setting}", value)
+    assert refused.returncode == 2 and refusal in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "a" / "v0001").exists()
+    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, *needs, f"--{setting}", value)
+    assert done.returncode == 0, done.stderr
+    origin, _ = _origin(tmp_path / "a")
+    assert origin["train_config"][setting.replace("-", "_")] == float(value)
+
+
+def test_label_smoothing_out_of_range_is_refused(tmp_path):
+    data = _synthetic(tmp_path)
     out_of_range = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--rec-loss", "softmax",
                            "--label-smoothing", "1.5")
     assert out_of_range.returncode == 2 and "must be in [0, 1)" in out_of_range.stderr
-    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--rec-loss", "softmax",
-                   "--label-smoothing", "0.1")
-    assert done.returncode == 0, done.stderr
-    origin, _ = _origin(tmp_path / "a")
-    assert origin["train_config"]["label_smoothing"] == 0.1
-
-
-def test_an_intent_queue_needs_the_balanced_loss_and_is_recorded(tmp_path):
-    data = _synthetic(tmp_path)
-    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--intent-queue", "64")
-    assert refused.returncode == 2 and "intent_queue is a setting of intent_loss 'balanced'" in refused.stderr
-    assert "Traceback" not in refused.stderr and not (tmp_path / "a" / "v0001").exists()
-    done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, "--intent-loss", "balanced",
-                   "--intent-queue", "64")
-    assert done.returncode == 0, done.stderr
-    origin, _ = _origin(tmp_path / "a")
-    assert origin["train_config"]["intent_queue"] == 64
 
 
 def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health(tmp_path):
