@@ -84,6 +84,17 @@ def test_the_bias_spreads_rows_that_all_prefer_one_column():
     assert spread.max() < 0.3 and spread.min() > 0.2
 
 
+def test_the_bias_never_raises_a_column_nobody_is_near():
+    gen = torch.Generator().manual_seed(0)
+    sim = torch.rand(300, 4, generator=gen) * 0.1
+    sim[:, 0] += 0.2  # every row's nearest column is 0
+    sim[:, 3] = -1.0  # a center nobody is near
+    bias = balancing_bias(sim)
+    assert bias.max() <= 0 and bias[3] == 0  # the crowded column is lowered, the far one not raised
+    spread = shares((sim + bias).argmax(1), 4)
+    assert spread[3] == 0 and spread[:3].max() < 0.4 and spread[:3].min() > 0.28
+
+
 def test_a_profile_is_the_members_mean_state_and_an_empty_center_keeps_itself():
     states = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), dim=-1)
     centers = torch.tensor([[2.0, 0.4], [0.0, -1.0]])
