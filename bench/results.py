@@ -126,11 +126,12 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
 
 
 def calibrated(store: Path, version: str) -> str:
-    """The last version of `store` that calibrates `version` again (origin kind "calibrated"), else `version`."""
+    """The last version of `store` that calibrates `version` again (origin kind "calibrated"), else `version`;
+    a calibration of such a calibration counts too (the same weights, calibrated by later code)."""
     found = version
     for manifest in sorted(store.glob("v*/manifest.json")):
         origin = json.loads(manifest.read_text()).get("origin") or {}
-        if origin.get("kind") == "calibrated" and origin.get("parent") == version:
+        if origin.get("kind") == "calibrated" and origin.get("parent") == found:
             found = manifest.parent.name
     return found
 

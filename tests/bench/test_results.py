@@ -71,3 +71,5 @@ def test_the_intents_of_a_run_are_read_from_its_latest_calibration(tmp_path):
     version("v0003", {"kind": "calibrated", "parent": "v0001"})
     version("v0004", {"kind": "calibrated", "parent": "v0002"})
     assert calibrated(tmp_path, "v0001") == "v0003"
+    version("v0005", {"kind": "calibrated", "parent": "v0003"})  # the calibration calibrated again by later code
+    assert calibrated(tmp_path, "v0001") == "v0005"
