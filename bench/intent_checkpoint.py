@@ -1,0 +1,65 @@
+"""The intents of a run still training, read as export would read them: its best weights so far (from the run's
+checkpoint), the learned centers with their calibration against a k-means fitted on the same states, on the
+validation users (the test split stays for the finished model).
+
+    python -m bench.intent_checkpoint --run STORE/runs/NAME --data FILE [--out FILE.json]
+
+For long runs: whether a change to intent training closes the gap to k-means shows before the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench import write_json
+from bench.intent_calibration import reading
+from model.config import ModelConfig
+from model.encoder import ELCRec
+from training import intent_health as ih
+from training.data import eval_split, read_interactions
+from training.evaluate import pooled_states
+from training.trainer import CHECKPOINT
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help=f"a run directory (holds {CHECKPOINT})")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if not (args.run / CHECKPOINT).exists():
+        parser.error(f"{args.run / CHECKPOINT} does not exist: pass a run directory of `elcrec train`")
+    blob = torch.load(args.run / CHECKPOINT, map_location="cpu", weights_only=True)
+    state = json.loads(blob["state"])
+    model = ELCRec(ModelConfig.from_dict(json.loads(blob["configs"])["model"]))
+    model.load_state_dict(blob["best"] or blob["model"])  # the best weights so far: what export would take
+    model.eval()
+    data = read_interactions(args.data, n_items=model.cfg.n_items)
+    ev = eval_split(data, model.cfg.max_len, "valid")
+    valid = F.normalize(pooled_states(model, ev.inputs).float(), dim=-1)
+    train = ih.training_states(model, data)
+    centers = model.intent_centers.detach().float()
+    items = model.item_table().detach().float()[1:-1]
+    nxt = torch.from_numpy(np.asarray(ev.targets) - 1)
+    fitted = ih.fitted_centers(model, data, centers.shape[0])
+    rows = {
+        "learned, calibrated": reading(valid, ih.calibrate(train, centers, balance=True), items, nxt),
+        "k-means (intents fit)": reading(valid, ih.calibrate(train, fitted, balance=False), items, nxt),
+        "k-means + bias": reading(valid, ih.calibrate(train, fitted, balance=True), items, nxt),
+    }
+    print(f"epoch {state['epoch']}, best {state['best_epoch']} (valid NDCG@20 {state['best_metric']:.4f})")
+    for name, r in rows.items():
+        print(f"{name:<22} effective {r['effective']:6.1f}  largest {r['largest']:.4f}  overlap {r['overlap']:.4f}  "
+              f"lift@100 {r['lift']:.2f}")
+    write_json({"run": str(args.run), "epoch": state["epoch"], "best_epoch": state["best_epoch"],
+                "users": len(valid), "readings": rows}, args.out)
+
+
+if __name__ == "__main__":
+    main()
