@@ -155,7 +155,7 @@ def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions =
     art = load_artifact(version_dir, device)
     rows = _row_map(art.item_ids, art.config.n_items, version_dir)
     table = art.model.item_table().detach().float().cpu().numpy()
-    model, check = to_precision(art.model, precision)
+    model, check = to_precision(art.model, precision, art.intents.bias)
     if check is not None:
         log.info("%s in %s: %s", version_dir.name, precision, check)
         worst = min(check.top10_overlap, check.intent_agreement)

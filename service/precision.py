@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from model.encoder import ELCRec
-from model.intents import assign_intents
+from model.intents import IntentSpace
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROBES = 256
@@ -44,15 +44,20 @@ def probe_histories(n_items: int, max_len: int, n: int = PROBES, seed: int = 0) 
 
 
 @torch.inference_mode()
-def _rankings(model: ELCRec, ids: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _rankings(
+    model: ELCRec, ids: torch.Tensor, items: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     hidden = model(ids)
     top = torch.topk(hidden[:, -1].float() @ items.T, min(TOP, items.shape[0]), dim=1).indices
-    _, intent = assign_intents(model.pool(hidden, ids).float(), model.intent_centers.float())
-    return top, intent[:, 0]
+    intent = IntentSpace(model.intent_centers.float(), bias).assign(model.pool(hidden, ids).float())
+    return top, intent
 
 
-def to_precision(model: ELCRec, precision: str) -> tuple[ELCRec, PrecisionCheck | None]:
-    """The model in `precision` (fp32: unchanged, no check) and how its rankings compare with fp32's."""
+def to_precision(
+    model: ELCRec, precision: str, bias: torch.Tensor | None = None
+) -> tuple[ELCRec, PrecisionCheck | None]:
+    """The model in `precision` (fp32: unchanged, no check) and how its rankings compare with fp32's; intents are
+    assigned as the service assigns them, with the version's balancing bias (`bias`, (K,)) where it has one."""
     if precision not in DTYPES:
         raise ValueError(f"precision must be one of {', '.join(DTYPES)}, got {precision!r}")
     if precision == "fp32":
@@ -60,9 +65,9 @@ def to_precision(model: ELCRec, precision: str) -> tuple[ELCRec, PrecisionCheck 
     device = model.item_embeddings.weight.device
     ids = probe_histories(model.cfg.n_items, model.cfg.max_len).to(device)
     items = model.item_table()[1:-1].detach().float()
-    top32, intent32 = _rankings(model, ids, items)
+    top32, intent32 = _rankings(model, ids, items, bias)
     low = copy.deepcopy(model).to(DTYPES[precision])
-    top_low, intent_low = _rankings(low, ids, items)
+    top_low, intent_low = _rankings(low, ids, items, bias)
     kept = (top_low[:, :, None] == top32[:, None, :]).any(-1).float().mean().item()
     same = (intent_low == intent32).float().mean().item()
     return low, PrecisionCheck(precision, len(ids), round(kept, 4), round(same, 4))

@@ -84,6 +84,11 @@ def test_half_precision_is_checked_against_fp32(precision: str) -> None:
     assert model.item_embeddings.weight.dtype == torch.float32  # the fp32 model is left as it was
     assert 0.5 <= check.top10_overlap <= 1 and 0.5 <= check.intent_agreement <= 1
     assert to_precision(model, "fp32") == (model, None)
+    # intents compared as served, with the version's bias: one that sends every probe to intent 0 agrees fully
+    bias = torch.full((model.intent_centers.shape[0],), -10.0)
+    bias[0] = 0.0
+    _, biased = to_precision(model, precision, bias)
+    assert biased is not None and biased.intent_agreement == 1.0
     with pytest.raises(ValueError, match="precision must be one of"):
         to_precision(model, "int8")
 
@@ -100,7 +105,7 @@ async def test_service_serves_bf16_and_reports_the_check(store: Path) -> None:
 def test_a_version_that_ranks_differently_in_half_precision_is_refused(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def poor(model: torch.nn.Module, precision: str) -> tuple:
+    def poor(model: torch.nn.Module, precision: str, bias: torch.Tensor | None = None) -> tuple:
         return model, PrecisionCheck(precision, 256, top10_overlap=0.62, intent_agreement=0.97)
 
     monkeypatch.setattr(bundle_module, "to_precision", poor)
