@@ -20,6 +20,7 @@ Nothing is trained; the encoder and the centers are the version's own.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ import torch.nn.functional as F
 
 from bench import write_json
 from model.artifact import load_artifact
+from model.encoder import ELCRec
 from model.intents import IntentSpace
 from training import intent_health as ih
-from training.data import eval_split, read_interactions
+from training.data import Interactions, eval_split, read_interactions
 from training.evaluate import pooled_states
 
 
@@ -39,6 +41,32 @@ def reading(test: torch.Tensor, intents: IntentSpace, items: torch.Tensor, nxt: 
     h = ih.health(test, intents, items, nxt)
     return {"used": h.used, "largest": round(h.largest, 4), "effective": round(h.effective, 1),
             "overlap": round(h.overlap or 0.0, 4), "lift": round(h.lift or 0.0, 2)}
+
+
+@dataclass(frozen=True)
+class IntentInputs:
+    """What reading a model's intents needs, on one split: its users' normalised states and next items (0-based
+    columns), the training users' states (where calibrations and k-means are fitted), centers, item embeddings."""
+
+    data: Interactions
+    states: torch.Tensor
+    nxt: torch.Tensor
+    train: torch.Tensor
+    centers: torch.Tensor
+    items: torch.Tensor
+
+
+def intent_inputs(model: ELCRec, data_file: Path, split: str) -> IntentInputs:
+    data = read_interactions(data_file, n_items=model.cfg.n_items)
+    ev = eval_split(data, model.cfg.max_len, split)
+    return IntentInputs(
+        data=data,
+        states=F.normalize(pooled_states(model, ev.inputs).float(), dim=-1),
+        nxt=torch.from_numpy(np.asarray(ev.targets) - 1),
+        train=ih.training_states(model, data),
+        centers=model.intent_centers.detach().float(),
+        items=model.item_table().detach().float()[1:-1],
+    )
 
 
 def main() -> None:
@@ -51,16 +79,11 @@ def main() -> None:
     args = parser.parse_args()
     art = load_artifact(args.store)
     model = art.model.eval()
-    data = read_interactions(args.data, n_items=model.cfg.n_items)
-    ev = eval_split(data, model.cfg.max_len, "test")
-    test = F.normalize(pooled_states(model, ev.inputs).float(), dim=-1)
-    train = ih.training_states(model, data)
-    centers = model.intent_centers.detach().float()
-    items = model.item_table().detach().float()[1:-1]
-    nxt = torch.from_numpy(np.asarray(ev.targets) - 1)
+    got = intent_inputs(model, args.data, "test")
+    test, nxt, train, centers, items = got.states, got.nxt, got.train, got.centers, got.items
     balanced = ih.calibrate(train, centers, balance=True)
     plain = ih.calibrate(train, centers, balance=False)
-    fitted = ih.fitted_centers(model, data, centers.shape[0])
+    fitted = ih.fitted_centers(model, got.data, centers.shape[0])
     rows = {
         "nearest": reading(test, IntentSpace(centers), items, nxt),
         "balanced": reading(test, IntentSpace(centers, balanced.bias), items, nxt),

@@ -13,17 +13,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bench import write_json
-from bench.intent_calibration import reading
+from bench.intent_calibration import intent_inputs, reading
 from model.config import ModelConfig
 from model.encoder import ELCRec
 from training import intent_health as ih
-from training.data import eval_split, read_interactions
-from training.evaluate import pooled_states
 from training.trainer import CHECKPOINT
 
 
@@ -40,14 +36,9 @@ def main() -> None:
     model = ELCRec(ModelConfig.from_dict(json.loads(blob["configs"])["model"]))
     model.load_state_dict(blob["best"] or blob["model"])  # the best weights so far: what export would take
     model.eval()
-    data = read_interactions(args.data, n_items=model.cfg.n_items)
-    ev = eval_split(data, model.cfg.max_len, "valid")
-    valid = F.normalize(pooled_states(model, ev.inputs).float(), dim=-1)
-    train = ih.training_states(model, data)
-    centers = model.intent_centers.detach().float()
-    items = model.item_table().detach().float()[1:-1]
-    nxt = torch.from_numpy(np.asarray(ev.targets) - 1)
-    fitted = ih.fitted_centers(model, data, centers.shape[0])
+    got = intent_inputs(model, args.data, "valid")
+    valid, nxt, train, centers, items = got.states, got.nxt, got.train, got.centers, got.items
+    fitted = ih.fitted_centers(model, got.data, centers.shape[0])
     rows = {
         "learned, calibrated": reading(valid, ih.calibrate(train, centers, balance=True), items, nxt),
         "k-means (intents fit)": reading(valid, ih.calibrate(train, fitted, balance=False), items, nxt),
