@@ -22,22 +22,37 @@ def _dict(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _train_config(origin: dict[str, Any]) -> dict[str, Any] | None:
+    """The training settings of a version's model: its own, or where it was made from another version, the nearest
+    ancestor's (origin.parent_origin)."""
+    node: dict[str, Any] | None = origin
+    for _ in range(16):  # a chain of calibrations; the bound only guards against a malformed manifest
+        if node is None:
+            return None
+        if (train := _dict(node.get("train_config"))) is not None:
+            return train
+        node = _dict(node.get("parent_origin"))
+    return None
+
+
 @dataclass(frozen=True)
 class ManifestInfo:
     origin: dict[str, Any]  # how the version came to be ({} when not recorded)
-    train_config: dict[str, Any] | None  # origin.train_config: the TrainConfig it was trained with
+    # origin.train_config: the TrainConfig it was trained with; for a version made from another (intents fitted or
+    # calibrated again) its parent's, through origin.parent_origin
+    train_config: dict[str, Any] | None
     metrics: dict[str, Any] | None  # valid/test figures at export
     data: dict[str, Any]  # the data it was trained on ({} when not recorded)
     popular_items: tuple[str, ...]  # external ids, most popular first (the no-history fallback)
     intent_shares: tuple[float, ...] | None  # share of training users per intent; None when missing or another K
     intent_mean_state: tuple[float, ...] | None  # mean normalised user state (characteristic items); None: missing
     intent_health: dict[str, Any] | None
-    intent_temperature: float  # origin.train_config.intent_temperature, else DEFAULT_TEMPERATURE
+    intent_temperature: float  # train_config.intent_temperature, else DEFAULT_TEMPERATURE
 
     @classmethod
     def read(cls, manifest: dict[str, Any], n_intents: int, d: int) -> ManifestInfo:
         origin = _dict(manifest.get("origin")) or {}
-        train = _dict(origin.get("train_config"))
+        train = _train_config(origin)
         t = train.get("intent_temperature") if train is not None else None
         popular = manifest.get("popular_items")
         return cls(

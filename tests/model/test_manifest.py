@@ -45,3 +45,12 @@ def test_missing_or_malformed_fields_become_none_or_the_default() -> None:
     assert bad.intent_shares is None and bad.intent_mean_state is None and bad.intent_health is None
     assert bad.popular_items == () and bad.intent_temperature == DEFAULT_TEMPERATURE
     assert ManifestInfo.read({"intent_shares": [True, 0.5, 0.5]}, 3, 2).intent_shares is None
+
+
+def test_a_version_made_from_another_reads_its_parents_training_settings() -> None:
+    trained = {"kind": "trained", "train_config": {"intent_temperature": 0.05, "seed": 3}}
+    fitted = {"kind": "intents-fit", "parent_origin": trained}
+    info = ManifestInfo.read({"origin": {"kind": "calibrated", "parent_origin": fitted}}, n_intents=3, d=2)
+    assert info.train_config == trained["train_config"] and info.intent_temperature == 0.05
+    orphan = ManifestInfo.read({"origin": {"kind": "calibrated", "parent_origin": None}}, n_intents=3, d=2)
+    assert orphan.train_config is None and orphan.intent_temperature == DEFAULT_TEMPERATURE

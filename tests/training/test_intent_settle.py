@@ -1,0 +1,58 @@
+"""training/intent_settle.py: the balanced loss on the centers alone, the states fixed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.config import TrainConfig
+from training.intent_health import shares
+from training.intent_settle import settle_centers
+from training.run import resolve_settings
+
+
+def planted_states(k: int = 8, per: int = 300, d: int = 16, noise: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    directions = F.normalize(torch.randn(k, d, generator=gen), dim=-1)
+    labels = torch.arange(k).repeat_interleave(per)
+    return F.normalize(directions[labels] + noise * torch.randn(k * per, d, generator=gen), dim=-1), labels
+
+
+def test_collapsed_centers_settle_onto_the_planted_groups() -> None:
+    states, labels = planted_states()
+    # every center starts next to the first group: the nearest center takes almost everyone from two or three
+    centers = F.normalize(states[:1] + 0.05 * torch.randn(8, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+    before = (states @ centers.T).argmax(1)
+    settled = settle_centers(states, centers, epochs=100, temperature=0.1, batch_size=512, lr=0.05)
+    after = (states @ settled.T).argmax(1)
+    assert shares(after, 8).max() < 0.2 < shares(before, 8).max()
+    # each planted group lies almost whole in one center, a different one for each group
+    majority = [int(torch.mode(after[labels == g]).values) for g in range(8)]
+    purity = sum(float((after[labels == g] == majority[g]).float().mean()) for g in range(8)) / 8
+    assert len(set(majority)) == 8 and purity > 0.9
+    assert torch.allclose(settled.norm(dim=1), torch.ones(8))
+
+
+def test_no_epochs_keeps_the_centers_and_bad_input_is_named() -> None:
+    states, _ = planted_states(k=2, per=10)
+    centers = torch.randn(3, 16) * 4
+    assert torch.allclose(settle_centers(states, centers, 0, 0.1), F.normalize(centers, dim=-1))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        settle_centers(states, centers, -1, 0.1)
+    with pytest.raises(ValueError, match="no training states"):
+        settle_centers(states[:0], centers, 1, 0.1)
+
+
+def test_balanced_runs_settle_unless_told_otherwise_and_elcm_refuses_it() -> None:
+    base: tuple[dict, dict] = ({"n_layers": 1, "n_intents": 4, "d": 16}, {})
+    model_flags = {"pooling": "real"}
+    balanced = resolve_settings(50, base, model_flags, {"intent_loss": "balanced"}).train
+    assert balanced.intent_settle == 100
+    assert resolve_settings(50, base, model_flags, {"intent_loss": "balanced", "intent_settle": 0}).train.intent_settle == 0
+    assert resolve_settings(50, base, model_flags, {}).train.intent_settle == 0
+    assert "intent_settle" not in TrainConfig().to_dict()  # runs recorded before it keep their settings
+    with pytest.raises(ValueError, match="intent_settle is a setting of intent_loss 'balanced'"):
+        TrainConfig(intent_settle=5)
+    with pytest.raises(ValueError, match="intent_settle must be >= 0"):
+        TrainConfig(intent_loss="balanced", intent_settle=-1)
