@@ -13,7 +13,7 @@ import typer
 
 from elcrec.retrain_cli import retrain_command
 from model.config import Pooling
-from training.config import Batches, IntentLoss, Prototype, RecLoss, Samples
+from training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synthetic data.")
@@ -102,6 +102,7 @@ def train(
     intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
     intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
     intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
+    intent_settle: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: epochs of that loss on the centers alone after training, on the kept encoder's states (default {SETTLE_EPOCHS}; 0 = off)")] = None,
     prototype: Annotated[PrototypeChoice | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
     rec_loss: Annotated[RecLossChoice | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
@@ -135,7 +136,7 @@ def train(
         "prototype": _str(prototype), "rec_loss": _str(rec_loss), "n_negatives": negatives,
         "samples": _str(samples), "batches": _str(batches), "ema": ema, "label_smoothing": label_smoothing,
         "intent_loss": _str(intent_loss), "intent_temperature": intent_temperature,
-        "intent_queue": intent_queue,
+        "intent_queue": intent_queue, "intent_settle": intent_settle,
     }
     try:
         base = base_settings(preset.value if preset else None, improved, improved_intents)
@@ -329,6 +330,7 @@ def intents_fit(
 def intents_calibrate(
     store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model is published again, calibrated")],
     data: Annotated[Path, typer.Option(help="The interaction file the model was trained on")],
+    settle: Annotated[int, typer.Option(help="For centers trained balanced: settle them first, this many epochs on the encoder's states (what training does since; 0 = as they are)")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
 ) -> None:
     """Publish the CURRENT model again with its intent calibration fitted now (docs/INTENTS.md).
@@ -343,12 +345,12 @@ def intents_calibrate(
     from training.export import calibrate_intents
 
     try:
-        version = calibrate_intents(store, data, pick_device(device))
+        version = calibrate_intents(store, data, pick_device(device), settle)
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write a new version to {store} (nothing was published): {exc}")
-    typer.echo(f"published {version} with its intents calibrated")
+    typer.echo(f"published {version} with its intents {'settled and ' if settle else ''}calibrated")
 
 
 @app.command()

@@ -63,6 +63,10 @@ class TrainConfig:
     # intent_loss "balanced": the pooled states of this many rows of earlier batches join each batch's balanced
     # assignment (losses.balanced_clustering's queue); 0 = the batch alone.
     intent_queue: int = 0
+    # intent_loss "balanced": epochs of that loss on the centers alone after training, the encoder frozen, over the
+    # final states of the users' training sequences (training/intent_settle.py); 0 = the centers as training left
+    # them. Runs with the balanced loss get SETTLE_EPOCHS unless told otherwise (training/run.py resolve_settings).
+    intent_settle: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 1:
@@ -82,6 +86,10 @@ class TrainConfig:
             raise ValueError(f"intent_queue must be >= 0, got {self.intent_queue}")
         if self.intent_queue and self.intent_loss != "balanced":
             raise ValueError("intent_queue is a setting of intent_loss 'balanced' (ELCM assigns no rows)")
+        if self.intent_settle < 0:
+            raise ValueError(f"intent_settle must be >= 0, got {self.intent_settle}")
+        if self.intent_settle and self.intent_loss != "balanced":
+            raise ValueError("intent_settle is a setting of intent_loss 'balanced' (it continues that loss)")
 
     def to_dict(self) -> dict[str, Any]:
         # Settings added after runs were recorded are left out at their default, so those runs keep their names
@@ -89,9 +97,9 @@ class TrainConfig:
         return settings_dict(self, ADDED_LATER)
 
     def trajectory(self) -> dict[str, Any]:
-        """The settings that decide what each epoch computes; `epochs` and `patience` only decide when to stop,
-        so a run can be resumed with more epochs, or stopped early, under other values."""
-        return {k: v for k, v in self.to_dict().items() if k not in STOPPING}
+        """The settings that decide what each epoch computes; `epochs` and `patience` only decide when to stop and
+        `intent_settle` what follows the last epoch, so a run can be resumed under other values of them."""
+        return {k: v for k, v in self.to_dict().items() if k not in STOPPING + AFTER_TRAINING}
 
 
 def check_compatible(model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
@@ -112,10 +120,13 @@ CHOICES: dict[str, Any] = {
     "aux_grad_scale": AuxGradScale, "intent_loss": IntentLoss,
 }
 STOPPING = ("epochs", "patience")
+AFTER_TRAINING = ("intent_settle",)
 ADDED_LATER = {
     "samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0, "intent_loss": "elcm",
-    "intent_temperature": 0.1, "intent_queue": 0,
+    "intent_temperature": 0.1, "intent_queue": 0, "intent_settle": 0,
 }
+# Settling epochs of a balanced run unless told otherwise (the choice and its measurements: docs/INTENTS.md).
+SETTLE_EPOCHS = 100
 
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.

@@ -17,6 +17,7 @@ from model.official import load_official
 from training.data import Interactions, left_pad, read_interactions
 from training.evaluate import evaluate, pooled_states
 from training.intent_health import calibrate, fitted_centers, model_health, trained_balanced, training_states
+from training.intent_settle import settle_centers
 
 POPULAR_TOP = 100
 
@@ -150,13 +151,29 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name
 
 
-def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu") -> str:
+def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu", settle: int = 0) -> str:
     """Publish the store's CURRENT model again with its intent calibration fitted on `data_path`'s training users
-    (`elcrec intents calibrate`): the same weights and metrics, for versions exported before the calibration."""
+    (`elcrec intents calibrate`): the same weights and metrics, for versions exported before the calibration. With
+    `settle`, balanced-trained centers are first settled for that many epochs (training/intent_settle.py), as
+    training does now: for versions trained before it did."""
+    import copy
+
     from model.artifact import load_artifact
 
     art = load_artifact(store, device)
     data = read_interactions(data_path, n_items=art.config.n_items)
-    origin = {"kind": "calibrated", "parent": art.version, "parent_origin": art.info.origin or None}
+    origin: dict[str, Any] = {"kind": "calibrated", "parent": art.version, "parent_origin": art.info.origin or None}
+    model = art.model
+    if settle:
+        if not trained_balanced(art.info.origin):
+            raise ValueError(f"settling continues the balanced intent loss, and {art.version} was not trained with it "
+                             "(`elcrec intents fit` fits intents to any model)")
+        seed = int((art.info.train_config or {}).get("seed", 1))
+        centers = settle_centers(training_states(model, data, device).cpu(), model.intent_centers.detach().cpu(),
+                                 settle, art.info.intent_temperature, seed=seed)
+        model = copy.deepcopy(model)
+        with torch.no_grad():
+            model.intent_centers.copy_(centers.to(model.intent_centers.device))
+        origin["settled"] = {"epochs": settle, "temperature": art.info.intent_temperature, "seed": seed}
     metrics = art.info.metrics or None
-    return export_model(store, art.model, data, origin, metrics, item_ids=art.item_ids, device=device).name
+    return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name

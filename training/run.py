@@ -16,7 +16,7 @@ from model.artifact import Store
 from model.config import ModelConfig
 from model.device import describe_device
 from training import distributed
-from training.config import TrainConfig, check_compatible, preset_settings
+from training.config import SETTLE_EPOCHS, TrainConfig, check_compatible, preset_settings
 from training.data import Interactions
 from training.export import export_model, full_metrics
 from training.trainer import Trainer
@@ -52,6 +52,8 @@ def resolve_settings(
     train_kw.update({k: v for k, v in train_flags.items() if v is not None})
     if train_flags.get("label_smoothing") is None and train_kw.get("rec_loss") != "softmax":
         train_kw.pop("label_smoothing", None)  # a preset smooths its softmax; a loss chosen instead takes none
+    if train_kw.get("intent_loss") == "balanced":
+        train_kw.setdefault("intent_settle", SETTLE_EPOCHS)
     train_kw["bucket"] = model_kw["pooling"] == "real"
     try:
         mcfg = ModelConfig(n_items=n_items, **model_kw)

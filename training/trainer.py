@@ -24,11 +24,12 @@ from model.config import ModelConfig
 from model.encoder import ELCRec
 from training import losses
 from training.augment import augment_batch
-from training.config import STOPPING, TrainConfig, check_compatible
+from training.config import ADDED_LATER, AFTER_TRAINING, STOPPING, TrainConfig, check_compatible
 from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
-from training.intent_health import split_health
+from training.intent_health import split_health, training_states
+from training.intent_settle import settle_centers
 from training.sampling import NegativeSampler
 
 CHECKPOINT = Store.RUN_CHECKPOINT
@@ -147,12 +148,13 @@ class Trainer:
             return False
         blob = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
         saved = json.loads(blob["configs"])
-        saved_train = {k: v for k, v in saved["train"].items() if k not in STOPPING}
+        saved_train = {k: v for k, v in saved["train"].items() if k not in STOPPING + AFTER_TRAINING}
         if saved["model"] != self.mcfg.to_dict() or saved_train != self.cfg.trajectory():
             raise ValueError(
                 f"{self.run_dir} holds a run with other settings; pass another --run-dir or remove it to start over"
             )
-        changed = {k: (saved["train"].get(k), getattr(self.cfg, k)) for k in STOPPING if saved["train"].get(k) != getattr(self.cfg, k)}
+        was = {k: saved["train"].get(k, ADDED_LATER.get(k)) for k in STOPPING + AFTER_TRAINING}
+        changed = {k: (old, getattr(self.cfg, k)) for k, old in was.items() if old != getattr(self.cfg, k)}
         if changed:
             self.log("resuming with " + ", ".join(f"{k} {new} (was {old})" for k, (old, new) in changed.items()))
         self.model.load_state_dict(blob["model"])
@@ -394,7 +396,24 @@ class Trainer:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
+        if self.cfg.intent_settle:
+            self.settle_intents()
         return self.model
+
+    def settle_intents(self) -> None:
+        """The kept centers trained further on the kept encoder's states (training/intent_settle.py); rank 0 settles,
+        every rank takes its centers."""
+        def settled() -> torch.Tensor:
+            states = training_states(self.model, self.data, self.device).cpu()
+            return settle_centers(states, self.model.intent_centers.detach().cpu(), self.cfg.intent_settle,
+                                  self.cfg.intent_temperature, seed=self.cfg.seed)
+
+        started = time.perf_counter()
+        centers = self.dist.on_main(settled)
+        with torch.no_grad():
+            self.model.intent_centers.copy_(centers.to(self.model.intent_centers.device))
+        self.log(f"intent centers settled: {self.cfg.intent_settle} epochs on the kept encoder's states "
+                 f"({time.perf_counter() - started:.1f}s)")
 
     def summary(self) -> dict[str, Any]:
         return {

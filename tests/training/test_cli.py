@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.shared_data import DATA, need
 from training import download as dl
+from training.config import SETTLE_EPOCHS
 
 ELCREC = [sys.executable, "-m", "elcrec"]
 
@@ -211,6 +212,7 @@ def test_the_improved_settings_per_data_set():
 @pytest.mark.parametrize(("setting", "value", "needs", "refusal"), [
     ("label-smoothing", "0.1", ("--rec-loss", "softmax"), "label_smoothing needs rec_loss 'softmax'"),
     ("intent-queue", "64", ("--intent-loss", "balanced"), "intent_queue is a setting of intent_loss 'balanced'"),
+    ("intent-settle", "5", ("--intent-loss", "balanced"), "intent_settle is a setting of intent_loss 'balanced'"),
 ])
 def test_a_setting_of_another_is_refused_alone_and_recorded_with_it(tmp_path, setting, value, needs, refusal):
     data = _synthetic(tmp_path)
@@ -237,9 +239,10 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "2", "--layers", "1", "--intents", "6",
                       "--hidden", "16", "--no-progress", "--intent-loss", "balanced")
     assert trained.returncode == 0, trained.stderr
-    assert "intents used" in trained.stdout
+    assert "intents used" in trained.stdout and f"intent centers settled: {SETTLE_EPOCHS} epochs" in trained.stdout
     first = json.loads((store / "v0001" / "manifest.json").read_text())
     assert first["origin"]["train_config"]["intent_loss"] == "balanced"
+    assert first["origin"]["train_config"]["intent_settle"] == SETTLE_EPOCHS  # settled unless told otherwise
     health = first["intent_health"]
     assert health["intents"] == 6 and 1 <= health["used"] <= 6 and 1.0 <= health["effective"] <= 6.0
     # centers trained balanced: the version stores the balancing bias and the profiles, fitted on the training users
@@ -254,11 +257,18 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     assert recal["origin"]["kind"] == "calibrated" and recal["origin"]["parent"] == "v0001"
     assert recal["intent_calibration"]["balancing_bias"] is True and recal["metrics"] == first["metrics"]
     assert recal["intent_health"] == health and recal["files"]["weights.safetensors"] == first["files"]["weights.safetensors"]
+    # settled further (as for a version trained before training settled): new centers, the same encoder and figures
+    settled = run_cli("intents", "calibrate", str(store), "--data", str(data), "--settle", "5")
+    assert settled.returncode == 0 and "v0003 with its intents settled and calibrated" in settled.stdout, settled.stderr
+    resettled = json.loads((store / "v0003" / "manifest.json").read_text())
+    assert resettled["origin"]["settled"] == {"epochs": 5, "temperature": 0.1, "seed": 1}
+    assert resettled["metrics"] == first["metrics"] and resettled["intent_calibration"]["balancing_bias"] is True
+    assert resettled["files"]["weights.safetensors"] != first["files"]["weights.safetensors"]  # the centers moved
     fitted = run_cli("intents", "fit", str(store), "--data", str(data), "--k", "4")
     assert fitted.returncode == 0, fitted.stderr
-    assert "v0003" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0003"
-    second = json.loads((store / "v0003" / "manifest.json").read_text())
-    assert second["origin"]["kind"] == "intents-fit" and second["origin"]["parent"] == "v0002"
+    assert "v0004" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0004"
+    second = json.loads((store / "v0004" / "manifest.json").read_text())
+    assert second["origin"]["kind"] == "intents-fit" and second["origin"]["parent"] == "v0003"
     assert second["model_config"]["n_intents"] == 4 and len(second["intent_shares"]) == 4
     assert second["metrics"] == first["metrics"]  # the encoder is unchanged
     # k-means centers get profiles, not the bias the balanced loss trains for
@@ -266,7 +276,7 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     evaluated = run_cli("evaluate", str(store), "--data", str(data), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     payload = json.loads(evaluated.stdout)
-    assert payload["version"] == "v0003" and payload["intents"]["intents"] == 4
+    assert payload["version"] == "v0004" and payload["intents"]["intents"] == 4
     assert payload["metrics"]["NDCG@20"] == pytest.approx(first["metrics"]["test"]["reference"]["NDCG@20"], abs=1e-6)
     assert set(payload["intents"]) == {"users", "intents", "used", "largest", "effective", "overlap", "lift"}
     # bad input: a message, not a traceback
@@ -274,3 +284,6 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     assert too_many.returncode == 2 and "cannot fit 100000 intents" in too_many.stderr and "Traceback" not in too_many.stderr
     empty = run_cli("intents", "fit", str(tmp_path / "nothing"), "--data", str(data))
     assert empty.returncode == 2 and "Traceback" not in empty.stderr
+    not_balanced = run_cli("intents", "calibrate", str(store), "--data", str(data), "--settle", "5")  # k-means centers
+    assert not_balanced.returncode == 2 and "v0004 was not trained with it" in not_balanced.stderr
+    assert "Traceback" not in not_balanced.stderr and not (store / "v0005").exists()

@@ -116,6 +116,24 @@ def test_a_run_resumes_under_other_stopping_rules(planted, tmp_path):
         assert torch.equal(v, shorter.model.state_dict()[k]), k
 
 
+def test_settling_moves_only_the_centers_and_a_finished_run_takes_it_on_resume(planted, tmp_path, fixed_threads):
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=2, intent_loss="balanced")
+    plain = Trainer(mcfg, tcfg, data, tmp_path, log=lambda _: None).fit()
+    logs: list[str] = []
+    again = small_configs(data, epochs=2, intent_loss="balanced", intent_settle=3)[1]
+    assert again.trajectory() == tcfg.trajectory()  # what follows the last epoch does not name the run
+    settled = Trainer(mcfg, again, data, tmp_path, log=logs.append).fit()
+    assert any("intent_settle 3 (was 0)" in line for line in logs)
+    assert any("intent centers settled: 3 epochs" in line for line in logs)
+    for k, v in plain.state_dict().items():
+        if k == "intent_centers":
+            assert not torch.allclose(v, settled.state_dict()[k])
+            assert torch.allclose(settled.state_dict()[k].norm(dim=1), torch.ones(len(v)))
+        else:
+            assert torch.equal(v, settled.state_dict()[k]), k  # the encoder and items are the trained ones
+
+
 def test_prefix_samples_train_and_keep_old_run_names(planted):
     data, _ = planted
     mcfg, tcfg = small_configs(data, epochs=3, samples="prefixes", rec_loss="sampled", n_negatives=64)
