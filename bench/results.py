@@ -106,8 +106,8 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
         return None
     result = json.loads(done[-1].read_text())
     # How the users spread over the intents (all users' whole histories, from the version's manifest): of the
-    # trained version, or of its latest calibration (`elcrec intents calibrate`, the same weights) where the trained
-    # version was exported before calibrations existed.
+    # trained version, or of its latest calibration (`elcrec intents calibrate`, the same encoder) where the trained
+    # version was exported before calibrations, or settling (`--settle`), existed.
     version = calibrated(store, result["version"])
     manifest = store / version / "manifest.json"
     info = json.loads(manifest.read_text()) if manifest.exists() else {}
