@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import json
 
-from tests.bench.test_intent_checkpoint import run
-from tests.bench.test_results import synthetic
+from tests.bench.test_intent_checkpoint import balanced_store, run
 
 
 def test_a_versions_centers_are_read_trained_settled_and_from_random_states(tmp_path):
-    data = tmp_path / "syn.txt"
-    synthetic(data)
-    trained = run("elcrec", "train", "--data", str(data), "--out", str(tmp_path / "store"), "--epochs", "1",
-                  "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress", "--intent-loss", "balanced",
-                  "--intent-settle", "0")
-    assert trained.returncode == 0, trained.stderr
-    read = run("bench.intent_settle", "--store", str(tmp_path / "store"), "--data", str(data), "--epochs", "1,2",
+    store, data = balanced_store(tmp_path, "--intent-settle", "0"), tmp_path / "syn.txt"
+    read = run("bench.intent_settle", "--store", str(store), "--data", str(data), "--epochs", "1,2",
                "--batches", "64", "--out", str(tmp_path / "r.json"))
     assert read.returncode == 0, read.stderr
     got = json.loads((tmp_path / "r.json").read_text())
