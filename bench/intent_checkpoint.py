@@ -1,6 +1,6 @@
 """The intents of a run still training, read as export would read them: its best weights so far (from the run's
-checkpoint), the learned centers with their calibration against a k-means fitted on the same states, on the
-validation users (the test split stays for the finished model).
+checkpoint), the learned centers with their calibration, and settled as the run will settle them at its end, against
+a k-means fitted on the same states, on the validation users (the test split stays for the finished model).
 
     python -m bench.intent_checkpoint --run STORE/runs/NAME --data FILE [--out FILE.json]
 
@@ -19,7 +19,10 @@ from bench import write_json
 from bench.intent_calibration import intent_inputs, reading
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.intents import DEFAULT_TEMPERATURE
 from training import intent_health as ih
+from training.config import SETTLE_EPOCHS
+from training.intent_settle import settle_centers
 from training.trainer import CHECKPOINT
 
 
@@ -32,8 +35,8 @@ def main() -> None:
     if not (args.run / CHECKPOINT).exists():
         parser.error(f"{args.run / CHECKPOINT} does not exist: pass a run directory of `elcrec train`")
     blob = torch.load(args.run / CHECKPOINT, map_location="cpu", weights_only=True)
-    state = json.loads(blob["state"])
-    model = ELCRec(ModelConfig.from_dict(json.loads(blob["configs"])["model"]))
+    state, configs = json.loads(blob["state"]), json.loads(blob["configs"])
+    model = ELCRec(ModelConfig.from_dict(configs["model"]))
     model.load_state_dict(blob["best"] or blob["model"])  # the best weights so far: what export would take
     model.eval()
     got = intent_inputs(model, args.data, "valid")
@@ -44,6 +47,12 @@ def main() -> None:
         "k-means (intents fit)": reading(valid, ih.calibrate(train, fitted, balance=False), items, nxt),
         "k-means + bias": reading(valid, ih.calibrate(train, fitted, balance=True), items, nxt),
     }
+    run_cfg = configs["train"]
+    if run_cfg.get("intent_loss") == "balanced":  # what training will end with (runs started before it: the default)
+        epochs = run_cfg.get("intent_settle") or SETTLE_EPOCHS
+        settled = settle_centers(train, centers, epochs, run_cfg.get("intent_temperature", DEFAULT_TEMPERATURE),
+                                 seed=run_cfg.get("seed", 1))
+        rows["learned, settled"] = reading(valid, ih.calibrate(train, settled, balance=True), items, nxt)
     print(f"epoch {state['epoch']}, best {state['best_epoch']} (valid NDCG@20 {state['best_metric']:.4f})")
     for name, r in rows.items():
         print(f"{name:<22} effective {r['effective']:6.1f}  largest {r['largest']:.4f}  overlap {r['overlap']:.4f}  "

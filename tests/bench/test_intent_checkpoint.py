@@ -32,7 +32,8 @@ def test_a_runs_checkpoint_is_read_against_k_means(tmp_path):
     assert read.returncode == 0, read.stderr
     got = json.loads((tmp_path / "r.json").read_text())
     assert got["epoch"] == 1 and got["users"] == 300
-    assert set(got["readings"]) == {"learned, calibrated", "k-means (intents fit)", "k-means + bias"}
+    assert set(got["readings"]) == {"learned, calibrated", "learned, settled", "k-means (intents fit)",
+                                    "k-means + bias"}
     assert all(1.0 <= r["effective"] <= 3.0 for r in got["readings"].values())
 
 
