@@ -14,10 +14,10 @@ from model.artifact import write_version
 from model.encoder import ELCRec
 from model.intents import IntentSpace
 from model.official import load_official
-from training.data import Interactions, left_pad, read_interactions
+from training.data import Interactions, eval_split, left_pad, read_interactions
 from training.evaluate import evaluate, pooled_states
 from training.intent_health import calibrate, fitted_centers, model_health, trained_balanced, training_states
-from training.intent_settle import settle_centers
+from training.intent_settle import settle_model
 
 POPULAR_TOP = 100
 
@@ -154,8 +154,9 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
 def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu", settle: int = 0) -> str:
     """Publish the store's CURRENT model again with its intent calibration fitted on `data_path`'s training users
     (`elcrec intents calibrate`): the same weights and metrics, for versions exported before the calibration. With
-    `settle`, balanced-trained centers are first settled for that many epochs (training/intent_settle.py), as
-    training does now: for versions trained before it did."""
+    `settle`, balanced-trained centers are first settled for that many epochs and kept where at least as predictive
+    on the validation users (training/intent_settle.py settle_model), as training does now: for versions trained
+    before it did."""
     import copy
 
     from model.artifact import load_artifact
@@ -169,11 +170,11 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
             raise ValueError(f"settling continues the balanced intent loss, and {art.version} was not trained with it "
                              "(`elcrec intents fit` fits intents to any model)")
         seed = int((art.info.train_config or {}).get("seed", 1))
-        centers = settle_centers(training_states(model, data, device).cpu(), model.intent_centers.detach().cpu(),
-                                 settle, art.info.intent_temperature, seed=seed)
+        got = settle_model(model, data, eval_split(data, model.cfg.max_len, "valid"), settle,
+                           art.info.intent_temperature, seed, device)
         model = copy.deepcopy(model)
         with torch.no_grad():
-            model.intent_centers.copy_(centers.to(model.intent_centers.device))
-        origin["settled"] = {"epochs": settle, "temperature": art.info.intent_temperature, "seed": seed}
+            model.intent_centers.copy_(got.centers.to(model.intent_centers.device))
+        origin["settled"] = {**got.to_dict(settle), "temperature": art.info.intent_temperature, "seed": seed}
     metrics = art.info.metrics or None
     return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name

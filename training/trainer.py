@@ -28,8 +28,8 @@ from training.config import ADDED_LATER, AFTER_TRAINING, STOPPING, TrainConfig, 
 from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
-from training.intent_health import split_health, training_states
-from training.intent_settle import settle_centers
+from training.intent_health import split_health
+from training.intent_settle import settle_model
 from training.sampling import NegativeSampler
 
 CHECKPOINT = Store.RUN_CHECKPOINT
@@ -108,6 +108,7 @@ class Trainer:
         self.sampler = NegativeSampler(data, model_cfg.vocab_size)
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
+        self.settling: dict[str, Any] | None = None  # what settle_intents did (summary: result.json, manifest)
         self.ema: list[torch.Tensor] | None = None  # the weight average, one tensor per model parameter
         self.centers_ready = False
         # With intent_queue: the latest normalised pooled states (newest first), assigned with each batch.
@@ -401,18 +402,17 @@ class Trainer:
         return self.model
 
     def settle_intents(self) -> None:
-        """The kept centers trained further on the kept encoder's states (training/intent_settle.py); rank 0 settles,
-        every rank takes its centers."""
-        def settled() -> torch.Tensor:
-            states = training_states(self.model, self.data, self.device).cpu()
-            return settle_centers(states, self.model.intent_centers.detach().cpu(), self.cfg.intent_settle,
-                                  self.cfg.intent_temperature, seed=self.cfg.seed)
-
+        """The kept centers trained further on the kept encoder's states, kept where at least as predictive on the
+        validation users (training/intent_settle.py settle_model); rank 0 settles, every rank takes its centers."""
         started = time.perf_counter()
-        centers = self.dist.on_main(settled)
+        got = self.dist.on_main(lambda: settle_model(self.model, self.data, self.valid, self.cfg.intent_settle,
+                                                     self.cfg.intent_temperature, self.cfg.seed, self.device))
         with torch.no_grad():
-            self.model.intent_centers.copy_(centers.to(self.model.intent_centers.device))
-        self.log(f"intent centers settled: {self.cfg.intent_settle} epochs on the kept encoder's states "
+            self.model.intent_centers.copy_(got.centers.to(self.model.intent_centers.device))
+        self.settling = got.to_dict(self.cfg.intent_settle)
+        self.log(f"intent centers settled: {self.cfg.intent_settle} epochs on the kept encoder's states, validation "
+                 f"lift@100 {got.before.lift or 0.0:.2f} -> {got.after.lift or 0.0:.2f}, effective "
+                 f"{got.before.effective:.1f} -> {got.after.effective:.1f}: the {got.kept} centers kept "
                  f"({time.perf_counter() - started:.1f}s)")
 
     def summary(self) -> dict[str, Any]:
@@ -422,6 +422,7 @@ class Trainer:
             "best_valid_ndcg20": self.state.best_metric,
             "train_seconds": round(self.state.elapsed, 1),
             "instance_loss": "pooled" if self.mcfg.pooling == "real" else "flattened",
+            **({"intent_settling": self.settling} if self.settling is not None else {}),
         }
 
 

@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import normalized_mutual_info_score
 
 from model.config import ModelConfig
@@ -132,6 +133,23 @@ def test_settling_moves_only_the_centers_and_a_finished_run_takes_it_on_resume(p
             assert torch.allclose(settled.state_dict()[k].norm(dim=1), torch.ones(len(v)))
         else:
             assert torch.equal(v, settled.state_dict()[k]), k  # the encoder and items are the trained ones
+
+
+def test_settled_centers_are_kept_only_where_at_least_as_predictive_on_validation(planted, monkeypatch, fixed_threads):
+    from training import intent_settle
+
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=2, intent_loss="balanced")
+    model = Trainer(mcfg, tcfg, data, log=lambda _: None).fit()
+    valid = eval_split(data, mcfg.max_len, "valid")
+    real = intent_settle.settle_model(model, data, valid, 20, 0.1)
+    assert real.kept == ("settled" if real.after.lift >= real.before.lift else "trained")
+    # "settled" centers all alike put (nearly) every user in one intent, which says little of the next item
+    monkeypatch.setattr(intent_settle, "settle_centers", lambda states, centers, *a, **k: F.normalize(
+        centers[:1].repeat(len(centers), 1), dim=-1))
+    worse = intent_settle.settle_model(model, data, valid, 20, 0.1)
+    assert worse.after.largest > 0.5 and worse.after.lift < 1.2 < worse.before.lift
+    assert worse.kept == "trained" and torch.equal(worse.centers, model.intent_centers.detach().float())
 
 
 def test_prefix_samples_train_and_keep_old_run_names(planted):
