@@ -157,8 +157,6 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
     `settle`, balanced-trained centers are first settled for that many epochs and kept where at least as predictive
     on the validation users (training/intent_settle.py settle_model), as training does now: for versions trained
     before it did."""
-    import copy
-
     from model.artifact import load_artifact
 
     art = load_artifact(store, device)
@@ -172,8 +170,7 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
         seed = int((art.info.train_config or {}).get("seed", 1))
         got = settle_model(model, data, eval_split(data, model.cfg.max_len, "valid"), settle,
                            art.info.intent_temperature, seed, device)
-        model = copy.deepcopy(model)
-        with torch.no_grad():
+        with torch.no_grad():  # the artifact was loaded for this version alone
             model.intent_centers.copy_(got.centers.to(model.intent_centers.device))
         origin["settled"] = {**got.to_dict(settle), "temperature": art.info.intent_temperature, "seed": seed}
     metrics = art.info.metrics or None
