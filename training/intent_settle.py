@@ -28,8 +28,8 @@ from training.data import EvalSplit, Interactions
 from training.intent_health import IntentHealth, calibrate, split_health, training_states
 from training.losses import balanced_clustering
 
-# Rows of each balanced assignment while settling: 16 a center at K = 256, 8 at K = 512 (the gain measured against
-# batches of 256 and 1024 on Toys is in docs/INTENTS.md).
+# Rows of each balanced assignment while settling: 16 a center at K = 256, 8 at K = 512 (the gain against batches
+# of 256, on Beauty and Toys: bench/intent_settle.py, docs/INTENTS.md).
 SETTLE_BATCH = 4096
 SETTLE_LR = 1e-3
 
