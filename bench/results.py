@@ -122,7 +122,7 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
     log.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(done[-1].parent / "log.jsonl", log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
-            "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+            "best_epoch": result["best_epoch"], "stopped": result.get("stopped"), "train_seconds": result["train_seconds"],
             "metrics": result["metrics"], "intents": intents, "intent_health": health, "intents_version": version,
             "device": result.get("device", "cpu"),
             "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}
@@ -184,7 +184,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
             cells = [fmt([r["metrics"]["test"]["reference"][k] for r in runs]) for k in keys]
             strict = [fmt([r["metrics"]["test"]["strict"][k] for r in runs]) for k in ("NDCG@5", "NDCG@20")]
             seeds = ",".join(str(r["seed"]) for r in runs)
-            epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in runs)
+            epochs = ", ".join(f"{r['epochs_run']}{'*' if r.get('stopped') == 'epochs' else ''} ({r['best_epoch']})"
+                               for r in runs)
             intents = ", ".join(
                 f"{i['used']}/{i['of']} ({i['largest']:.0%})" if (i := r.get("intents")) else "-" for r in runs
             )
@@ -198,6 +199,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
                          + f" | {' / '.join(strict)} | {intents} | {health} | {minutes} |")
     lines += [
         "",
+        "- *Epochs (best)*: epochs trained and the one kept (best validation NDCG@20); a star marks a run stopped by",
+        "  its epoch cap (`--epochs`) before its patience ran out, whose validation may still have been rising.",
         "- Main columns: the reference protocol (seen items scored 0, as the authors' code and the paper); *strict*:",
         "  seen items, padding and mask rows at minus infinity. Mean ± standard deviation over seeds.",
         "- *Intents used*: how many of the K intents hold at least one user (each user's whole history, its intent),",

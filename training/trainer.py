@@ -422,6 +422,9 @@ class Trainer:
             "best_valid_ndcg20": self.state.best_metric,
             "train_seconds": round(self.state.elapsed, 1),
             "instance_loss": "pooled" if self.mcfg.pooling == "real" else "flattened",
+            # What ended training: "patience" (validation stopped improving) or "epochs" (the cap, --epochs: a run
+            # cut short, whose validation may still have been rising)
+            "stopped": "patience" if self.state.bad_epochs >= self.cfg.patience else "epochs",
             **({"intent_settling": self.settling} if self.settling is not None else {}),
         }
 

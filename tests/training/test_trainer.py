@@ -180,6 +180,10 @@ def test_early_stopping_keeps_the_best_epoch(planted):
     trainer.fit()
     assert trainer.state.epoch < 30
     assert trainer.state.best_epoch == trainer.state.epoch - 1
+    assert trainer.summary()["stopped"] == "patience"
+    capped = Trainer(mcfg, dataclasses.replace(tcfg, epochs=1), data, log=lambda _: None)
+    capped.fit()
+    assert capped.summary()["stopped"] == "epochs"
 
 
 def test_random_batches_run_in_length_groups_with_the_same_states(planted):
