@@ -12,6 +12,8 @@ import pytest
 from tests.support.shared_data import DATA, need
 from training import download as dl
 from training.config import SETTLE_EPOCHS
+from training.intent_health import IntentHealth
+from training.intent_settle import better_settled
 
 ELCREC = [sys.executable, "-m", "elcrec"]
 
@@ -267,7 +269,7 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     resettled = json.loads((store / "v0003" / "manifest.json").read_text())
     how = resettled["origin"]["settled"]
     assert (how["epochs"], how["temperature"], how["seed"]) == (5, 0.1, 1) and how["kept"] in ("settled", "trained")
-    kept_settled = how["valid_after"]["lift"] >= how["valid_before"]["lift"]  # the more predictive on validation
+    kept_settled = better_settled(*(IntentHealth(**how[k]) for k in ("valid_before", "valid_after")))
     assert how["kept"] == ("settled" if kept_settled else "trained")
     assert resettled["metrics"] == first["metrics"] and resettled["intent_calibration"]["balancing_bias"] is True
     moved = resettled["files"]["weights.safetensors"] != first["files"]["weights.safetensors"]

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from training.config import TrainConfig
-from training.intent_health import shares
-from training.intent_settle import settle_centers
+from training.intent_health import IntentHealth, shares
+from training.intent_settle import better_settled, settle_centers
 from training.run import resolve_settings
 
 
@@ -56,3 +56,17 @@ def test_balanced_runs_settle_unless_told_otherwise_and_elcm_refuses_it() -> Non
         TrainConfig(intent_settle=5)
     with pytest.raises(ValueError, match="intent_settle must be >= 0"):
         TrainConfig(intent_loss="balanced", intent_settle=-1)
+
+
+def test_settled_centers_win_on_two_of_the_three_measures() -> None:
+    def health(effective: float, overlap: float | None, lift: float | None) -> IntentHealth:
+        return IntentHealth(users=100, intents=8, used=8, largest=0.2, effective=effective, overlap=overlap, lift=lift)
+
+    # Yelp at the end of its run (validation): a little more even, a fifth less overlap, 3% less lift: settled
+    assert better_settled(health(254.4, 0.0039, 19.18), health(254.8, 0.0030, 18.62))
+    # Yelp at epoch 4: worse on all three: trained
+    assert not better_settled(health(239.7, 0.0192, 10.26), health(231.7, 0.0323, 9.98))
+    # more predictive only, less even and less distinct: trained
+    assert not better_settled(health(250.0, 0.0040, 12.0), health(249.0, 0.0041, 12.5))
+    assert better_settled(health(5.0, 0.1, 2.0), health(5.0, 0.1, 2.0))  # a tie keeps the settled ones
+    assert not better_settled(health(5.0, 0.1, 2.0), health(6.0, None, None))  # missing figures count as the worst
