@@ -1,6 +1,6 @@
 """The intents of a run still training, read as export would read them: its best weights so far (from the run's
 checkpoint), the learned centers with their calibration, and settled as the run will settle them at its end (it
-keeps them where at least as predictive on these same users), against a k-means fitted on the same states, on the
+keeps them where at least as good on these same users), against a k-means fitted on the same states, on the
 validation users (the test split stays for the finished model).
 
     python -m bench.intent_checkpoint --run STORE/runs/NAME --data FILE [--out FILE.json]

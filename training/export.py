@@ -154,8 +154,8 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
 def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu", settle: int = 0) -> str:
     """Publish the store's CURRENT model again with its intent calibration fitted on `data_path`'s training users
     (`elcrec intents calibrate`): the same weights and metrics, for versions exported before the calibration. With
-    `settle`, balanced-trained centers are first settled for that many epochs and kept where at least as predictive
-    on the validation users (training/intent_settle.py settle_model), as training does now: for versions trained
+    `settle`, balanced-trained centers are first settled for that many epochs and kept where at least as good on the
+    validation users (training/intent_settle.py settle_model), as training does now: for versions trained
     before it did."""
     from model.artifact import load_artifact
 

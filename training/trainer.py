@@ -402,7 +402,7 @@ class Trainer:
         return self.model
 
     def settle_intents(self) -> None:
-        """The kept centers trained further on the kept encoder's states, kept where at least as predictive on the
+        """The kept centers trained further on the kept encoder's states, kept where at least as good on the
         validation users (training/intent_settle.py settle_model); rank 0 settles, every rank takes its centers."""
         started = time.perf_counter()
         got = self.dist.on_main(lambda: settle_model(self.model, self.data, self.valid, self.cfg.intent_settle,
