@@ -44,7 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     # The exact algorithm of ELCREC.md: pooling over all T positions, flattened instance loss (slow).
     "reference": ["--pooling", "all"],
     # The best ranking found per data set (training.config.IMPROVED) with ELCM's intents, as its rows were trained:
-    # on Beauty and Toys the preset now learns its intents balanced, which is the *balanced* variant there. The other
+    # on Beauty, Toys and Yelp the preset now learns its intents balanced, which is the *balanced* variant there. The other
     # variants on top of --improved name ELCM for the same reason.
     "improved": ["--improved", "--intent-loss", "elcm"],
     # Better ranking with the users spread over many intents: training.config.IMPROVED_INTENTS, a softmax over 1024
@@ -213,8 +213,8 @@ def table(results: list[dict[str, Any]], machine: str) -> str:
         "  balanced) where it has one. The *balanced* runs, trained before training settled its centers, are read",
         "  settled and calibrated (`elcrec intents calibrate STORE --data FILE --settle 100`, docs/INTENTS.md).",
         "- *balanced*: the improved preset with the intents learned under balanced assignments and settled after",
-        "  training (`--improved --intent-loss balanced`) instead of ELCM, what `--improved` itself trains on Beauty",
-        "  and Toys now; the *improved* rows are ELCM's (`--intent-loss elcm`). *queue*: balanced with a queue of 3840",
+        "  training (`--improved --intent-loss balanced`) instead of ELCM, what `--improved` itself trains on Beauty,",
+        "  Toys and Yelp now; the *improved* rows are ELCM's (`--intent-loss elcm`). *queue*: balanced with a queue of 3840",
         "  earlier states in each batch's balanced assignment (`--intent-queue 3840`).",
         "- *faithful*: the paper's preset (ELCREC.md section 6, one sampled negative, BCE) trained in the default fast",
         "  mode (`--pooling real`, see the README); *reference*: the same in the exact reference mode",
