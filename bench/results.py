@@ -44,8 +44,8 @@ VARIANTS: dict[str, list[str]] = {
     # The exact algorithm of ELCREC.md: pooling over all T positions, flattened instance loss (slow).
     "reference": ["--pooling", "all"],
     # The best ranking found per data set (training.config.IMPROVED) with ELCM's intents, as its rows were trained:
-    # on Beauty, Toys and Yelp the preset now learns its intents balanced, which is the *balanced* variant there. The other
-    # variants on top of --improved name ELCM for the same reason.
+    # on Beauty, Toys and Yelp the preset now learns its intents balanced, which is the *balanced* variant there. The
+    # other variants on top of --improved name ELCM for the same reason.
     "improved": ["--improved", "--intent-loss", "elcm"],
     # Better ranking with the users spread over many intents: training.config.IMPROVED_INTENTS, a softmax over 1024
     # shared negatives (and ELCM weight 1 on Beauty). Named *improved* until the filter became the improved preset.
@@ -122,7 +122,8 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
     log.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(done[-1].parent / "log.jsonl", log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
-            "best_epoch": result["best_epoch"], "stopped": result.get("stopped"), "train_seconds": result["train_seconds"],
+            "best_epoch": result["best_epoch"], "stopped": result.get("stopped"),  # None: recorded before the field
+            "train_seconds": result["train_seconds"],
             "metrics": result["metrics"], "intents": intents, "intent_health": health, "intents_version": version,
             "device": result.get("device", "cpu"),
             "log": str(log.relative_to(ROOT)) if log.is_relative_to(ROOT) else str(log)}

@@ -10,11 +10,10 @@ encoder frozen and batches large enough that each center receives several rows o
 
 Measured (docs/INTENTS.md, *Settling the centers*): on all four data sets the settled centers, calibrated as every
 version is, are more even and more distinct than a k-means fitted on the same states and more predictive of the
-next item; the unsettled ones trailed it in lift@100 on Beauty and Toys, in distinctness on Sports and Yelp. On Yelp, read
-early in training, they were worse on all three; at the end of its run, more distinct by a fifth for 3% less lift
-(validation). So training keeps the settled centers
-only where they are at least as good on at least two of the three measures on the validation users (settle_model).
-It needs seconds to a few minutes on a CPU.
+next item; the unsettled ones trailed it in lift@100 on Beauty and Toys, in distinctness on Sports and Yelp. On
+Yelp, read early in training, they were worse on all three; at the end of its run, more distinct by a fifth for 3%
+less lift (validation). So training keeps the settled centers only where they are at least as good on at least two
+of the three measures on the validation users (settle_model). It needs seconds to a few minutes on a CPU.
 """
 
 from __future__ import annotations
