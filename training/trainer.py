@@ -392,7 +392,7 @@ class Trainer:
                 with open(self.run_dir / LOG, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
             self.save_checkpoint()
-        if self.state.bad_epochs >= self.cfg.patience:
+        if self.stopped() == "patience":
             self.log(f"early stop: no better validation NDCG@20 for {self.cfg.patience} epochs")
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
@@ -415,6 +415,11 @@ class Trainer:
                  f"{got.before.effective:.1f} -> {got.after.effective:.1f}: the {got.kept} centers kept "
                  f"({time.perf_counter() - started:.1f}s)")
 
+    def stopped(self) -> str:
+        """What ended training: "patience" (validation stopped improving) or "epochs" (the cap, --epochs: a run cut
+        short, whose validation may still have been rising)."""
+        return "patience" if self.state.bad_epochs >= self.cfg.patience else "epochs"
+
     def summary(self) -> dict[str, Any]:
         return {
             "epochs_run": self.state.epoch,
@@ -422,9 +427,7 @@ class Trainer:
             "best_valid_ndcg20": self.state.best_metric,
             "train_seconds": round(self.state.elapsed, 1),
             "instance_loss": "pooled" if self.mcfg.pooling == "real" else "flattened",
-            # What ended training: "patience" (validation stopped improving) or "epochs" (the cap, --epochs: a run
-            # cut short, whose validation may still have been rising)
-            "stopped": "patience" if self.state.bad_epochs >= self.cfg.patience else "epochs",
+            "stopped": self.stopped(),
             **({"intent_settling": self.settling} if self.settling is not None else {}),
         }
 
