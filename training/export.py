@@ -130,7 +130,7 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     import dataclasses
 
     from model.artifact import load_artifact
-    from training.intent_ids import keep_intent_ids
+    from training.intent_ids import LiveIntents, keep_intent_ids
 
     art = load_artifact(store, device)
     data = read_interactions(data_path, n_items=art.config.n_items)
@@ -141,7 +141,8 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     weights = {name: w for name, w in art.model.state_dict().items() if name != "intent_centers"}
     model.load_state_dict({**weights, "intent_centers": centers}, strict=True)
     model.eval()
-    ids = keep_intent_ids(model, art.model, data, art.config.n_items, device)  # the parent's ids where K is the same
+    # the parent's ids where K is the same; fitted intents are calibrated without a balancing bias
+    ids = keep_intent_ids(model, LiveIntents(art.model, art.intents, art.config.n_items, art.version), data, False, device)
     origin = {
         "kind": "intents-fit", "parent": art.version, "k": k, "seed": seed,
         "centers": "spherical k-means of the pooled states of the users' training sequences",

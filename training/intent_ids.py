@@ -1,13 +1,24 @@
-"""Intent ids that survive a new version: the new centers renumbered to match the previous version's.
+"""Intent ids that survive a new version: a retrain's intents follow the live version's, are numbered as its, and
+the job says which intents did not survive.
 
-An intent's id is its center's row. Retraining (or fitting intents again) moves the centers, and nothing keeps
-row i of the new version the same intent as row i of the old one; users, dashboards and "intent": ID requests
-would see their intents shuffled. Here the new centers are matched one to one to the old ones by the Hungarian
-method on the cosine similarity of the normalised centers, and reordered so that each keeps its match's id.
+An intent's id is its center's row. Retraining (or fitting intents again) moves the encoder and the centers, and
+nothing keeps row i of the new version the same intent as row i of the old one; users, dashboards and "intent": ID
+requests would see their intents shuffled. Three parts, one mechanism:
+
+- follow: a retrain warm-starts from the live version (its centers come with its weights) and settles its centers
+  anchored on the live intents: each training user's balanced target leans to the intent the live version serves
+  it (training/intent_settle.py settle_centers `anchor`), so the centers settle where their users still are
+  instead of wherever the balanced loss finds a minimum (Trainer.warm_start with the live intents; LiveIntents);
+- match: the new centers are matched one to one to the live ones by the Hungarian method on the cosine of the
+  normalised centers, and reordered so that each keeps its match's id (`match`);
+- report: users' intents under both versions, each read as the service reads it (the version's calibration), and
+  what became of each live intent (`transitions`): kept, renumbered, merged with others, dissolved; and the new
+  intents that were born.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,9 +27,41 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from model.encoder import ELCRec
-from model.intents import assign_intents
+from model.intents import IntentSpace
 from training.data import Interactions, left_pad
 from training.evaluate import pooled_states
+from training.intent_health import calibrate, training_states
+
+# An old intent continues as the new intent that holds at least this share of its users (at most one can).
+CONTINUES = 0.5
+
+
+@dataclass(frozen=True)
+class LiveIntents:
+    """The version a retrain follows: its model (users' states), its intents as served, the items it knows (rows
+    1..n_known of the new data)."""
+
+    model: ELCRec
+    space: IntentSpace
+    n_known: int
+    version: str | None = None
+
+    def ids(self, seqs: list[np.ndarray], device: str = "cpu") -> np.ndarray:
+        """Each sequence's intent id in this version, from the items it knows; -1 where it knows none."""
+        known = [s[s <= self.n_known] for s in seqs]
+        has = np.array([len(s) > 0 for s in known], dtype=bool)
+        out = np.full(len(seqs), -1, dtype=np.int64)
+        if has.any():
+            inputs = left_pad([s for s, h in zip(known, has, strict=True) if h], self.model.cfg.max_len)
+            pooled = pooled_states(self.model, inputs, device=device).float()
+            out[has] = self.space.to("cpu").assign(pooled).numpy()
+        return out
+
+    def training_ids(self, data: Interactions, device: str = "cpu") -> torch.Tensor:
+        """The live intent of each user's training sequence (all but the last two items), row for row with
+        intent_health.training_states: the anchor of a retrain's settling."""
+        seqs = [data.sequence(u)[:-2] for u in range(data.n_users)]
+        return torch.from_numpy(self.ids([s for s in seqs if len(s)], device))
 
 
 def match(new: torch.Tensor, old: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -31,32 +74,78 @@ def match(new: torch.Tensor, old: torch.Tensor) -> tuple[np.ndarray, np.ndarray]
     return order, sim[order, np.arange(len(order))]
 
 
+def transitions(old: np.ndarray, new: np.ndarray, k_old: int, k_new: int) -> dict[str, Any]:
+    """What became of the intents, from each user's old and new intent id (U,) each.
+
+    Old intent i continues as the new intent j that holds at least CONTINUES of i's users (there is at most one).
+    Then: kept, i continues as j = i and no other old intent continues as j; renumbered, the same with j != i (the
+    same users under another id); merged, two or more old intents continue as one j; dissolved, no new intent holds
+    CONTINUES of i's users (they scattered); born, a new intent with users that no old intent continues as (a part
+    split off an old intent is born too). Intents without users on either side are not counted."""
+    counts = np.zeros((k_old, k_new), dtype=np.int64)
+    np.add.at(counts, (old, new), 1)
+    sizes = counts.sum(1)
+    top = counts.argmax(1)
+    continues = {i: int(top[i]) for i in range(k_old) if sizes[i] and counts[i, top[i]] >= CONTINUES * sizes[i]}
+    sources: dict[int, list[int]] = {}
+    for i, j in continues.items():
+        sources.setdefault(j, []).append(i)
+    single = {j: s[0] for j, s in sources.items() if len(s) == 1}
+    merged = [{"into": j, "from": s} for j, s in sorted(sources.items()) if len(s) > 1]
+    dissolved = [i for i in range(k_old) if sizes[i] and i not in continues]
+    born = [j for j in range(k_new) if counts[:, j].sum() and j not in sources]
+    return {
+        "kept": sum(1 for j, i in single.items() if i == j),
+        "renumbered": [[i, j] for j, i in sorted(single.items()) if i != j],
+        "merged": merged,
+        "dissolved": dissolved,
+        "born": born,
+        "users_in_dissolved": round(float(sizes[dissolved].sum() / max(1, sizes.sum())), 4),
+        "users_in_born": round(float(counts[:, born].sum() / max(1, sizes.sum())), 4),
+        "continues_at": CONTINUES,
+    }
+
+
 def keep_intent_ids(
-    model: ELCRec, previous: ELCRec, data: Interactions, n_known: int, device: str = "cpu"
+    model: ELCRec, live: LiveIntents, data: Interactions, balance: bool, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Renumber `model`'s centers (in place) to match `previous`'s, and say how well that went: the mean and
-    lowest cosine of matched centers, and the share of users (whole histories, items `previous` knows) whose
-    intent id is the same under both. Models with another number of intents are left as they are."""
+    """Renumber `model`'s centers (in place) to match the live version's, and say how well its intents follow:
+    the matched centers' mean and lowest cosine; the share of users (whole histories; the live version reads the
+    items it knows) whose intent id is the same, each version's intents read as the service reads them (the live
+    one with its calibration, the new one calibrated as export will: `balance` as for its parent); and
+    `transitions`. Models with another number of intents are left as they are."""
+    previous = live.model
     if model.cfg.n_intents != previous.cfg.n_intents:
         return {"matched": False, "reason": f"{previous.cfg.n_intents} intents before, {model.cfg.n_intents} now"}
     order, similarity = match(model.intent_centers.detach().cpu(), previous.intent_centers.detach().cpu())
     with torch.no_grad():
         model.intent_centers.copy_(model.intent_centers[torch.from_numpy(order).to(model.intent_centers.device)])
+    space = calibrate(training_states(model, data, device).cpu(), model.intent_centers.detach().float().cpu(), balance)
     seqs = [data.sequence(u) for u in range(data.n_users)]
-    new_ids = _intents(model, left_pad(seqs, model.cfg.max_len), device)
-    old_ids = _intents(previous, left_pad([s[s <= n_known] for s in seqs], previous.cfg.max_len), device)
-    has_known = np.array([bool((s <= n_known).any()) for s in seqs])
-    same = (new_ids == old_ids)[has_known]
+    old_ids = live.ids(seqs, device)
+    pooled = pooled_states(model, left_pad(seqs, model.cfg.max_len), device=device).float()
+    new_ids = space.assign(pooled).numpy()
+    has_known = old_ids >= 0
+    old_ids, new_ids = old_ids[has_known], new_ids[has_known]
     return {
         "matched": True,
         "method": "Hungarian matching on the cosine of normalised centers",
+        "previous": live.version,
         "mean_similarity": round(float(similarity.mean()), 4),
         "min_similarity": round(float(similarity.min()), 4),
-        "users_kept": round(float(same.mean()), 4) if len(same) else None,
-        "users": int(len(same)),
+        "users_kept": round(float((new_ids == old_ids).mean()), 4) if len(old_ids) else None,
+        "users": int(len(old_ids)),
+        "intents": transitions(old_ids, new_ids, previous.cfg.n_intents, model.cfg.n_intents),
     }
 
 
-def _intents(model: ELCRec, inputs: np.ndarray, device: str) -> np.ndarray:
-    pooled = pooled_states(model, inputs, device=device)
-    return assign_intents(pooled, model.intent_centers.detach().float().cpu())[1][:, 0].numpy()
+def intent_ids_line(report: dict[str, Any]) -> str:
+    """keep_intent_ids' report as one log line."""
+    t = report["intents"]
+    kept = "?" if report["users_kept"] is None else f"{report['users_kept']:.1%}"
+    return (
+        f"intent ids kept by {kept} of the users (matched centers' cosine: mean {report['mean_similarity']:.3f}, "
+        f"lowest {report['min_similarity']:.3f}); intents kept {t['kept']}, renumbered {len(t['renumbered'])}, "
+        f"merged {sum(len(m['from']) for m in t['merged'])} into {len(t['merged'])}, dissolved {len(t['dissolved'])} "
+        f"({t['users_in_dissolved']:.1%} of the users), born {len(t['born'])} ({t['users_in_born']:.1%})"
+    )

@@ -46,7 +46,8 @@ from training.data import train_split
 from training.event_log import EventLog
 from training.export import full_metrics, version_info
 from training.gate import GATE_METRIC, compare
-from training.intent_ids import keep_intent_ids
+from training.intent_health import trained_balanced
+from training.intent_ids import LiveIntents, intent_ids_line, keep_intent_ids
 from training.merge import Merged, merge
 from training.merged_store import find_base, read_base, remove_stale_tmp, store_lock, write_merged
 from training.retrain_errors import RetrainError, RetrainUnavailable
@@ -125,7 +126,7 @@ def train_candidate(
         trainer = Trainer(mcfg, tcfg, merged.data, None, device, log=log, progress=progress)
     except ValueError as exc:
         raise RetrainError(str(exc)) from exc
-    skipped = trainer.warm_start(current.model, merged.n_known)
+    skipped = trainer.warm_start(current.model, merged.n_known, current.intents, current.version)
     model = trainer.fit()
     return model, {**trainer.summary(), "train_config": tcfg.to_dict(), "warm_start_skipped": skipped}
 
@@ -236,12 +237,10 @@ def _run(
     tcfg = train_config(current.info.train_config, opts.train_overrides, current.config.pooling)
     model, train_info = train_candidate(current, merged, tcfg, opts.device, log, opts.progress)
     summary.train = train_info
-    summary.intents = keep_intent_ids(model, current.model, merged.data, merged.n_known, opts.device)
+    followed = LiveIntents(current.model, current.intents, merged.n_known, current.version)
+    summary.intents = keep_intent_ids(model, followed, merged.data, trained_balanced(current.info.origin), opts.device)
     if summary.intents["matched"]:
-        log(
-            f"intent ids kept by {summary.intents['users_kept']:.1%} of the users (matched centers' cosine: mean "
-            f"{summary.intents['mean_similarity']:.3f}, lowest {summary.intents['min_similarity']:.3f})"
-        )
+        log(intent_ids_line(summary.intents))
     gate = compare(model, current.model, merged, opts.gate_tolerance, opts.device)
     summary.gate = gate
     log(

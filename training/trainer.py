@@ -22,6 +22,7 @@ from tqdm import tqdm
 from model.artifact import Store
 from model.config import ModelConfig
 from model.encoder import ELCRec
+from model.intents import IntentSpace
 from training import losses
 from training.augment import augment_batch
 from training.config import ADDED_LATER, AFTER_TRAINING, STOPPING, TrainConfig, check_compatible
@@ -29,6 +30,7 @@ from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
 from training.intent_health import split_health
+from training.intent_ids import LiveIntents
 from training.intent_settle import settle_model
 from training.sampling import NegativeSampler
 
@@ -109,6 +111,7 @@ class Trainer:
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.settling: dict[str, Any] | None = None  # what settle_intents did (summary: result.json, manifest)
+        self.follow: LiveIntents | None = None  # a warm start's live intents, which settling is anchored on
         self.ema: list[torch.Tensor] | None = None  # the weight average, one tensor per model parameter
         self.centers_ready = False
         # With intent_queue: the latest normalised pooled states (newest first), assigned with each batch.
@@ -176,12 +179,16 @@ class Trainer:
         self.queue = None if queue is None else queue.to(self.device)
         return True
 
-    def warm_start(self, previous: ELCRec, n_known: int) -> list[str]:
+    def warm_start(self, previous: ELCRec, n_known: int, intents: IntentSpace | None = None,
+                   version: str | None = None) -> list[str]:
         """Start from `previous`'s weights (a model of the same architecture, perhaps over fewer items): see
         copy_weights. Its centers come with them, so the first epoch does not fit new ones by k-means (which would
-        throw the learnt intents away). Returns the tensors not copied."""
+        throw the learnt intents away). With `intents` (previous's, as served), settling follows them
+        (training/intent_ids.py). Returns the tensors not copied."""
         skipped = copy_weights(self.model, previous, n_known)
         self.centers_ready = "intent_centers" not in skipped
+        if intents is not None and self.centers_ready:
+            self.follow = LiveIntents(previous, intents, n_known, version)
         return skipped
 
     # -- the algorithm ----------------------------------------------------------------------------
@@ -406,7 +413,8 @@ class Trainer:
         validation users (training/intent_settle.py settle_model); rank 0 settles, every rank takes its centers."""
         started = time.perf_counter()
         got = self.dist.on_main(lambda: settle_model(self.model, self.data, self.valid, self.cfg.intent_settle,
-                                                     self.cfg.intent_temperature, self.cfg.seed, self.device))
+                                                     self.cfg.intent_temperature, self.cfg.seed, self.device,
+                                                     self.follow))
         with torch.no_grad():
             self.model.intent_centers.copy_(got.centers.to(self.model.intent_centers.device))
         self.settling = got.to_dict(self.cfg.intent_settle)

@@ -378,3 +378,23 @@ def test_a_watermark_that_cannot_be_stored_leaves_a_published_version_and_no_dou
     s = retrain(options(store, base, redis_url), log=lambda _: None)
     assert (s.published, s.data["base"], watermark(redis_url)) == ("v0003", str(base), ids[-1])
     assert merged_histories(store, "v0003")["1"] == base_histories(base)["1"] + ["a-sku0", "5"]
+
+
+def test_a_balanced_version_is_followed_and_its_intents_accounted_for(
+    base: Path, redis_url: str, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    train_store(read_interactions(base), store, train={"intent_loss": "balanced", "intent_settle": 5})
+    add_events(redis_url, batch("f"))
+    lines: list[str] = []
+    s = retrain(options(store, base, redis_url), log=lines.append)
+    assert s.status == "published"
+    # settling was anchored on the live version's intents, and the ids read as the service reads them held
+    assert s.train["intent_settling"]["anchored_on"] == "v0001"
+    assert s.intents["previous"] == "v0001" and s.intents["users_kept"] >= 0.9
+    report = s.intents["intents"]
+    old = load_artifact(store / "v0001").manifest["intent_shares"]
+    accounted = report["kept"] + len(report["renumbered"]) + sum(len(m["from"]) for m in report["merged"])
+    assert accounted + len(report["dissolved"]) == sum(1 for share in old if share > 0)
+    assert load_artifact(store).manifest["origin"]["intent_ids"] == s.intents
+    assert any(line.startswith("intent ids kept by") and f"intents kept {report['kept']}," in line for line in lines)
