@@ -53,6 +53,18 @@ def child_env(code: Path, **extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
 
 
+def wait_for_redis(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            redis.Redis.from_url(url).ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"redis-server at {url} did not start") from None
+            time.sleep(0.05)
+
+
 def seed_histories(url: str, data: Interactions, max_len: int) -> None:
     """Every user's history under the service's key, oldest first, capped as the service caps it."""
     db = redis.Redis.from_url(url)
@@ -95,14 +107,14 @@ def measure(
     scratch.mkdir(parents=True)
     shutil.copytree(version, scratch / version.name)
     (scratch / CURRENT).write_text(version.name + "\n")
-    max_len = int(manifest(scratch, version.name)["config"]["max_len"])
+    max_len = int(manifest(scratch, version.name)["model_config"]["max_len"])
     token = secrets.token_hex(16)
     port, redis_port = free_port(), free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
     procs: list[subprocess.Popen[bytes]] = [subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)]
     try:
-        wait_until(lambda: redis.Redis.from_url(url).ping(), 30, "redis-server")
+        wait_for_redis(url)
         seed_histories(url, data, max_len)
         env = child_env(code, ELCREC_REDIS_URL=url, ELCREC_ADMIN_TOKEN=token, ELCREC_THREADS="1",
                         ELCREC_DEVICE="cpu")
