@@ -5,15 +5,21 @@ An intent's id is its center's row. Retraining (or fitting intents again) moves 
 nothing keeps row i of the new version the same intent as row i of the old one; users, dashboards and "intent": ID
 requests would see their intents shuffled. Three parts, one mechanism:
 
-- follow: a retrain warm-starts from the live version (its centers come with its weights) and settles its centers
-  anchored on the live intents: each training user's balanced target leans to the intent the live version serves
-  it (training/intent_settle.py settle_centers `anchor`), so the centers settle where their users still are
-  instead of wherever the balanced loss finds a minimum (Trainer.warm_start with the live intents; LiveIntents);
-- match: the new centers are matched one to one to the live ones by the Hungarian method on the cosine of the
-  normalised centers, and reordered so that each keeps its match's id (`match`);
+- follow (a retrain): the candidate's centers are the live version's, carried into the new encoder's state space.
+  A warm-started encoder's states move, largely as a rotation of the whole space (on a model stopped early more
+  than on a converged one), and centers that stay put lose the users that turned away from them; settling the
+  centers again, freely or anchored on the users' live intents, finds another balanced partition. So the rotation
+  that best maps the new encoder's states of the users' training sequences onto the live encoder's (orthogonal
+  Procrustes) is applied to the live centers (`LiveIntents.transport`; the trainer's last step after a warm
+  start, in place of settling: Trainer.follow_intents). Ranking is untouched: the centers do not score items;
+- match: the new centers are matched one to one to the live ones carried into the new space, by the Hungarian
+  method on their cosine, and reordered so that each keeps its match's id (`match`, keep_intent_ids);
 - report: users' intents under both versions, each read as the service reads it (the version's calibration), and
   what became of each live intent (`transitions`): kept, renumbered, merged with others, dissolved; and the new
   intents that were born.
+
+Measured, and the variants that did worse (anchored or free settling): docs/INTENTS.md, *Intent ids across
+versions*.
 """
 
 from __future__ import annotations
@@ -57,11 +63,24 @@ class LiveIntents:
             out[has] = self.space.to("cpu").assign(pooled).numpy()
         return out
 
-    def training_ids(self, data: Interactions, device: str = "cpu") -> torch.Tensor:
-        """The live intent of each user's training sequence (all but the last two items), row for row with
-        intent_health.training_states: the anchor of a retrain's settling."""
+    def transport(self, model: ELCRec, data: Interactions, device: str = "cpu") -> tuple[torch.Tensor, float]:
+        """This version's centers carried into `model`'s state space: (K, d) normalised, and how well the rotation
+        maps the states (their mean cosine after it, 1 = the encoders differ by a rotation alone).
+
+        R is the orthogonal matrix that best maps `model`'s normalised pooled states of the users' training
+        sequences (all but the last two items) onto this version's (the items it knows), over the users with a
+        known item; a center c becomes c R^T, so that cos(z_new, c R^T) = cos(z_new R, c) ~ cos(z_old, c)."""
         seqs = [data.sequence(u)[:-2] for u in range(data.n_users)]
-        return torch.from_numpy(self.ids([s for s in seqs if len(s)], device))
+        rows = [s for s in seqs if (s <= self.n_known).any()]
+        if not rows:
+            raise ValueError("no user's training sequence has an item the live version knows: nothing to follow")
+        new = F.normalize(pooled_states(model, left_pad(rows, model.cfg.max_len), device=device).float(), dim=-1)
+        known = left_pad([s[s <= self.n_known] for s in rows], self.model.cfg.max_len)
+        old = F.normalize(pooled_states(self.model, known, device=device).float(), dim=-1)
+        u, _, vt = torch.linalg.svd(new.T.double() @ old.double())
+        rotation = (u @ vt).float()
+        fit = float(F.cosine_similarity(new @ rotation, old, dim=-1).mean())
+        return F.normalize(self.model.intent_centers.detach().float().cpu() @ rotation.T, dim=-1), fit
 
 
 def match(new: torch.Tensor, old: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -109,15 +128,17 @@ def transitions(old: np.ndarray, new: np.ndarray, k_old: int, k_new: int) -> dic
 def keep_intent_ids(
     model: ELCRec, live: LiveIntents, data: Interactions, balance: bool, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Renumber `model`'s centers (in place) to match the live version's, and say how well its intents follow:
-    the matched centers' mean and lowest cosine; the share of users (whole histories; the live version reads the
+    """Renumber `model`'s centers (in place) to match the live version's (carried into `model`'s state space:
+    LiveIntents.transport; for the same encoder, the live centers themselves), and say how well its intents follow:
+    how well the encoders' states align, the matched centers' mean and lowest cosine; the share of users (whole histories; the live version reads the
     items it knows) whose intent id is the same, each version's intents read as the service reads them (the live
     one with its calibration, the new one calibrated as export will: `balance` as for its parent); and
     `transitions`. Models with another number of intents are left as they are."""
     previous = live.model
     if model.cfg.n_intents != previous.cfg.n_intents:
         return {"matched": False, "reason": f"{previous.cfg.n_intents} intents before, {model.cfg.n_intents} now"}
-    order, similarity = match(model.intent_centers.detach().cpu(), previous.intent_centers.detach().cpu())
+    carried, fit = live.transport(model, data, device)
+    order, similarity = match(model.intent_centers.detach().cpu(), carried)
     with torch.no_grad():
         model.intent_centers.copy_(model.intent_centers[torch.from_numpy(order).to(model.intent_centers.device)])
     space = calibrate(training_states(model, data, device).cpu(), model.intent_centers.detach().float().cpu(), balance)
@@ -129,8 +150,10 @@ def keep_intent_ids(
     old_ids, new_ids = old_ids[has_known], new_ids[has_known]
     return {
         "matched": True,
-        "method": "Hungarian matching on the cosine of normalised centers",
+        "method": "Hungarian matching on the cosine of normalised centers, the live ones carried into the new "
+                  "encoder's state space",
         "previous": live.version,
+        "states_aligned": round(fit, 4),
         "mean_similarity": round(float(similarity.mean()), 4),
         "min_similarity": round(float(similarity.min()), 4),
         "users_kept": round(float((new_ids == old_ids).mean()), 4) if len(old_ids) else None,

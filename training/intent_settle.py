@@ -27,35 +27,24 @@ import torch.nn.functional as F
 from model.encoder import ELCRec
 from training.data import EvalSplit, Interactions
 from training.intent_health import IntentHealth, calibrate, split_health, training_states
-from training.intent_ids import LiveIntents
 from training.losses import balanced_clustering
 
 # Rows of each balanced assignment while settling: 16 a center at K = 256, 8 at K = 512 (the gain against batches
 # of 256, on Beauty and Toys: bench/intent_settle.py, docs/INTENTS.md).
 SETTLE_BATCH = 4096
 SETTLE_LR = 1e-3
-# A retrain's settling, anchored on the live version's intents: what a user's live intent adds to its cosine with
-# that center in the balanced assignment (docs/INTENTS.md, *Intent ids across versions*, for how it was chosen).
-FOLLOW_PULL = 0.1
 
 
 def settle_centers(
     states: torch.Tensor, centers: torch.Tensor, epochs: int, temperature: float, seed: int = 1,
-    batch_size: int = SETTLE_BATCH, lr: float = SETTLE_LR, anchor: torch.Tensor | None = None,
-    pull: float = FOLLOW_PULL,
+    batch_size: int = SETTLE_BATCH, lr: float = SETTLE_LR,
 ) -> torch.Tensor:
     """Centers (K, d) trained for `epochs` passes over normalised states (U, d) with the balanced loss, the states
-    fixed: the normalised centers (K, d). epochs 0 returns the centers normalised, unchanged otherwise.
-
-    anchor (U,): each state's intent in the live version (-1: none, e.g. a new user), which its balanced target leans
-    to by `pull` (losses.balanced_clustering's prior): the centers settle where the users they held before still
-    are, as far as the balance allows, instead of wherever the loss finds a minimum."""
+    fixed: the normalised centers (K, d). epochs 0 returns the centers normalised, unchanged otherwise."""
     if epochs < 0:
         raise ValueError(f"settling epochs must be >= 0, got {epochs}")
     if len(states) == 0:
         raise ValueError("no training states to settle the intent centers on")
-    if anchor is not None and anchor.shape != (len(states),):
-        raise ValueError(f"the anchor has shape {tuple(anchor.shape)}, expected one intent id per state ({len(states)},)")
     states = F.normalize(states.float(), dim=-1)
     weights = torch.nn.Parameter(F.normalize(centers.detach().float().clone(), dim=-1))
     optimizer = torch.optim.Adam([weights], lr=lr)
@@ -63,21 +52,12 @@ def settle_centers(
     for _ in range(epochs):
         order = torch.randperm(len(states), generator=gen)
         for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            prior = None if anchor is None else _prior(anchor[rows], len(weights), pull)
-            loss, _ = balanced_clustering(states[rows], F.normalize(weights, dim=-1), 1.0, temperature, prior=prior)
+            loss, _ = balanced_clustering(states[order[start : start + batch_size]], F.normalize(weights, dim=-1), 1.0,
+                                          temperature)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     return F.normalize(weights.detach(), dim=-1)
-
-
-def _prior(anchor: torch.Tensor, k: int, pull: float) -> torch.Tensor:
-    """(B,) intent ids (-1: none) -> (B, K) with `pull` at each row's intent, 0 elsewhere."""
-    prior = torch.zeros(len(anchor), k)
-    rows = anchor >= 0
-    prior[rows.nonzero().squeeze(1), anchor[rows]] = pull
-    return prior
 
 
 @dataclass(frozen=True)
@@ -89,29 +69,25 @@ class Settling:
     kept: str  # "settled" or "trained"
     before: IntentHealth
     after: IntentHealth
-    anchored_on: str | None = None  # the live version whose intents anchored the settling (a retrain), else None
 
     def to_dict(self, epochs: int) -> dict[str, Any]:
         return {"epochs": epochs, "kept": self.kept, "valid_before": self.before.to_dict(),
-                "valid_after": self.after.to_dict(),
-                **({"anchored_on": self.anchored_on, "pull": FOLLOW_PULL} if self.anchored_on else {})}
+                "valid_after": self.after.to_dict()}
 
 
 def settle_model(
     model: ELCRec, data: Interactions, valid: EvalSplit, epochs: int, temperature: float, seed: int = 1,
-    device: str = "cpu", follow: LiveIntents | None = None,
+    device: str = "cpu",
 ) -> Settling:
     """The model's centers settled on its training users' states, kept if better_settled says so of their health on
     the validation users (both calibrated as export will calibrate them); else the trained centers. The test users
-    stay unseen. With `follow` (a retrain: the live version), settling is anchored on the users' live intents."""
+    stay unseen."""
     states = training_states(model, data, device).cpu()
     trained = model.intent_centers.detach().float().cpu()
-    anchor = None if follow is None else follow.training_ids(data, device)
-    settled = settle_centers(states, trained, epochs, temperature, seed, anchor=anchor)
+    settled = settle_centers(states, trained, epochs, temperature, seed)
     before, after = (split_health(model, valid, device, calibrate(states, c, balance=True)) for c in (trained, settled))
     better = better_settled(before, after)
-    return Settling(settled if better else trained, "settled" if better else "trained", before, after,
-                    None if follow is None else follow.version or "the live version")
+    return Settling(settled if better else trained, "settled" if better else "trained", before, after)
 
 
 def better_settled(before: IntentHealth, after: IntentHealth) -> bool:

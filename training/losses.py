@@ -66,8 +66,7 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.T
 
 
 def balanced_clustering(
-    z: torch.Tensor, centers: torch.Tensor, weight: float, temperature: float = 0.1, queue: torch.Tensor | None = None,
-    prior: torch.Tensor | None = None,
+    z: torch.Tensor, centers: torch.Tensor, weight: float, temperature: float = 0.1, queue: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each (normalised) sequence pulled towards its own center, the users spread over all centers.
 
@@ -76,20 +75,15 @@ def balanced_clustering(
     the mean of all centers, this moves each sequence and its center towards each other, and the equipartition
     keeps any center from taking every sequence. z (B, d) and centers (K, d) normalised -> (loss, intent ids (B,)).
 
-    prior (B, K): added to the batch's scores in the assignment only (not the softmax): a row's balanced target leans
-    to the centers its prior raises, as far as the equipartition allows (training/intent_settle.py anchors a
-    retrain's centers on the live version's intents with it).
-
     queue (Q, d): normalised states of earlier batches, assigned together with the batch (SwAV's queue) and
     otherwise unused. Alone, a batch of B <= K rows must give each center B / K of a row, so that a row's target is
     bound to whichever centers the other rows left over; over B + Q rows a center may hold several of the batch's.
     """
     scores = z @ centers.T  # (B, K) cosine similarities
-    assigned = scores.detach() if prior is None else scores.detach() + prior
     if queue is not None and len(queue):
-        q = sinkhorn(torch.cat([assigned, queue @ centers.detach().T]))[: len(z)]
+        q = sinkhorn(torch.cat([scores.detach(), queue @ centers.detach().T]))[: len(z)]
     else:
-        q = sinkhorn(assigned)
+        q = sinkhorn(scores.detach())
     loss = -(q * F.log_softmax(scores / temperature, dim=1)).sum(1).mean()
     return weight * loss, q.argmax(dim=1)
 

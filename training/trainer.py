@@ -29,7 +29,7 @@ from training.config import ADDED_LATER, AFTER_TRAINING, STOPPING, TrainConfig, 
 from training.data import Interactions, eval_split, prefix_split, train_split
 from training.distributed import Dist
 from training.evaluate import evaluate_split, pooled_states
-from training.intent_health import split_health
+from training.intent_health import calibrate, split_health, training_states
 from training.intent_ids import LiveIntents
 from training.intent_settle import settle_model
 from training.sampling import NegativeSampler
@@ -111,7 +111,8 @@ class Trainer:
         self.state = TrainState()
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.settling: dict[str, Any] | None = None  # what settle_intents did (summary: result.json, manifest)
-        self.follow: LiveIntents | None = None  # a warm start's live intents, which settling is anchored on
+        self.follow: LiveIntents | None = None  # a warm start's live intents, which the centers follow
+        self.following: dict[str, Any] | None = None  # what follow_intents did (summary)
         self.ema: list[torch.Tensor] | None = None  # the weight average, one tensor per model parameter
         self.centers_ready = False
         # With intent_queue: the latest normalised pooled states (newest first), assigned with each batch.
@@ -183,8 +184,8 @@ class Trainer:
                    version: str | None = None) -> list[str]:
         """Start from `previous`'s weights (a model of the same architecture, perhaps over fewer items): see
         copy_weights. Its centers come with them, so the first epoch does not fit new ones by k-means (which would
-        throw the learnt intents away). With `intents` (previous's, as served), settling follows them
-        (training/intent_ids.py). Returns the tensors not copied."""
+        throw the learnt intents away). With `intents` (previous's, as served), the kept centers are previous's
+        carried into the new state space instead of settled (follow_intents). Returns the tensors not copied."""
         skipped = copy_weights(self.model, previous, n_known)
         self.centers_ready = "intent_centers" not in skipped
         if intents is not None and self.centers_ready:
@@ -404,17 +405,43 @@ class Trainer:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         self.model.eval()
-        if self.cfg.intent_settle:
+        if self.follow is not None:
+            self.follow_intents(self.follow)
+        elif self.cfg.intent_settle:
             self.settle_intents()
         return self.model
+
+    def follow_intents(self, live: LiveIntents) -> None:
+        """A warm start's last step: the live version's centers carried into the kept encoder's state space, so that
+        the intents keep their users and ids (training/intent_ids.py); the validation health of the trained and the
+        followed centers, calibrated as export will, is recorded beside."""
+        started = time.perf_counter()
+
+        def follow() -> tuple[torch.Tensor, float, dict[str, Any]]:
+            carried, fit = live.transport(self.model, self.data, self.device)
+            states = training_states(self.model, self.data, self.device).cpu()
+            balance = self.cfg.intent_loss == "balanced"
+            trained = self.model.intent_centers.detach().float().cpu()
+            before, after = (split_health(self.model, self.valid, self.device, calibrate(states, c, balance))
+                             for c in (trained, carried))
+            return carried, fit, {"valid_before": before.to_dict(), "valid_after": after.to_dict()}
+
+        carried, fit, health = self.dist.on_main(follow)
+        with torch.no_grad():
+            self.model.intent_centers.copy_(carried.to(self.model.intent_centers.device))
+        self.following = {"from": live.version, "states_aligned": round(fit, 4), **health}
+        self.log(f"intent centers follow {live.version or 'the live version'}: its centers carried into the kept "
+                 f"encoder's state space (states' mean cosine after the rotation {fit:.3f}); validation lift@100 "
+                 f"{health['valid_before']['lift'] or 0.0:.2f} -> {health['valid_after']['lift'] or 0.0:.2f}, "
+                 f"effective {health['valid_before']['effective']:.1f} -> {health['valid_after']['effective']:.1f} "
+                 f"({time.perf_counter() - started:.1f}s)")
 
     def settle_intents(self) -> None:
         """The kept centers trained further on the kept encoder's states, kept where at least as good on the
         validation users (training/intent_settle.py settle_model); rank 0 settles, every rank takes its centers."""
         started = time.perf_counter()
         got = self.dist.on_main(lambda: settle_model(self.model, self.data, self.valid, self.cfg.intent_settle,
-                                                     self.cfg.intent_temperature, self.cfg.seed, self.device,
-                                                     self.follow))
+                                                     self.cfg.intent_temperature, self.cfg.seed, self.device))
         with torch.no_grad():
             self.model.intent_centers.copy_(got.centers.to(self.model.intent_centers.device))
         self.settling = got.to_dict(self.cfg.intent_settle)
@@ -437,6 +464,7 @@ class Trainer:
             "instance_loss": "pooled" if self.mcfg.pooling == "real" else "flattened",
             "stopped": self.stopped(),
             **({"intent_settling": self.settling} if self.settling is not None else {}),
+            **({"intent_following": self.following} if self.following is not None else {}),
         }
 
 
