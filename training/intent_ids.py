@@ -74,13 +74,21 @@ class LiveIntents:
         rows = [s for s in seqs if (s <= self.n_known).any()]
         if not rows:
             raise ValueError("no user's training sequence has an item the live version knows: nothing to follow")
-        new = F.normalize(pooled_states(model, left_pad(rows, model.cfg.max_len), device=device).float(), dim=-1)
-        known = left_pad([s[s <= self.n_known] for s in rows], self.model.cfg.max_len)
-        old = F.normalize(pooled_states(self.model, known, device=device).float(), dim=-1)
-        u, _, vt = torch.linalg.svd(new.T.double() @ old.double())
-        rotation = (u @ vt).float()
-        fit = float(F.cosine_similarity(new @ rotation, old, dim=-1).mean())
-        return F.normalize(self.model.intent_centers.detach().float().cpu() @ rotation.T, dim=-1), fit
+        new = pooled_states(model, left_pad(rows, model.cfg.max_len), device=device)
+        old = pooled_states(self.model, left_pad([s[s <= self.n_known] for s in rows], self.model.cfg.max_len),
+                            device=device)
+        return carry(self.model.intent_centers.detach().cpu(), new, old)
+
+
+def carry(centers: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Centers (K, d) of the space of states `old` (U, d) carried into the space of `new` (U, d), the same users'
+    states under another encoder: (normalised centers, the states' mean cosine after the rotation). Orthogonal
+    Procrustes on the normalised states: R minimises ||new R - old||, and a center c becomes c R^T."""
+    new, old = F.normalize(new.float(), dim=-1), F.normalize(old.float(), dim=-1)
+    u, _, vt = torch.linalg.svd(new.T.double() @ old.double())
+    rotation = (u @ vt).float()
+    fit = float(F.cosine_similarity(new @ rotation, old, dim=-1).mean())
+    return F.normalize(centers.float() @ rotation.T, dim=-1), fit
 
 
 def match(new: torch.Tensor, old: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -389,9 +389,12 @@ def test_a_balanced_version_is_followed_and_its_intents_accounted_for(
     lines: list[str] = []
     s = retrain(options(store, base, redis_url), log=lines.append)
     assert s.status == "published"
-    # settling was anchored on the live version's intents, and the ids read as the service reads them held
-    assert s.train["intent_settling"]["anchored_on"] == "v0001"
-    assert s.intents["previous"] == "v0001" and s.intents["users_kept"] >= 0.9
+    # the live version's centers were carried into the new encoder's space instead of settled again, and the ids
+    # read as the service reads them held
+    following = s.train["intent_following"]
+    assert following["from"] == "v0001" and 0 < following["states_aligned"] <= 1 and "intent_settling" not in s.train
+    assert following["valid_after"]["intents"] == 3 and following["valid_before"]["intents"] == 3
+    assert s.intents["previous"] == "v0001" and s.intents["users_kept"] >= 0.9 and s.intents["min_similarity"] > 0.99
     report = s.intents["intents"]
     old = load_artifact(store / "v0001").manifest["intent_shares"]
     accounted = report["kept"] + len(report["renumbered"]) + sum(len(m["from"]) for m in report["merged"])
