@@ -160,7 +160,8 @@ def measure(
         "users_kept_without_events": round(float(np.mean(quiet)), 4), "users_without_events": len(quiet),
         "intents_used_before": len(set(before.values())), "intents_used_after": len(set(after.values())),
         "job": {"status": summary["status"], "intents": summary["intents"], "gate": summary["gate"],
-                "train": {k: summary["train"].get(k) for k in ("epochs_run", "best_epoch", "intent_settling")}},
+                "train": {k: summary["train"].get(k) for k in ("epochs_run", "best_epoch", "intent_settling",
+                                                                "intent_following")}},
         "intent_health_test": {"before": old.get("intent_health"), "after": new.get("intent_health")},
         "retrain_seconds": round(seconds, 1),
     }

@@ -138,10 +138,10 @@ def keep_intent_ids(
 ) -> dict[str, Any]:
     """Renumber `model`'s centers (in place) to match the live version's (carried into `model`'s state space:
     LiveIntents.transport; for the same encoder, the live centers themselves), and say how well its intents follow:
-    how well the encoders' states align, the matched centers' mean and lowest cosine; the share of users (whole histories; the live version reads the
-    items it knows) whose intent id is the same, each version's intents read as the service reads them (the live
-    one with its calibration, the new one calibrated as export will: `balance` as for its parent); and
-    `transitions`. Models with another number of intents are left as they are."""
+    how well the encoders' states align, the matched centers' mean and lowest cosine; the share of users (whole
+    histories; the live version reads the items it knows) whose intent id is the same, each version's intents read
+    as the service reads them (the live one with its calibration, the new one calibrated as export will: `balance`
+    as for its parent); and `transitions`. Models with another number of intents are left as they are."""
     previous = live.model
     if model.cfg.n_intents != previous.cfg.n_intents:
         return {"matched": False, "reason": f"{previous.cfg.n_intents} intents before, {model.cfg.n_intents} now"}
