@@ -27,7 +27,7 @@ from model.intents import IntentSpace, characteristic_items
 
 LABEL_TOP = 50  # characteristic items a label is made from
 MIN_SUPPORT = 5  # of them at least this many must hold a category value for it to name the intent
-MIN_Z = 2.0  # and its count must lie this many binomial standard deviations above chance
+MIN_Z = 3.0  # and its count must lie this many binomial standard deviations above chance
 LABEL_CATEGORIES = 3
 LABEL_TITLES = 3
 

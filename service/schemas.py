@@ -99,8 +99,8 @@ class LabelCategoryOut(BaseModel):
 
 class IntentLabelOut(BaseModel):
     """What the intent is about, from the catalog (model/intent_labels.py): the categories that set its 50 most
-    characteristic items apart from the catalog (each on at least 5 of them, highest lift first) and the titles of
-    its most characteristic items."""
+    characteristic items apart from the catalog (each on at least 5 of them and over-represented beyond chance,
+    highest lift first; none where no category does) and the titles of its most characteristic items."""
 
     text: str
     categories: list[LabelCategoryOut]

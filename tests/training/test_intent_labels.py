@@ -16,7 +16,7 @@ from training.intent_health import calibrate, coherence, fitted_centers, split_c
 from training.synthetic import SyntheticSpec, generate, planted_item_intents
 from training.trainer import Trainer
 
-SPEC = SyntheticSpec(n_users=600, n_items=120, n_intents=4, seed=0)
+SPEC = SyntheticSpec(n_users=1000, n_items=200, n_intents=4, seed=0)
 
 
 def planted_catalog() -> Catalog:
@@ -36,14 +36,14 @@ def test_each_planted_genre_labels_one_fitted_intent_and_genre_is_coherent() -> 
                     progress=False).fit()
     states = training_states(model, data)
     intents = calibrate(states, fitted_centers(model, data, 4, seed=1), balance=False)
-    cats = item_categories(planted_catalog(), [None, *(str(i) for i in range(1, 121)), None])
+    cats = item_categories(planted_catalog(), [None, *(str(i) for i in range(1, SPEC.n_items + 1)), None])
     labels = version_labels(intents, states.mean(0), model.item_table().detach()[1:-1], cats)
     named = [[c.value for c in label.categories if c.field == "genre"] for label in labels]
     assert sorted(n[0] for n in named if n) == [f"genre {k}" for k in range(4)], [label.text for label in labels]
     assert all(c.field == "genre" for label in labels for c in label.categories)
     assert all(len(label.titles) == 3 and label.text.startswith("genre ") for label in labels)
 
-    popularity = np.bincount(data.items, minlength=121)[1:]
+    popularity = np.bincount(data.items, minlength=SPEC.n_items + 1)[1:]
     ev = eval_split(data, mcfg.max_len, "test")
     genre = split_coherence(model, ev, intents, cats, "genre", popularity)
     shelf = split_coherence(model, ev, intents, cats, "shelf", popularity)
@@ -52,12 +52,12 @@ def test_each_planted_genre_labels_one_fitted_intent_and_genre_is_coherent() -> 
 
 
 def test_coherence_is_one_for_lists_drawn_as_the_baseline_draws_them() -> None:
-    cats = item_categories(planted_catalog(), [None, *(str(i) for i in range(1, 121)), None])
-    popularity = np.ones(120)
+    cats = item_categories(planted_catalog(), [None, *(str(i) for i in range(1, SPEC.n_items + 1)), None])
+    popularity = np.ones(SPEC.n_items)
     rng = np.random.default_rng(5)
-    lists = np.stack([rng.choice(120, 20, replace=False) for _ in range(400)])
+    lists = np.stack([rng.choice(SPEC.n_items, 20, replace=False) for _ in range(400)])
     got = coherence(lists, cats, "genre", popularity, draws=400)
     assert abs(got.ratio - 1) < 0.05 if got.ratio is not None else False
-    pure = np.array([[c for c in range(120) if cats.values[cats.indices[cats.indptr[c]]] == ("genre", f"genre {k}")][:20]
+    pure = np.array([[c for c in range(SPEC.n_items) if cats.values[cats.indices[cats.indptr[c]]] == ("genre", f"genre {k}")][:20]
                      for k in range(4)])
     assert coherence(pure, cats, "genre", popularity).own == 1.0
