@@ -121,8 +121,8 @@ class Artifact:
 
     def read_catalog(self) -> Catalog | None:
         """The stored catalog (checked against its checksum when loaded with verify); None: the version has none."""
-        entry = self.manifest.get("catalog")
-        if not isinstance(entry, dict):
+        entry = self.info.catalog
+        if entry is None:
             return None
         try:
             return read_stored(self.path / CATALOG, list(entry["fields"]), str(entry.get("source", CATALOG)))

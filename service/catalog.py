@@ -17,7 +17,8 @@ from service.schemas import IntentLabelOut
 class ServedCatalog:
     source: str  # the file it was read from
     fields: tuple[str, ...]  # "title" and the categorical fields
-    records: list[dict[str, Any] | None]  # table row -> its fields (None: the catalog does not know the item)
+    position: list[int]  # table row -> the item's position in the catalog's columns; -1: the catalog does not know it
+    columns: dict[str, tuple[Any, ...]]  # field -> per catalog position: the title, or the tuple of values
     labels: list[IntentLabelOut]  # per intent
     by_category: dict[tuple[str, str], list[int]]  # (field, value) -> the intents whose label names it, by id
 
@@ -34,8 +35,10 @@ class ServedCatalog:
         return tuple(dict.fromkeys(names))
 
     def of(self, row: int, names: tuple[str, ...]) -> dict[str, Any] | None:
-        record = self.records[row]
-        return None if record is None else {n: record[n] for n in names}
+        at = self.position[row]
+        if at < 0:
+            return None
+        return {n: self.columns[n][at] if n == TITLE else list(self.columns[n][at]) for n in names}
 
     def intents_with(self, category: str) -> list[int]:
         """Intent ids whose label names a category given as FIELD:VALUE."""
@@ -57,12 +60,8 @@ def no_catalog(names: Sequence[str] | None, what: str, version: str) -> None:
 
 
 def serve_catalog(catalog: Catalog, item_ids: list[str | None], labels: list[IntentLabel]) -> ServedCatalog:
+    # one list read per request and item: a million items are prepared in a second or two, not a dict each
     where = {item: i for i, item in enumerate(catalog.ids)}
-    records: list[dict[str, Any] | None] = []
-    for ext in item_ids:
-        i = where.get(ext) if ext is not None else None
-        records.append(None if i is None else {
-            TITLE: catalog.titles[i], **{f: list(catalog.values[f][i]) for f in catalog.fields}})
     by_category: dict[tuple[str, str], list[int]] = {}
     for k, label in enumerate(labels):
         for c in label.categories:
@@ -70,7 +69,8 @@ def serve_catalog(catalog: Catalog, item_ids: list[str | None], labels: list[Int
     return ServedCatalog(
         source=catalog.source,
         fields=(TITLE, *catalog.fields),
-        records=records,
+        position=[where.get(ext, -1) if ext is not None else -1 for ext in item_ids],
+        columns={TITLE: catalog.titles, **catalog.values},
         labels=[IntentLabelOut.model_validate(label.to_dict()) for label in labels],
         by_category=by_category,
     )

@@ -95,3 +95,10 @@ def test_item_categories_cover_the_models_rows() -> None:
     cats = item_categories(cat, [None, "i1", "i2", "i3", None])
     assert cats.known.tolist() == [False, True, False] and cats.titles == (None, "B", None)
     assert [cats.values[v] for v in cats.indices[cats.indptr[1]:cats.indptr[2]]] == [("genre", "a"), ("genre", "b")]
+
+
+def test_the_stored_form_keeps_any_text(tmp_path: Path) -> None:
+    lines = [{"id": "i1", "title": "two\u2028lines\x85 and \"quotes\"", "genre": ["é", "a|b"]}]
+    cat = read_catalog(write(tmp_path / "odd.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)))
+    version = write_version(tmp_path / "store", tiny_model(), ITEM_IDS, {}, catalog=cat)
+    assert load_artifact(version).read_catalog() == cat
