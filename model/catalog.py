@@ -59,7 +59,8 @@ class Catalog:
         return {ID: self.ids[i], TITLE: self.titles[i], **{f: list(self.values[f][i]) for f in self.fields}}
 
     def to_jsonl(self) -> str:
-        return "".join(json.dumps(self.record(i), ensure_ascii=False) + "\n" for i in range(len(self.ids)))
+        with _no_gc():
+            return "".join(json.dumps(self.record(i), ensure_ascii=False) + "\n" for i in range(len(self.ids)))
 
     def describe(self) -> dict[str, Any]:
         """What the manifest says of it."""
