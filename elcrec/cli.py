@@ -272,7 +272,7 @@ def evaluate(
     from model.device import pick_device
     from training.data import DataError, eval_split, read_interactions
     from training.evaluate import split_ranks
-    from training.intent_health import split_health
+    from training.intent_health import catalog_coherence, split_health
     from training.metrics import hit_ndcg, standard_errors
 
     try:
@@ -288,6 +288,10 @@ def evaluate(
     ev = eval_split(interactions, art.config.max_len, split.value)
     ranks = split_ranks(art.model, ev, protocols, dev)
     intents = split_health(art.model, ev, dev, art.intents).to_dict()
+    catalog = art.read_catalog()  # the intents' coherence in its first field, beside the health
+    coherence = catalog_coherence(art.model, interactions, ev, art.intents, catalog, art.item_ids, dev) if catalog else None
+    if coherence is not None:
+        intents["coherence"] = coherence.to_dict()
     results = {p: hit_ndcg(r) for p, r in ranks.items()}
     # Of each mean over the split's users; undefined (None in JSON) for a single user.
     errors = {p: {k: None if math.isnan(v) else v for k, v in standard_errors(r).items()} for p, r in ranks.items()}
@@ -310,7 +314,10 @@ def evaluate(
     for p, metrics in results.items():
         cells = "  ".join(f"{k} {v:.4f} ± " + (f"{e:.4f}" if (e := errors[p][k]) is not None else "?") for k, v in metrics.items())
         typer.echo(f"{art.version} {split.value} ({p}, {len(ranks[p])} users, ± one standard error): {cells}")
-    typer.echo(f"{art.version} {split.value} intents: " + "  ".join(f"{k} {v}" for k, v in intents.items()))
+    shown = {k: v for k, v in intents.items() if k != "coherence"}
+    if coherence is not None:
+        shown[f"coherence ({coherence.field})"] = coherence.ratio if coherence.ratio is None else round(coherence.ratio, 3)
+    typer.echo(f"{art.version} {split.value} intents: " + "  ".join(f"{k} {v}" for k, v in shown.items()))
 
 
 @intents_app.command("fit")

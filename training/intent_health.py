@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.catalog import ItemCategories
+from model.catalog import Catalog, ItemCategories, item_categories
 from model.encoder import ELCRec
 from model.intent_labels import value_counts
 from model.intents import IntentSpace
@@ -192,6 +192,22 @@ def split_coherence(
     table = model.item_table().detach().float().cpu()[1:-1]
     scores = intents.to("cpu").characteristic_scores(z.mean(0), table)
     return coherence(top_items(scores, top).numpy(), cats, field, popularity)
+
+
+def catalog_coherence(
+    model: ELCRec, data: Interactions, ev: EvalSplit, intents: IntentSpace, catalog: Catalog,
+    item_ids: list[str | None], device: str = "cpu",
+) -> Coherence | None:
+    """split_coherence in the catalog's first field that holds a value on the model's items, popularity from the
+    data's interactions; None where no field does."""
+    cats = item_categories(catalog, item_ids)
+    held = {f for f, _ in cats.values}
+    field = next((f for f in catalog.fields if f in held), None)
+    if field is None:
+        return None
+    n = model.cfg.n_items
+    popularity = np.bincount(data.items, minlength=n + 1)[1 : n + 1]
+    return split_coherence(model, ev, intents, cats, field, popularity, device)
 
 
 def training_states(model: ELCRec, data: Interactions, device: str = "cpu") -> torch.Tensor:

@@ -16,7 +16,7 @@ from model.catalog import Catalog, ItemCategories, item_categories
 from model.intent_labels import version_labels
 from training.data import Interactions, eval_split, left_pad
 from training.evaluate import pooled_states
-from training.intent_health import model_health, split_coherence
+from training.intent_health import catalog_coherence, model_health
 
 
 def find_log(store: Path, art: Artifact) -> Path | None:
@@ -156,12 +156,11 @@ def write_report(store: Path, data: Interactions, out: Path, max_users: int = 30
     health = model_health(art.model, data, intents=art.intents.to("cpu")).to_dict()
     stored = art.read_catalog()
     catalog = (stored, item_categories(stored, art.item_ids)) if stored is not None else None
-    if catalog is not None and catalog[0].fields and catalog[1].values:
-        field = next(f for f in catalog[0].fields if f in {f for f, _ in catalog[1].values})
-        popularity = np.bincount(data.items, minlength=art.config.n_items + 1)[1 : art.config.n_items + 1]
-        got = split_coherence(art.model, eval_split(data, art.config.max_len, "test"), art.intents, catalog[1], field,
-                              popularity)
-        health[f"coherence ({field})"] = got.ratio if got.ratio is None else round(got.ratio, 3)
+    if stored is not None:
+        ev = eval_split(data, art.config.max_len, "test")
+        got = catalog_coherence(art.model, data, ev, art.intents, stored, art.item_ids)
+        if got is not None:
+            health[f"coherence ({got.field})"] = got.ratio if got.ratio is None else round(got.ratio, 3)
     health_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in health.items())
     intents_table = characteristic_table(art, data, catalog=catalog)
     images = "".join(f'<h2>{p.stem.replace("_", " ")}</h2><img src="{p.name}" style="max-width:100%">' for p in pictures)

@@ -24,7 +24,7 @@ def manifest(store: Path, version: str) -> dict:
 
 def write_catalog(path: Path, title: str = "Item") -> Path:
     groups = planted_item_intents(SPEC)
-    rows = [f"{i},{title} {i},genre {groups[i]}|all,shelf {i % 2}" for i in range(1, SPEC.n_items + 1)]
+    rows = [f"{i},{title} {i},genre {groups[i]}|tag {i % 7},shelf {i % 2}" for i in range(1, SPEC.n_items + 1)]
     path.write_text("item,name,genre,shelf\n" + "\n".join(rows) + "\n")
     return path
 
@@ -42,8 +42,12 @@ def test_train_with_a_catalog_then_catalog_set_publishes_the_same_model_with_a_n
     assert first["catalog"] == {"file": "catalog.jsonl", "items": 60, "fields": ["genre", "shelf"],
                                 "source": "items.csv", "known_items": 60}
     stored = [json.loads(line) for line in (store / "v0001" / "catalog.jsonl").read_text().splitlines()]
-    assert stored[0] == {"id": "1", "title": "Item 1", "genre": [f"genre {planted_item_intents(SPEC)[1]}", "all"],
+    assert stored[0] == {"id": "1", "title": "Item 1", "genre": [f"genre {planted_item_intents(SPEC)[1]}", "tag 1"],
                          "shelf": ["shelf 1"]}
+    # evaluate shows the intents' coherence in the catalog's first field beside their health
+    evaluated = run_cli("evaluate", str(store), "--data", str(data), "--json")
+    coherence = json.loads(evaluated.stdout)["intents"]["coherence"]
+    assert coherence["field"] == "genre" and coherence["top"] == 20 and 0 < coherence["random"] <= 1 and 0 < coherence["own"] <= 1
     # intents fitted again: a version made from another keeps its catalog
     assert run_cli("intents", "fit", str(store), "--data", str(data)).returncode == 0
     assert manifest(store, "v0002")["files"]["catalog.jsonl"] == first["files"]["catalog.jsonl"]

@@ -138,8 +138,11 @@ def _own_scores(store: Path, history: list[str], items: list[str]) -> list[float
         return (art.model.item_table()[[int(i[1:]) for i in items]] @ user).tolist()
 
 
-async def test_a_diversified_answer_says_which_intent_each_item_serves_with_comparable_scores(store: Path) -> None:
-    async with running_app(settings_for(store)) as c:
+@pytest.mark.parametrize("index", ["Flat", "torch"])
+async def test_a_diversified_answer_says_which_intent_each_item_serves_with_comparable_scores(
+    store: Path, index: str
+) -> None:
+    async with running_app(settings_for(store, index=index)) as c:
         body = (await c.post("/v1/recommend", json={"history": HISTORY, "k": 12, "diversify": True})).json()
         ranked = [body["intent"]["id"]] + [r["id"] for r in body["intent"]["runners_up"]]
         served = [it["intent"] for it in body["items"]]
