@@ -253,10 +253,6 @@ class ItemCategories:
         """Value ids of one field."""
         return np.array([v for v, (f, _) in enumerate(self.values) if f == field], dtype=np.int64)
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(item columns (P,), value ids (P,)): every (item, value) held."""
-        return np.repeat(np.arange(self.n_items), np.diff(self.indptr)), self.indices
-
 
 def item_categories(catalog: Catalog, item_ids: list[str | None]) -> ItemCategories:
     """The catalog over the items of a model whose table rows have these external ids (rows 0 and N + 1: none).
