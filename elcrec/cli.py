@@ -20,6 +20,13 @@ data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synth
 app.add_typer(data_app, name="data")
 intents_app = typer.Typer(no_args_is_help=True, help="Intents fitted after training, or calibrated again.")
 app.add_typer(intents_app, name="intents")
+catalog_app = typer.Typer(no_args_is_help=True, help="The item catalog (titles, categories) kept with the model.")
+app.add_typer(catalog_app, name="catalog")
+
+# The options that read a catalog file (model/catalog.py), shared by train, retrain and catalog set.
+IdColumn = Annotated[str, typer.Option(help="The catalog's item id column (ids as in the interaction data)")]
+TitleColumn = Annotated[str, typer.Option(help="The catalog's title column")]
+MultiSep = Annotated[str, typer.Option(help="In CSV/TSV catalogs: the separator of several values in one cell")]
 
 
 class Split(StrEnum):
@@ -116,12 +123,18 @@ def train(
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore an existing checkpoint and start over")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
     index: Annotated[str | None, typer.Option(help="Store this FAISS index (factory string, e.g. IVF4096,Flat or HNSW32) with the artifact; a service with the same ELCREC_INDEX loads it instead of building it")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Item catalog (CSV/TSV, Parquet or JSON lines: id, title, categorical columns) stored with the version: titles and intent labels")] = None,
+    id_column: IdColumn = "id",
+    title_column: TitleColumn = "title",
+    multi_sep: MultiSep = "|",
 ) -> None:
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
 
     An interrupted run resumes from its last epoch when the same command is run again.
     Started by torchrun, it trains data-parallel over the processes (docs/DISTRIBUTED.md).
     """
+    from model.artifact import ArtifactError
+    from model.catalog import read_catalog
     from model.device import pick_device
     from training.data import DataError, read_interactions
     from training.run import base_settings, resolve_settings, run_dir_for, train_and_export
@@ -147,15 +160,16 @@ def train(
             from model.item_index import empty_index
 
             empty_index(index, settings.model.d)
-    except (DataError, ValueError) as exc:
+        items = read_catalog(catalog, id_column, title_column, multi_sep) if catalog is not None else None
+    except (DataError, ValueError) as exc:  # CatalogError is a ValueError
         fail(str(exc))
     run = run_dir or run_dir_for(out, data, interactions, settings)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
               "improved_intents": improved_intents}
     try:
         result = train_and_export(out, data, interactions, settings, run, dev, origin, typer.echo, progress, fresh,
-                                  index)
-    except (ValueError, OSError) as exc:
+                                  index, items)
+    except (ValueError, OSError, ArtifactError) as exc:
         fail(str(exc))
     if result is None:
         return  # not rank 0: it evaluates and exports
@@ -258,7 +272,7 @@ def evaluate(
     from model.device import pick_device
     from training.data import DataError, eval_split, read_interactions
     from training.evaluate import split_ranks
-    from training.intent_health import split_health
+    from training.intent_health import catalog_coherence, split_health
     from training.metrics import hit_ndcg, standard_errors
 
     try:
@@ -274,6 +288,10 @@ def evaluate(
     ev = eval_split(interactions, art.config.max_len, split.value)
     ranks = split_ranks(art.model, ev, protocols, dev)
     intents = split_health(art.model, ev, dev, art.intents).to_dict()
+    catalog = art.read_catalog()  # the intents' coherence in its first field, beside the health
+    coherence = catalog_coherence(art.model, interactions, ev, art.intents, catalog, art.item_ids, dev) if catalog else None
+    if coherence is not None:
+        intents["coherence"] = coherence.to_dict()
     results = {p: hit_ndcg(r) for p, r in ranks.items()}
     # Of each mean over the split's users; undefined (None in JSON) for a single user.
     errors = {p: {k: None if math.isnan(v) else v for k, v in standard_errors(r).items()} for p, r in ranks.items()}
@@ -296,7 +314,10 @@ def evaluate(
     for p, metrics in results.items():
         cells = "  ".join(f"{k} {v:.4f} ± " + (f"{e:.4f}" if (e := errors[p][k]) is not None else "?") for k, v in metrics.items())
         typer.echo(f"{art.version} {split.value} ({p}, {len(ranks[p])} users, ± one standard error): {cells}")
-    typer.echo(f"{art.version} {split.value} intents: " + "  ".join(f"{k} {v}" for k, v in intents.items()))
+    shown = {k: v for k, v in intents.items() if k != "coherence"}
+    if coherence is not None:
+        shown[f"coherence ({coherence.field})"] = coherence.ratio if coherence.ratio is None else round(coherence.ratio, 3)
+    typer.echo(f"{art.version} {split.value} intents: " + "  ".join(f"{k} {v}" for k, v in shown.items()))
 
 
 @intents_app.command("fit")
@@ -351,6 +372,45 @@ def intents_calibrate(
     except OSError as exc:
         fail(f"cannot write a new version to {store} (nothing was published): {exc}")
     typer.echo(f"published {version} with its intents {'settled and ' if settle else ''}calibrated")
+
+
+@catalog_app.command("set")
+def catalog_set(
+    store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model is published again with the catalog")],
+    file: Annotated[Path, typer.Argument(help="Catalog: CSV/TSV, Parquet or JSON lines with an id, a title and categorical columns")],
+    id_column: IdColumn = "id",
+    title_column: TitleColumn = "title",
+    multi_sep: MultiSep = "|",
+) -> None:
+    """Publish the CURRENT model again with an item catalog: no retraining.
+
+    The new version has the same weights, intents, calibration and metrics; its parent is the old version, it
+    stores the catalog (titles and categorical fields, several values per cell in a JSON list or split at
+    --multi-sep in CSV/TSV) and becomes CURRENT. The service then serves titles and fields (`fields=`), GET
+    /v1/items/ID and a readable label for every intent; retraining keeps the catalog.
+    """
+    from model.artifact import ArtifactError, current_version, read_manifest
+    from model.catalog import CatalogError, read_catalog
+    from training.export import publish_catalog
+    from training.merged_store import store_lock
+    from training.retrain_errors import RetrainError, RetrainUnavailable
+
+    try:
+        if current_version(store) is None:
+            fail(f"{store} has no CURRENT version (train one with `elcrec train`)")
+        items = read_catalog(file, id_column, title_column, multi_sep)
+        with store_lock(store):  # a retrain publishing meanwhile would be superseded
+            version = publish_catalog(store, items)
+    except (CatalogError, ArtifactError, RetrainError) as exc:
+        fail(str(exc))
+    except RetrainUnavailable as exc:
+        fail(f"{exc}: set the catalog once it has finished", code=4)
+    except OSError as exc:
+        fail(f"cannot write a new version to {store} (nothing was published): {exc}")
+    manifest = read_manifest(store / version)
+    typer.echo(f"published {version} with the catalog {file.name}: {len(items)} items, fields "
+               f"{', '.join(items.fields) or '(none)'}; it knows {manifest['catalog']['known_items']} of the "
+               f"model's {manifest['n_items']} items")
 
 
 @app.command()

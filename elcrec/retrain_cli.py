@@ -65,6 +65,15 @@ def retrain_command(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr")
     ] = False,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(help="A newer item catalog (CSV/TSV, Parquet or JSON lines) for the version this run publishes; "
+                     "without it the live version's catalog is kept (`elcrec catalog set` publishes one without "
+                     "retraining)"),
+    ] = None,
+    id_column: Annotated[str, typer.Option(help="With --catalog: its item id column")] = "id",
+    title_column: Annotated[str, typer.Option(help="With --catalog: its title column")] = "title",
+    multi_sep: Annotated[str, typer.Option(help="With --catalog (CSV/TSV): the separator of several values in one cell")] = "|",
 ) -> None:
     """Fold new events into the data, retrain, and publish only if not worse.
 
@@ -93,6 +102,7 @@ def retrain_command(
     4 unavailable: Redis unreachable or another retrain running (retry).
     """
     from model.artifact import ArtifactError
+    from model.catalog import CatalogError, read_catalog
     from model.device import pick_device
     from training.data import DataError
     from training.retrain import RetrainError, RetrainOptions, RetrainUnavailable, retrain
@@ -108,6 +118,11 @@ def retrain_command(
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         _emit({**base, "message": str(exc)}, EXIT_BAD_INPUT)
     try:
+        items = read_catalog(catalog, id_column, title_column, multi_sep) if catalog is not None else None
+    except CatalogError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        _emit({**base, "message": str(exc)}, EXIT_BAD_INPUT)
+    try:
         opts = RetrainOptions(
             store=artifacts,
             base_data=data,
@@ -116,6 +131,7 @@ def retrain_command(
             device=dev,
             train_overrides={k: v for k, v in overrides.items() if v is not None},
             progress=progress,
+            catalog=items,
         )
         summary = retrain(opts, log)
     except (RetrainError, ArtifactError, DataError) as exc:

@@ -2,7 +2,7 @@
 
     STORE/
       CURRENT              name of the live version (written atomically)
-      v0001/ manifest.json weights.safetensors items.json [index.faiss] [intents.safetensors]
+      v0001/ manifest.json weights.safetensors items.json [index.faiss] [intents.safetensors] [catalog.jsonl]
       v0002/ ...
       data/vNNNN.txt|json  the merged interactions a retrained version was trained on (training/merged_store.py)
       .retrain.lock        held while a retrain runs
@@ -16,6 +16,9 @@ the service need not rebuild it; the manifest names its index-factory string and
 intents.safetensors (optional) holds the intent calibration fitted at export (model/intents.py IntentSpace): "bias"
 (K,) where the centers were trained balanced, and "profiles" (K, d); the manifest's "intent_calibration" says what
 it holds and how it was fitted.
+catalog.jsonl (optional) is the version's item catalog in its stored form (model/catalog.py): titles and categorical
+fields; the manifest's "catalog" entry names the file, its fields, the file it was read from and how many of the
+model's items it knows.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from model.catalog import Catalog, CatalogError, covered, read_stored
 from model.config import ModelConfig
 from model.encoder import ELCRec
 from model.intents import IntentSpace
@@ -48,7 +52,8 @@ WEIGHTS = "weights.safetensors"
 ITEMS = "items.json"
 INDEX = "index.faiss"
 INTENTS = "intents.safetensors"
-OPTIONAL_FILES = (INDEX, INTENTS)
+CATALOG = "catalog.jsonl"
+OPTIONAL_FILES = (INDEX, INTENTS, CATALOG)
 CURRENT = "CURRENT"
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -113,6 +118,16 @@ class Artifact:
     @property
     def index_path(self) -> Path | None:
         return self.path / INDEX if self.index_spec is not None else None
+
+    def read_catalog(self) -> Catalog | None:
+        """The stored catalog (checked against its checksum when loaded with verify); None: the version has none."""
+        entry = self.info.catalog
+        if entry is None:
+            return None
+        try:
+            return read_stored(self.path / CATALOG, list(entry["fields"]), str(entry.get("source", CATALOG)))
+        except CatalogError as exc:
+            raise ArtifactError(str(exc)) from exc
 
     @property
     def intents(self) -> IntentSpace:
@@ -211,12 +226,14 @@ def write_version(
     make_current: bool = True,
     index_spec: str | None = None,
     intents: IntentSpace | None = None,
+    catalog: Catalog | None = None,
 ) -> Path:
     """Write the model as the store's next version (atomically); return its directory.
 
     With `index_spec` (a FAISS index-factory string such as "IVF4096,Flat" or "HNSW32") the version also
     stores that index over its item rows, which a service configured with the same string loads as is. With
-    `intents` carrying a calibration (bias, profiles) the version stores it in intents.safetensors."""
+    `intents` carrying a calibration (bias, profiles) the version stores it in intents.safetensors. With `catalog`
+    the version stores it (catalog.jsonl) and the manifest describes it; refused when it knows none of the items."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     cfg = model.cfg
@@ -224,6 +241,14 @@ def write_version(
         raise ArtifactError(f"item vocabulary has {len(item_ids)} rows, the model {cfg.vocab_size}")
     if "index" in info:
         raise ArtifactError("the manifest's 'index' entry describes index.faiss: pass index_spec instead")
+    if "catalog" in info:
+        raise ArtifactError("the manifest's 'catalog' entry describes catalog.jsonl: pass catalog instead")
+    known = covered(catalog, item_ids) if catalog is not None else 0
+    if catalog is not None and not known:
+        model_ids = [i for i in item_ids[1:4] if i is not None]
+        raise ArtifactError(
+            f"the catalog {catalog.source} knows none of the model's {len(item_ids) - 2} items (the model's ids "
+            f"look like {model_ids}, the catalog's like {list(catalog.ids[:3])}): is the id column the right one?")
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     index = None
     if index_spec is not None:
@@ -237,7 +262,8 @@ def write_version(
     }
     if intents is not None and tuple(intents.centers.shape) != (cfg.n_intents, cfg.d):
         raise ArtifactError(f"the intents have shape {tuple(intents.centers.shape)}, the model {(cfg.n_intents, cfg.d)}")
-    files = (WEIGHTS, ITEMS) + ((INDEX,) if index is not None else ()) + ((INTENTS,) if calibration else ())
+    files = ((WEIGHTS, ITEMS) + ((INDEX,) if index is not None else ()) + ((INTENTS,) if calibration else ())
+             + ((CATALOG,) if catalog is not None else ()))
     tmp = Path(tempfile.mkdtemp(dir=store, prefix=".tmp-"))
     try:
         os.chmod(tmp, 0o755)
@@ -246,6 +272,9 @@ def write_version(
         if index is not None:
             write_item_index(index, tmp / INDEX)
             info = {**info, "index": {"spec": index_spec, "file": INDEX}}
+        if catalog is not None:
+            (tmp / CATALOG).write_text(catalog.to_jsonl(), encoding="utf-8")
+            info = {**info, "catalog": {**catalog.describe(), "file": CATALOG, "known_items": known}}
         if calibration:
             _save_weights(calibration, tmp / INTENTS)
             info = {**info, "intent_calibration": {**info.get("intent_calibration", {}), "file": INTENTS,
@@ -313,6 +342,7 @@ def load_artifact(path: str | Path, device: str | torch.device = "cpu", verify: 
             f"{' and '.join(OPTIONAL_FILES)}, if any), and nothing else"
         )
     index_spec = _stored_index_spec(manifest, INDEX in files, version_dir)
+    _check_catalog_entry(manifest, CATALOG in files, version_dir)
     if verify:
         for name, expected in files.items():
             if not (version_dir / name).is_file():
@@ -363,6 +393,20 @@ def _calibration(version_dir: Path, cfg: ModelConfig) -> dict[str, torch.Tensor]
                 f"{shapes['bias']} and 'profiles' {shapes['profiles']}"
             )
     return cal
+
+
+def _check_catalog_entry(manifest: dict[str, Any], listed: bool, version_dir: Path) -> None:
+    entry = manifest.get("catalog")
+    if not listed and entry is None:
+        return
+    if not listed:
+        raise ArtifactError(f"{version_dir / MANIFEST} describes a catalog but does not checksum {CATALOG}")
+    if (not isinstance(entry, dict) or entry.get("file") != CATALOG or not isinstance(entry.get("fields"), list)
+            or not all(isinstance(f, str) for f in entry["fields"])):
+        raise ArtifactError(
+            f"{version_dir / MANIFEST} checksums {CATALOG} but has no catalog entry {{\"file\": \"{CATALOG}\", "
+            "\"fields\": [...]}}"
+        )
 
 
 def _stored_index_spec(manifest: dict[str, Any], listed: bool, version_dir: Path) -> str | None:

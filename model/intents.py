@@ -103,3 +103,26 @@ class IntentSpace:
     def characteristic_scores(self, mean_state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(K, N) how much each item sets each intent apart (characteristic_scores of the description)."""
         return characteristic_scores(self.described().float(), mean_state, items)
+
+
+def characteristic_items(
+    space: IntentSpace, mean_state: torch.Tensor | None, items: torch.Tensor, top: int, chunk: int = 65536
+) -> torch.Tensor:
+    """(K, top) 0-based item columns of each intent's most characteristic items, best first: by
+    space.characteristic_scores, or by the description alone where the version records no mean state (as the
+    service lists them). items (N, d) real item rows; scored `chunk` items at a time, so that a large catalog
+    never holds a (K, N) matrix."""
+    described = space.described().float()
+    direction = described - mean_state.to(described) if mean_state is not None else described
+    n = items.shape[0]
+    top = min(top, n)
+    best_v = torch.full((space.k, 0), float("-inf"))
+    best_i = torch.zeros((space.k, 0), dtype=torch.long)
+    for start in range(0, n, chunk):
+        scores = direction @ items[start : start + chunk].float().to(direction.device).T  # (K, c)
+        v, i = torch.topk(scores, k=min(top, scores.shape[1]), dim=1)
+        best_v = torch.cat([best_v, v.cpu()], dim=1)
+        best_i = torch.cat([best_i, i.cpu() + start], dim=1)
+        keep = torch.topk(best_v, k=min(top, best_v.shape[1]), dim=1)
+        best_v, best_i = keep.values, best_i.gather(1, keep.indices)
+    return best_i

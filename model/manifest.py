@@ -48,6 +48,8 @@ class ManifestInfo:
     intent_mean_state: tuple[float, ...] | None  # mean normalised user state (characteristic items); None: missing
     intent_health: dict[str, Any] | None
     intent_temperature: float  # train_config.intent_temperature, else DEFAULT_TEMPERATURE
+    # the stored catalog: file, fields, items, source, known_items (model/catalog.py); None: the version has none
+    catalog: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, manifest: dict[str, Any], n_intents: int, d: int) -> ManifestInfo:
@@ -66,4 +68,5 @@ class ManifestInfo:
             intent_health=_dict(manifest.get("intent_health")),
             intent_temperature=float(t) if isinstance(t, int | float) and not isinstance(t, bool) and t > 0
             else DEFAULT_TEMPERATURE,
+            catalog=_dict(manifest.get("catalog")),
         )

@@ -16,13 +16,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.artifact import ArtifactError, load_artifact
+from model.artifact import Artifact, ArtifactError, load_artifact
+from model.catalog import item_categories
 from model.config import ModelConfig
 from model.device import pick_device as model_device
 from model.encoder import ELCRec
+from model.intent_labels import version_labels
 from model.intents import DEFAULT_TEMPERATURE, IntentSpace
 from model.item_index import read_item_index
 from service.answer_cache import AnswerCache
+from service.catalog import ServedCatalog, serve_catalog
 from service.precision import PrecisionCheck, to_precision
 from service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
 
@@ -72,6 +75,8 @@ class ModelBundle:
     precision_check: dict[str, Any] | None = None  # half precision against fp32 (service/precision.py)
     # Answers already computed by this version, for repeat requests (ELCREC_ANSWER_CACHE entries; 0: none kept).
     answers: AnswerCache = field(default_factory=lambda: AnswerCache(0))
+    # The version's catalog with its intent labels, prepared at load (service/catalog.py); None: it has none.
+    catalog: ServedCatalog | None = None
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -171,7 +176,7 @@ def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions =
             raise ArtifactError(f"the {TORCH_EXACT!r} index takes no ELCREC_INDEX_PARAMS, got {index_params!r}")
         index = TorchExactIndex(table, device)
         log.info("%s: exact torch top-k on %s over %d items", version_dir.name, device, art.config.n_items)
-        return _bundle(version_dir, art, model, device, index, rows, precision, check, options)
+        return _bundle(version_dir, art, model, device, index, rows, precision, check, options, table)
     stored = None
     if art.index_path is not None and art.index_spec == index_spec:
         try:  # built by the export from these weights (both checksummed): no rebuild at start-up
@@ -189,12 +194,12 @@ def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions =
         index_spec,
         art.config.n_items,
     )
-    return _bundle(version_dir, art, model, device, index, rows, precision, check, options)
+    return _bundle(version_dir, art, model, device, index, rows, precision, check, options, table)
 
 
 def _bundle(
     version_dir: Path,
-    art: Any,
+    art: Artifact,
     model: ELCRec,
     device: torch.device,
     index: ItemIndex | TorchExactIndex,
@@ -202,6 +207,7 @@ def _bundle(
     precision: str,
     check: PrecisionCheck | None,
     options: LoadOptions,
+    table: np.ndarray,
 ) -> ModelBundle:
     info = art.info
     popular_rows = [rows[i] for i in info.popular_items if i in rows]
@@ -216,6 +222,15 @@ def _bundle(
         intents = IntentSpace(model.intent_centers.detach().float(), art.intents.bias, art.intents.profiles)
         described = intents.described()
         directions = F.normalize(described - (mean.to(described.device) if mean is not None else 0.0), dim=-1)
+    catalog = art.read_catalog()
+    served = None
+    if catalog is not None:
+        started = time.perf_counter()
+        labels = version_labels(intents, mean, torch.from_numpy(table[1:-1]),
+                                item_categories(catalog, art.item_ids))
+        served = serve_catalog(catalog, art.item_ids, labels)
+        log.info("%s: catalog %s (%d items, fields %s), intent labels in %.2f s", version_dir.name, catalog.source,
+                 len(catalog), ", ".join(served.fields), time.perf_counter() - started)
     bundle = ModelBundle(
         name=version_dir.name,
         version=art.version,
@@ -238,6 +253,7 @@ def _bundle(
         precision=precision,
         precision_check=check.to_dict() if check is not None else None,
         answers=AnswerCache(options.answer_cache),
+        catalog=served,
     )
     _warm_up(bundle)
     return bundle

@@ -62,11 +62,20 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
         per_query[i].append(hit)
     answers = []
     for i, q in enumerate(queries):
-        got_rows, got_scores, excluded = (
-            interleave(per_query[i], prob_l[i][: q.intents], q.k) if q.diversify else per_query[i][0]
-        )
+        served: list[int] | None = None
+        if q.diversify:
+            got_rows, got_scores, sources, excluded = interleave_sources(per_query[i], prob_l[i][: q.intents], q.k)
+            served = [intent_l[i][j] for j in sources]  # list j ranks for the user's j-th nearest intent
+        else:
+            got_rows, got_scores, excluded = per_query[i][0]
+            if q.steer is not None:
+                served = [q.steer] * len(got_rows)
+        if served is not None and got_rows:
+            # Ranked by moved vectors, scored by the user's own: the scores of one list compare (schemas.ScoredItem).
+            got_scores = (bundle.index.scores_of(user[i], got_rows) if isinstance(bundle.index, TorchExactIndex)
+                          else bundle.index.scores_of(user[i].cpu().numpy(), got_rows))
         answers.append(Answer(got_rows, got_scores, intent_l[i][: q.intents], dist_l[i][: q.intents],
-                              prob_l[i][: q.intents], [int(r) for r in drivers[i]], excluded))
+                              prob_l[i][: q.intents], [int(r) for r in drivers[i]], excluded, served))
     return answers
 
 
@@ -96,9 +105,18 @@ def interleave(
     """k items from several ranked lists (one per intent), each list getting a share of the places in proportion
     to its weight (the D'Hondt rule: the next place goes to the list with the largest weight / (places + 1)),
     every list in its own order, no item twice."""
+    rows, scores, _, excluded = interleave_sources(lists, weights, k)
+    return rows, scores, excluded
+
+
+def interleave_sources(
+    lists: Sequence[tuple[list[int], list[float], int]], weights: Sequence[float], k: int
+) -> tuple[list[int], list[float], list[int], int]:
+    """As interleave, with the list each item was taken from."""
     taken: set[int] = set()
     rows: list[int] = []
     scores: list[float] = []
+    sources: list[int] = []
     places = [0] * len(lists)
     cursor = [0] * len(lists)
     while len(rows) < k:
@@ -112,7 +130,8 @@ def interleave(
         if cursor[j] < len(got):
             rows.append(got[cursor[j]])
             scores.append(got_scores[cursor[j]])
+            sources.append(j)
             taken.add(got[cursor[j]])
             places[j] += 1
             cursor[j] += 1
-    return rows, scores, max((x for _, _, x in lists), default=0)
+    return rows, scores, sources, max((x for _, _, x in lists), default=0)

@@ -27,3 +27,5 @@ class Answer:
     intent_probabilities: list[float]  # of each intent in intent_ids, over all K (model.intents.intent_distribution)
     drivers: list[int]  # history rows whose states lie closest to the top intent's center, closest first
     excluded: int  # seen items that would otherwise have been returned
+    # The intent each row serves, in a steered or diversified answer; None in a plain one.
+    served: list[int] | None = None

@@ -88,6 +88,10 @@ class ItemIndex:
             hits.append(got)
         return hits
 
+    def scores_of(self, query: np.ndarray, rows: Sequence[int]) -> list[float]:
+        """(d,) query -> its inner product with the given table rows (1..N), exactly."""
+        return (self._items[np.asarray(rows, dtype=np.int64) - 1] @ np.asarray(query, dtype=np.float32)).tolist()
+
     def _search_deeper(
         self, query: np.ndarray, k: int, exclude: Collection[int], depth: int, available: int
     ) -> tuple[list[int], list[float], int]:
@@ -154,6 +158,13 @@ class TorchExactIndex:
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ValueError(f"queries must be (B, {self.dim}), got {tuple(q.shape)}")
         return q
+
+    @torch.inference_mode()
+    def scores_of(self, query: np.ndarray | torch.Tensor, rows: Sequence[int]) -> list[float]:
+        """As ItemIndex.scores_of."""
+        q = torch.as_tensor(query).to(self.device, torch.float32)
+        at = torch.as_tensor(list(rows), dtype=torch.long, device=self.device) - 1
+        return (self._items[at] @ q).cpu().tolist()  # type: ignore[no-any-return]
 
     @torch.inference_mode()
     def search(self, queries: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:

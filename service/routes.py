@@ -17,6 +17,7 @@ from service.schemas import (
     IntentDetail,
     IntentList,
     InvalidRequest,
+    ItemInfo,
     ModelInfo,
     Problem,
     RecommendRequest,
@@ -38,7 +39,7 @@ BODY: Responses = {
     400: {"model": Problem, "description": "The body cannot be decoded"},
     413: {"model": Problem, "description": "The body is larger than ELCREC_MAX_BODY_BYTES"},
 }
-NOT_FOUND: Responses = {404: {"model": Problem, "description": "No such user history or intent"}}
+NOT_FOUND: Responses = {404: {"model": Problem, "description": "No such user history, intent or item"}}
 ADMIN: Responses = {
     401: {"model": Problem, "description": "No 'Authorization: Bearer <token>' header"},
     403: {"model": Problem, "description": "Wrong token"},
@@ -49,6 +50,15 @@ ADMIN: Responses = {
 router = APIRouter(prefix="/v1", responses=UNAVAILABLE)
 
 UserIdPath = Annotated[Id, Path(description="1-128 visible ASCII characters (no whitespace)")]
+ItemIdPath = Annotated[Id, Path(description="An external item id: 1-128 visible ASCII characters (no whitespace)")]
+FieldsQuery = Annotated[
+    str | None,
+    Query(max_length=4096, description="Catalog fields to return with each item, comma-separated (e.g. title,genre)"),
+]
+
+
+def _field_list(fields: str | None) -> list[str] | None:
+    return None if fields is None else [f.strip() for f in fields.split(",") if f.strip()]
 
 
 # The hot path reads and writes its JSON itself: FastAPI's body parameter would parse the body into Python
@@ -123,9 +133,9 @@ async def add_events(
 
 @router.get("/users/{user_id}/intent", responses={**INVALID, **NOT_FOUND})
 async def user_intent(
-    user_id: UserIdPath, bundle: BundleDep, recommender: RecommenderDep
+    user_id: UserIdPath, bundle: BundleDep, recommender: RecommenderDep, fields: FieldsQuery = None
 ) -> UserIntentResponse:
-    return await recommender.user_intent(bundle, user_id)
+    return await recommender.user_intent(bundle, user_id, _field_list(fields))
 
 
 @router.get("/intents", responses=INVALID)
@@ -136,15 +146,27 @@ async def intent_list(
     limit: Annotated[int, Query(ge=1, le=100, description="Intents on this page")] = 20,
     k: Annotated[int, Query(description="Characteristic items per intent")] = 5,
     order: Annotated[Literal["share", "id"], Query(description="Largest share of users first, or by id")] = "share",
+    fields: FieldsQuery = None,
+    category: Annotated[
+        str | None,
+        Query(max_length=4096, description="Only the intents whose label names this category, as FIELD:VALUE "
+              "(e.g. genre:Comedy)"),
+    ] = None,
 ) -> IntentList:
-    return recommender.intent_list(bundle, offset, limit, k, order)
+    return recommender.intent_list(bundle, offset, limit, k, order, _field_list(fields), category)
 
 
 @router.get("/intents/{intent_id}", responses={**INVALID, **NOT_FOUND})
 async def intent_detail(
-    intent_id: int, bundle: BundleDep, recommender: RecommenderDep, k: Annotated[int, Query()] = 10
+    intent_id: int, bundle: BundleDep, recommender: RecommenderDep, k: Annotated[int, Query()] = 10,
+    fields: FieldsQuery = None,
 ) -> IntentDetail:
-    return recommender.intent_detail(bundle, intent_id, k)
+    return recommender.intent_detail(bundle, intent_id, k, _field_list(fields))
+
+
+@router.get("/items/{item_id}", responses={**INVALID, **NOT_FOUND})
+async def item(item_id: ItemIdPath, bundle: BundleDep, recommender: RecommenderDep) -> ItemInfo:
+    return recommender.item(bundle, item_id)
 
 
 @router.get("/model")

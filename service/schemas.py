@@ -31,6 +31,11 @@ Id = Annotated[
 ]
 
 
+# A catalog field's name, as a request names it (title, genre, ...).
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MAX_FIELDS = 64
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
 
@@ -55,6 +60,8 @@ class RecommendRequest(_Request):
     intent: int | None = Field(None, ge=0)
     # Spread the k items over the user's nearest intents, each taking places in proportion to its probability.
     diversify: bool = False
+    # Catalog fields to return with each item (title, genre, ...: the version's catalog names them).
+    fields: list[FieldName] | None = Field(None, max_length=MAX_FIELDS)
 
     @model_validator(mode="after")
     def _needs_someone(self) -> RecommendRequest:
@@ -69,7 +76,35 @@ class EventsRequest(_Request):
 
 class ScoredItem(BaseModel):
     item_id: str
-    score: float | None  # inner product with the user vector; null for popularity fallbacks
+    # The item's inner product with the user's own vector, in every answer from the model: in a steered or
+    # diversified answer too (whose ranking differs from the user's own, so that its list need not be sorted by
+    # score), so that the scores of one list compare. For an intent's items: with the intent's direction. Null
+    # for popularity fallbacks.
+    score: float | None
+    # The intent this item serves, where the answer is steered towards an intent or spread over several; null in a
+    # plain answer (the user's own ranking).
+    intent: int | None = None
+    # The catalog fields the request named (null: not asked, or the catalog does not know the item).
+    catalog: dict[str, Any] | None = None
+
+
+class LabelCategoryOut(BaseModel):
+    field: str
+    value: str
+    support: int  # of the intent's characteristic items (known to the catalog) holding it
+    share: float  # support / those items
+    catalog_share: float  # its share among the model's items the catalog knows
+    lift: float  # share / catalog_share
+
+
+class IntentLabelOut(BaseModel):
+    """What the intent is about, from the catalog (model/intent_labels.py): the categories that set its 50 most
+    characteristic items apart from the catalog (each on at least 5 of them and over-represented beyond chance,
+    highest lift first; none where no category does) and the titles of its most characteristic items."""
+
+    text: str
+    categories: list[LabelCategoryOut]
+    titles: list[str]
 
 
 class RankedIntent(BaseModel):
@@ -80,11 +115,14 @@ class RankedIntent(BaseModel):
     # distances need not rise down the list.
     probability: float
     share: float | None  # share of the training users in this intent (from the manifest), if known
+    label: IntentLabelOut | None = None  # null where the version has no catalog
 
 
 class Intent(RankedIntent):
     runners_up: list[RankedIntent]
     because: list[str]  # history items that pull the user most towards this intent, strongest first
+    # With `fields`: the named catalog fields of each `because` item, in its order (null: not in the catalog).
+    because_catalog: list[dict[str, Any] | None] | None = None
 
 
 class RecommendResponse(BaseModel):
@@ -111,6 +149,7 @@ class UserIntentResponse(BaseModel):
 class IntentDetail(BaseModel):
     id: int
     share: float | None  # share of training users in this intent (from the manifest), if known
+    label: IntentLabelOut | None  # null where the version has no catalog
     # "profile": the items that set the intent's users apart from the average user, by inner product with the
     # intent's profile (the mean normalised state of the training users it holds) minus the training users' mean
     # normalised state; "characteristic": the same with the normalised center for the profile (a version exported
@@ -122,11 +161,19 @@ class IntentDetail(BaseModel):
 
 class IntentList(BaseModel):
     intents: list[IntentDetail]  # this page
-    total: int  # intents of the model (K)
+    total: int  # intents listed: of the model (K), or with `category`, those whose label names it
     offset: int
     order: Literal["share", "id"]  # "id" where the version records no shares
     # used, largest, effective, overlap and lift of the intents on the test users (training/intent_health.py)
     health: dict[str, Any] | None
+    model_version: str
+
+
+class ItemInfo(BaseModel):
+    item_id: str
+    # its catalog fields (title and the categorical ones, each a list of values); null where the version has no
+    # catalog or the catalog does not know the item (the model does)
+    catalog: dict[str, Any] | None
     model_version: str
 
 
@@ -146,6 +193,7 @@ class ModelInfo(BaseModel):
     intent_health: dict[str, Any] | None
     # what the version's intent calibration holds and how it was fitted (docs/INTENTS.md); None: uncalibrated
     intent_calibration: dict[str, Any] | None
+    catalog: dict[str, Any] | None  # the manifest's: the file it was read from, its fields, items known
     device: str
     index: str
     precision: str  # the encoder's: fp32, bf16 or fp16

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.artifact import write_version
+from model.artifact import load_artifact, write_version
+from model.catalog import Catalog
 from model.encoder import ELCRec
 from model.intents import IntentSpace
 from model.official import load_official
@@ -82,12 +83,14 @@ def export_model(
     device: str = "cpu",
     make_current: bool = True,
     index_spec: str | None = None,
+    catalog: Catalog | None = None,
 ) -> Path:
     """Write the model as a new version; with `index_spec` (FAISS index-factory string) the version stores
-    that index over its items, which a service configured with the same ELCREC_INDEX uses without a rebuild."""
+    that index over its items, which a service configured with the same ELCREC_INDEX uses without a rebuild; with
+    `catalog`, that item catalog."""
     ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
     info, intents = version_info(model, data, ids, origin, metrics, device)
-    return write_version(store, model, ids, info, make_current, index_spec, intents)
+    return write_version(store, model, ids, info, make_current, index_spec, intents, catalog)
 
 
 def version_info(
@@ -129,7 +132,6 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     the ranking metrics are the parent's."""
     import dataclasses
 
-    from model.artifact import load_artifact
     from training.intent_ids import LiveIntents, keep_intent_ids
 
     art = load_artifact(store, device)
@@ -149,7 +151,8 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
         "intent_ids": ids, "parent_origin": art.info.origin or None,
     }
     metrics = art.info.metrics or None
-    return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name
+    return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device,
+                        catalog=art.read_catalog()).name
 
 
 def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu", settle: int = 0) -> str:
@@ -158,8 +161,6 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
     `settle`, balanced-trained centers are first settled for that many epochs and kept where at least as good on the
     validation users (training/intent_settle.py settle_model), as training does now: for versions trained
     before it did."""
-    from model.artifact import load_artifact
-
     art = load_artifact(store, device)
     data = read_interactions(data_path, n_items=art.config.n_items)
     origin: dict[str, Any] = {"kind": "calibrated", "parent": art.version, "parent_origin": art.info.origin or None}
@@ -175,4 +176,20 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
             model.intent_centers.copy_(got.centers.to(model.intent_centers.device))
         origin["settled"] = {**got.to_dict(settle), "temperature": art.info.intent_temperature, "seed": seed}
     metrics = art.info.metrics or None
-    return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device).name
+    return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device,
+                        catalog=art.read_catalog()).name
+
+
+# What write_version writes itself; the rest of a manifest describes the model and is carried over as it is.
+_WRITTEN = ("format_version", "version", "created_at", "parent", "model_config", "n_items", "n_intents", "files",
+            "index", "catalog")
+
+
+def publish_catalog(store: str | Path, catalog: Catalog) -> str:
+    """Publish the store's CURRENT model again with `catalog` (`elcrec catalog set`): the same weights, item ids,
+    intents, calibration, metrics and origin, no retraining; its parent is the old version, and it becomes
+    CURRENT. Raises ArtifactError where the catalog knows none of the model's items."""
+    art = load_artifact(store)
+    info = {k: v for k, v in art.manifest.items() if k not in _WRITTEN}
+    intents = art.intents if art.calibration else None
+    return write_version(store, art.model, art.item_ids, info, True, art.index_spec, intents, catalog).name

@@ -12,6 +12,10 @@ normalised center, after the version's balancing bias where it has one: model.in
   pair weighted by the product of their shares (1 = every intent lists the same items; lower is more distinct);
 - lift@100: how much more often a user's next item is among the 100 characteristic items of the user's own intent
   than among those of an intent drawn at random by share (1 = the intent says nothing about what comes next).
+Where the model has an item catalog (model/catalog.py), beside these:
+- coherence: the share of the most common value of one categorical field among an intent's 20 characteristic
+  items, against the same share in lists of 20 items drawn at random by popularity (the ratio of the means over
+  the intents; 1 = the intents' items are no more alike in that field than what users consume at random).
 
 calibrate() fits a version's calibration on the training users (every user's sequence but its last two items, so
 that neither the validation nor the test item is seen): the profiles always, the balancing bias for intents trained
@@ -30,13 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.catalog import Catalog, ItemCategories, item_categories
 from model.encoder import ELCRec
+from model.intent_labels import value_counts
 from model.intents import IntentSpace
 from training.data import EvalSplit, Interactions, eval_split, left_pad
 from training.evaluate import pooled_states
 
 OVERLAP_TOP = 20
 LIFT_TOP = 100
+COHERENCE_TOP = 20
+COHERENCE_DRAWS = 200  # random lists the chance share is the mean over
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,72 @@ def split_health(
     table = model.item_table().detach().float().cpu()[1:-1]  # real items, rows 1..N
     space = intents if intents is not None else IntentSpace(model.intent_centers.detach().float().cpu())
     return health(pooled, space.to("cpu"), table, torch.from_numpy(np.asarray(ev.targets) - 1))
+
+
+@dataclass(frozen=True)
+class Coherence:
+    field: str
+    top: int  # characteristic items per intent
+    own: float  # mean over the intents of the most common value's share among their items
+    random: float  # the same for lists drawn by popularity
+    ratio: float | None  # own / random; None where random lists hold no value of the field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def top_share(lists: np.ndarray, cats: ItemCategories, values: np.ndarray) -> np.ndarray:
+    """(L, m) item columns, value ids of one field -> (L,) the most common of those values' share of each list."""
+    if not len(values):
+        return np.zeros(len(lists))
+    return np.array([value_counts(row, cats)[values].max() / len(row) for row in lists])
+
+
+def coherence(
+    lists: np.ndarray, cats: ItemCategories, field: str, popularity: np.ndarray, draws: int = COHERENCE_DRAWS,
+    seed: int = 0,
+) -> Coherence:
+    """(K, m) characteristic item columns, the catalog over the N items, one categorical field, (N,) item
+    popularity (interactions) -> the coherence of the intents in that field (module docstring)."""
+    if field not in {f for f, _ in cats.values}:
+        raise ValueError(f"the catalog has no value of field {field!r} on the model's items")
+    if len(popularity) != cats.n_items:
+        raise ValueError(f"popularity covers {len(popularity)} items, the catalog arrays {cats.n_items}")
+    values = cats.field_ids(field)
+    m = lists.shape[1]
+    weights = popularity.astype(np.float64) + 1e-9  # every item drawable: a list needs m distinct ones
+    rng = np.random.default_rng(seed)
+    drawn = np.stack([rng.choice(cats.n_items, m, replace=False, p=weights / weights.sum()) for _ in range(draws)])
+    own, chance = float(top_share(lists, cats, values).mean()), float(top_share(drawn, cats, values).mean())
+    return Coherence(field, m, own, chance, own / chance if chance > 0 else None)
+
+
+def split_coherence(
+    model: ELCRec, ev: EvalSplit, intents: IntentSpace, cats: ItemCategories, field: str, popularity: np.ndarray,
+    device: str = "cpu", top: int = COHERENCE_TOP,
+) -> Coherence:
+    """The coherence of a model's intents (items by characteristic score against the split users' mean state, as
+    health lists them)."""
+    z = F.normalize(pooled_states(model, ev.inputs, device=device).float(), dim=-1)
+    table = model.item_table().detach().float().cpu()[1:-1]
+    scores = intents.to("cpu").characteristic_scores(z.mean(0), table)
+    return coherence(top_items(scores, top).numpy(), cats, field, popularity)
+
+
+def catalog_coherence(
+    model: ELCRec, data: Interactions, ev: EvalSplit, intents: IntentSpace, catalog: Catalog,
+    item_ids: list[str | None], device: str = "cpu",
+) -> Coherence | None:
+    """split_coherence in the catalog's first field that holds a value on the model's items, popularity from the
+    data's interactions; None where no field does."""
+    cats = item_categories(catalog, item_ids)
+    held = {f for f, _ in cats.values}
+    field = next((f for f in catalog.fields if f in held), None)
+    if field is None:
+        return None
+    n = model.cfg.n_items
+    popularity = np.bincount(data.items, minlength=n + 1)[1 : n + 1]
+    return split_coherence(model, ev, intents, cats, field, popularity, device)
 
 
 def training_states(model: ELCRec, data: Interactions, device: str = "cpu") -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""`elcrec report`: pictures of a trained model: training curves, a 2-D map of users by intent, intent sizes."""
+"""`elcrec report`: pictures of a trained model: training curves, a 2-D map of users by intent, intent sizes; where
+the version has a catalog, its intents' labels, titles and the intents' coherence in its first categorical field."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import numpy as np
 import torch
 
 from model.artifact import Artifact, Store, load_artifact
-from training.data import Interactions, left_pad
+from model.catalog import Catalog, ItemCategories, item_categories
+from model.intent_labels import version_labels
+from training.data import Interactions, eval_split, left_pad
 from training.evaluate import pooled_states
-from training.intent_health import model_health
+from training.intent_health import catalog_coherence, model_health
 
 
 def find_log(store: Path, art: Artifact) -> Path | None:
@@ -108,22 +111,36 @@ def plot_intents(art: Artifact, data: Interactions, out: Path, max_users: int, s
     return [map_path, sizes_path]
 
 
-def characteristic_table(art: Artifact, data: Interactions, intents: int = 10, items: int = 8) -> str:
-    """HTML: the largest intents (all users' whole histories), each with its share and characteristic items."""
+def characteristic_table(
+    art: Artifact, data: Interactions, intents: int = 10, items: int = 8,
+    catalog: tuple[Catalog, ItemCategories] | None = None,
+) -> str:
+    """HTML: the largest intents (all users' whole histories), each with its share and characteristic items; with
+    the version's catalog, each with its label and its items' titles."""
     shares, mean = art.info.intent_shares, art.info.intent_mean_state
     if shares is None or mean is None:
         return "<p>(this version records no intent shares or mean user state: no characteristic items)</p>"
     table = art.model.item_table().detach().float().cpu()[1:-1]
-    scores = art.intents.to("cpu").characteristic_scores(torch.tensor(mean), table)
+    space = art.intents.to("cpu")
+    scores = space.characteristic_scores(torch.tensor(mean), table)
     largest = sorted(range(len(shares)), key=lambda i: -shares[i])[:intents]
+    labels = version_labels(space, torch.tensor(mean), table, catalog[1]) if catalog is not None else None
+
+    def name(col: int) -> str:
+        title = catalog[1].titles[col] if catalog is not None else None
+        return f"{title} ({art.item_ids[col + 1]})" if title else str(art.item_ids[col + 1])
+
+    sep = "; " if catalog is not None else " "
     rows = "".join(
-        f"<tr><td>{i}</td><td>{shares[i]:.1%}</td><td>"
-        + html.escape(" ".join(str(art.item_ids[r + 1]) for r in scores[i].topk(items).indices.tolist()))
+        f"<tr><td>{i}</td><td>{shares[i]:.1%}</td>"
+        + (f"<td>{html.escape(labels[i].text)}</td>" if labels is not None else "") + "<td>"
+        + html.escape(sep.join(name(r) for r in scores[i].topk(items).indices.tolist()))
         + "</td></tr>"
         for i in largest if shares[i] > 0
     )
+    label_head = "<th>label (catalog)</th>" if labels is not None else ""
     return ("<h2>largest intents and their characteristic items</h2><table border=1>"
-            f"<tr><th>intent</th><th>share</th><th>items that set it apart</th></tr>{rows}</table>")
+            f"<tr><th>intent</th><th>share</th>{label_head}<th>items that set it apart</th></tr>{rows}</table>")
 
 
 def write_report(store: Path, data: Interactions, out: Path, max_users: int = 3000, seed: int = 0) -> dict[str, Any]:
@@ -137,8 +154,15 @@ def write_report(store: Path, data: Interactions, out: Path, max_users: int = 30
     test = (art.info.metrics or {}).get("test", {}).get("reference", {})
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in test.items())
     health = model_health(art.model, data, intents=art.intents.to("cpu")).to_dict()
+    stored = art.read_catalog()
+    catalog = (stored, item_categories(stored, art.item_ids)) if stored is not None else None
+    if stored is not None:
+        ev = eval_split(data, art.config.max_len, "test")
+        got = catalog_coherence(art.model, data, ev, art.intents, stored, art.item_ids)
+        if got is not None:
+            health[f"coherence ({got.field})"] = got.ratio if got.ratio is None else round(got.ratio, 3)
     health_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in health.items())
-    intents_table = characteristic_table(art, data)
+    intents_table = characteristic_table(art, data, catalog=catalog)
     images = "".join(f'<h2>{p.stem.replace("_", " ")}</h2><img src="{p.name}" style="max-width:100%">' for p in pictures)
     page = (f"<!doctype html><meta charset=utf-8><title>elcrec report {art.version}</title>"
             f"<h1>elcrec {html.escape(art.version)}</h1><p>{html.escape(str(art.info.data.get('source')))}"

@@ -40,6 +40,7 @@ from model.artifact import (
     set_current,
     write_version,
 )
+from model.catalog import Catalog
 from model.encoder import ELCRec
 from training.config import TrainConfig
 from training.data import train_split
@@ -67,6 +68,7 @@ class RetrainOptions:
     device: str = "cpu"
     train_overrides: dict[str, Any] = field(default_factory=dict)  # keys from TRAIN_OVERRIDES
     progress: bool = False
+    catalog: Catalog | None = None  # for the new version; None: the live version's (if it has one) is kept
 
 
 @dataclass
@@ -273,7 +275,9 @@ def _run(
     }
     info, intents = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
     info["data"]["merged_from"] = base_source
-    version_dir = write_version(store, model, merged.item_ids, info, make_current=False, intents=intents)
+    catalog = opts.catalog if opts.catalog is not None else current.read_catalog()
+    version_dir = write_version(store, model, merged.item_ids, info, make_current=False, intents=intents,
+                                catalog=catalog)
     version = version_dir.name
     merged_path = write_merged(
         store,

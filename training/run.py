@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import Store
+from model.catalog import Catalog
 from model.config import ModelConfig
 from model.device import describe_device
 from training import distributed
@@ -82,6 +83,7 @@ def train_and_export(
     store: Path, data_path: Path, data: Interactions, settings: Settings, run: Path, device: str,
     origin: dict[str, Any], log: Callable[[str], None], progress: bool, fresh: bool = False,
     index_spec: str | None = None,
+    catalog: Catalog | None = None,
 ) -> dict[str, Any] | None:
     """Train (resuming `run` unless `fresh`), evaluate on valid and test, export a new version and write
     run/result.json. Started by torchrun, trains data-parallel; rank 0 alone evaluates and exports and gets the
@@ -100,7 +102,8 @@ def train_and_export(
     metrics = full_metrics(model, data, dev)
     origin = {**origin, "device": describe_device(dev), "train_config": settings.train.to_dict(), **trainer.summary()}
     try:
-        version_dir = export_model(store, model, data, origin, metrics, device=dev, index_spec=index_spec)
+        version_dir = export_model(store, model, data, origin, metrics, device=dev, index_spec=index_spec,
+                                   catalog=catalog)
     except OSError as exc:  # e.g. a full disk: write_version left no partial version, CURRENT is unchanged
         raise OSError(f"cannot write a new version to {store} (nothing was published): {exc}") from exc
     result = {"version": version_dir.name, "metrics": metrics, **origin}

@@ -29,7 +29,7 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[Interactions, np.nd
     history; a global popularity ranking knows neither.
     """
     rng = np.random.default_rng(spec.seed)
-    groups = np.array_split(rng.permutation(np.arange(1, spec.n_items + 1)), spec.n_intents)
+    groups = _groups(spec, rng)
     weights = [1.0 / np.arange(1, len(g) + 1) ** 0.8 for g in groups]
     weights = [w / w.sum() for w in weights]
     intents = rng.integers(0, spec.n_intents, size=spec.n_users)
@@ -43,3 +43,17 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[Interactions, np.nd
         seqs.append(seq)
     users = [str(u + 1) for u in range(spec.n_users)]
     return Interactions.from_sequences(users, seqs, spec.n_items, source="synthetic"), intents
+
+
+def _groups(spec: SyntheticSpec, rng: np.random.Generator) -> list[np.ndarray]:
+    """The items (1..n_items) of each planted intent: the first draws of `rng`."""
+    return np.array_split(rng.permutation(np.arange(1, spec.n_items + 1)), spec.n_intents)
+
+
+def planted_item_intents(spec: SyntheticSpec = SyntheticSpec()) -> np.ndarray:
+    """(n_items + 1,) the planted intent whose group each item is in (index 0: padding, -1), as generate plants them:
+    what a test builds a catalog of planted categories from."""
+    out = np.full(spec.n_items + 1, -1, dtype=np.int64)
+    for k, group in enumerate(_groups(spec, np.random.default_rng(spec.seed))):
+        out[group] = k
+    return out

@@ -22,3 +22,22 @@ def test_report_draws_curves_user_map_and_intent_sizes(tmp_path):
     for name in names[1:]:
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "training_curves.png" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_report_shows_labels_titles_and_coherence_where_the_version_has_a_catalog(tmp_path):
+    from model.catalog import Catalog
+    from training.synthetic import planted_item_intents
+
+    spec = SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=1)
+    data, _ = generate(spec)
+    groups = planted_item_intents(spec)
+    ids = tuple(str(i) for i in range(1, 61))
+    catalog = Catalog(ids, tuple(f"Title <{i}>" for i in ids), ("genre",),
+                      {"genre": tuple((f"genre {groups[i]}",) for i in range(1, 61))}, "items.csv")
+    mcfg = ModelConfig(n_items=data.n_items, n_layers=1, n_intents=3, d=16, pooling="real")
+    model = Trainer(mcfg, TrainConfig(epochs=2, batch_size=64, bucket=True), data, None, log=lambda _: None).fit()
+    export_model(tmp_path / "store", model, data, {"kind": "trained"}, catalog=catalog)
+    write_report(tmp_path / "store", data, tmp_path / "report", max_users=200)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<th>label (catalog)</th>" in page and "coherence (genre)" in page
+    assert "Title &lt;" in page  # titles shown, escaped
