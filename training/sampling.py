@@ -21,7 +21,7 @@ class NegativeSampler:
 
     def sample(self, users: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         """users (B,) rows of Interactions -> (B, t) negatives not in each user's whole sequence."""
-        u = np.broadcast_to(users[:, None], shape).ravel()
+        u = np.broadcast_to(users.astype(np.int64)[:, None], shape).ravel()
         out = rng.integers(1, self.high, size=u.shape[0])
         bad = np.flatnonzero(self._seen(u, out))
         while bad.size:
