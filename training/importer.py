@@ -235,7 +235,7 @@ class Importer:
             try:
                 src.rows = int(self.con.execute(
                     f"INSERT INTO raw SELECT {_id_expr(spec.user)}, {_id_expr(spec.item)}, {t}, "
-                    f"{' AND '.join(keep)} FROM {reader}").fetchone()[0])
+                    f"{' AND '.join(keep)} FROM {reader}").fetchone()[0])  # type: ignore[index]
             except duckdb.Error as exc:
                 raise DataError(f"{src.path}: {str(exc).split(chr(10) + chr(10))[0]}") from None
             self.summary.rows_read += src.rows
