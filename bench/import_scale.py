@@ -1,8 +1,8 @@
 """Importing interaction logs at scale, and what training holds in memory for such a data set.
 
     python -m bench.import_scale generate --rows 100000000 --out /work/scratch/import   (log.csv, log.parquet)
-    python -m bench.import_scale import LOG --out DIR [--kcore 5] [--engine duckdb|polars] [--json]
-    python -m bench.import_scale train-memory DIR [--materialized] [--json]
+    python -m bench.import_scale import LOG --out DIR [--kcore 5] [--engine duckdb|polars]
+    python -m bench.import_scale train-memory DIR [--list-users]
 
 `generate` writes a synthetic log with DuckDB: `--users` users drawn uniformly, items of Zipf popularity
 (P(rank r) ~ 1/r over `--items` items), a timestamp within 2020 and a rating 1..5; columns user_id, item_id, ts,
@@ -12,11 +12,10 @@ rating. Rows are a hash of the row number, so the same arguments give the same l
 `--engine polars`) and reports wall time, rows/s and the child's peak RSS (`/usr/bin/time -v`), with
 /proc/loadavg before and after: two cores here are shared with other jobs.
 
-`train-memory` loads an imported data set with read_interactions and builds what the Trainer builds before its first
-batch (splits, negative sampler, model, optimizer), then one batch; it reports the peak RSS (ru_maxrss) at each
-stage. `--materialized` also builds what the trainer held before it built batches from the flat arrays: the
-users as a list of str, the (U, T) int64 padded train inputs and targets, the padded validation inputs and the
-per-user history list.
+`train-memory` loads an imported data set (memory-mapped) and builds what the Trainer builds before its first batch
+(splits, negative sampler, model, optimizer), then runs one batch; it reports the peak RSS (ru_maxrss) after each
+stage. Run against the parent commit's training/ it shows what the trainer held before it built batches from the
+flat arrays (docs/IMPORT.md has both and the commands).
 """
 
 from __future__ import annotations
@@ -117,7 +116,9 @@ def polars_pipeline(log: Path, out: Path, kcore: int) -> dict[str, Any]:
     df = lf.drop_nulls(["u", "i"]).collect(engine="streaming")
     while kcore:
         n = df.height
-        df = df.filter(pl.len().over("i") >= kcore).filter(pl.len().over("u") >= kcore)
+        for key in ("i", "u"):
+            kept = df.group_by(key).len().filter(pl.col("len") >= kcore).select(key)
+            df = df.join(kept, on=key, how="semi")
         if df.height == n:
             break
     items = df.group_by("i").agg(pl.len().alias("n")).sort(["n", "i"], descending=[True, False])
@@ -136,37 +137,33 @@ def peak_mib() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def train_memory(path: Path, materialized: bool) -> dict[str, Any]:
-    """Peak RSS after each stage of what the Trainer builds before its first batch."""
+def train_memory(path: Path, list_users: bool) -> dict[str, Any]:
+    """Peak RSS after each stage of what the Trainer builds before its first batch. Run with this checkout's
+    training/ for the flat arrays; for the figures before them, with the parent commit's training/ on PYTHONPATH
+    (plus training/dataset.py to load the arrays) and `--list-users`, as its read_interactions gave a list."""
     import numpy as np
 
     from model.config import ModelConfig
+    from training import dataset
     from training.config import TrainConfig
-    from training.data import eval_split, read_interactions, train_split
+    from training.data import Interactions
     from training.trainer import Trainer
 
     stages: dict[str, Any] = {"start": peak_mib()}
     start = time.perf_counter()
-    data = read_interactions(path)
-    stages["read_interactions"] = peak_mib()
-    held: list[Any] = []
-    if materialized:  # what the trainer held before: Python strings, (U, T) int64 matrices, per-user arrays
-        users = list(data.users)
-        stages["users as list[str]"] = peak_mib()
-        train, valid = train_split(data, 50), eval_split(data, 50, "valid")
-        held = [users, np.asarray(train.inputs), np.asarray(train.targets), np.asarray(valid.inputs),
-                list(valid.seen)]
-        stages["padded splits"] = peak_mib()
+    meta, offsets, items, users, item_ids = dataset.load_arrays(path)
+    names: Any = list(users) if list_users else users
+    data = Interactions(names, items, offsets, len(item_ids), dataset.fingerprint(meta), str(path))
+    stages["load (memory-mapped)" + (", users as list[str]" if list_users else "")] = peak_mib()
     mcfg = ModelConfig(n_items=data.n_items, pooling="real")
     trainer = Trainer(mcfg, TrainConfig(seed=1, bucket=True), data, progress=False, log=lambda _: None)
-    stages["Trainer (splits, sampler, model, optimizer)"] = peak_mib()
-    idx = trainer.batches()[0]
-    trainer.step(idx)
+    stages["Trainer built (splits, negative sampler, model, optimizer)"] = peak_mib()
+    trainer.step(trainer.batches()[0])
     stages["first batch (one step)"] = peak_mib()
     return {
         "data": str(path), "users": data.n_users, "items": data.n_items, "interactions": int(len(data.items)),
-        "materialized": materialized, "peak_rss_mib": stages, "seconds": round(time.perf_counter() - start, 1),
-        "held": len(held), "batch": int(np.asarray(idx).size),
+        "train_rows": len(trainer.train.users), "peak_rss_mib": stages, "seconds": round(time.perf_counter() - start, 1),
+        "batch_size": int(np.int64(trainer.cfg.batch_size)),
     }
 
 
@@ -183,15 +180,13 @@ def main() -> None:
     i.add_argument("--out", type=Path, default=None, help="default: a temporary directory, removed after")
     i.add_argument("--kcore", type=int, default=0)
     i.add_argument("--engine", choices=("duckdb", "polars"), default="duckdb")
-    i.add_argument("--json", action="store_true")
     p = sub.add_parser("_polars")
     p.add_argument("log", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("kcore", type=int)
     m = sub.add_parser("train-memory")
     m.add_argument("data", type=Path)
-    m.add_argument("--materialized", action="store_true")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--list-users", action="store_true")
     args = ap.parse_args()
     if args.cmd == "generate":
         print(json.dumps(generate(args.out, args.rows, args.users, args.items), indent=2))
@@ -205,7 +200,7 @@ def main() -> None:
             result = import_log(args.log, args.out, args.kcore, args.engine, [])
         print(json.dumps(result, indent=2))
     else:
-        print(json.dumps(train_memory(args.data, args.materialized), indent=2))
+        print(json.dumps(train_memory(args.data, args.list_users), indent=2))
 
 
 if __name__ == "__main__":

@@ -307,6 +307,9 @@ def evaluate(
         interactions = read_interactions(data)
         if interactions.n_items > art.config.n_items:
             fail(f"{data} has item ids up to {interactions.n_items}, the model knows {art.config.n_items}")
+        if interactions.item_ids is not None and art.item_ids[1 : interactions.n_items + 1] != list(interactions.item_ids):
+            fail(f"{data} numbers its items otherwise than {art.version} (items.json): evaluate on the data set "
+                 "the model was trained on")
         interactions.n_items = art.config.n_items
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))

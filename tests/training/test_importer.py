@@ -81,6 +81,14 @@ def test_ties_follow_file_name_order_across_parts_and_other_column_names(tmp_pat
     assert [s["rows"] for s in glob_meta["sources"]] == [2, 1]
 
 
+def test_times_as_numbers_dates_and_offsets(tmp_path):
+    rows = [("u1", "late", "2021-01-01 09:00:00"), ("u1", "early", "2021-01-01T10:00:00+02:00"),
+            ("u1", "first", "2020-12-31"), ("u2", "b", 20), ("u2", "a", 10.5)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    import_logs([log], tmp_path / "ds", SPEC)
+    assert sequences(tmp_path / "ds") == {"u1": ["first", "early", "late"], "u2": ["a", "b"]}
+
+
 def test_without_a_time_column_the_file_order_is_kept(tmp_path):
     log = write_csv(tmp_path / "log.csv", ROWS)
     import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item"))
