@@ -77,6 +77,7 @@ class Source:
     format: str
     rows: int = 0
     first_row: int = 0  # position of its first row in the log
+    columns: list[str] | None = None  # JSON lines: the columns found, all read as text
 
 
 @dataclass
@@ -142,12 +143,15 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _reader(src: Source) -> str:
+def _reader(src: Source, columns: list[str] | None = None) -> str:
+    """The DuckDB table function reading a source; JSON lines with `columns` read every column as text (a type
+    sniffed from the first rows can be wrong further down, as with CSV)."""
     path = _literal(str(src.path))
     if src.format == "parquet":
         return f"read_parquet({path})"
     if src.format == "jsonl":
-        return f"read_json({path}, format = 'newline_delimited')"
+        as_text = ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in columns or [])
+        return f"read_json({path}, format = 'newline_delimited'" + (f", columns = {{{as_text}}})" if as_text else ")")
     delim = ", delim = '\t'" if src.format == "tsv" else ""
     # Every column as text: a sniffed type can be wrong further down a large file; times and ratings are cast here.
     return f"read_csv({path}, header = true, all_varchar = true{delim})"
@@ -204,11 +208,6 @@ class Importer:
         import duckdb
 
         try:
-            if os.environ.get("ELCREC_IMPORT_TRACE"):
-                started = time.perf_counter()
-                got = self.con.execute(query)
-                print(f"{time.perf_counter() - started:7.2f}s  {query[:100]}", flush=True)
-                return got
             return self.con.execute(query)
         except duckdb.Error as exc:
             raise DataError(str(exc).split("\n\n")[0]) from None
@@ -233,6 +232,10 @@ class Importer:
             if missing:
                 raise DataError(f"{src.path}: no column {', '.join(missing)}; its columns are "
                                 + ", ".join(repr(c) for c in types))
+            if src.format == "jsonl":
+                src.columns = list(types)
+                reader = _reader(src, src.columns)
+                types = dict.fromkeys(types, "VARCHAR")
             t = _time_expr(spec.time, types[spec.time]) if spec.time else "NULL"
             keep = ["TRUE"]
             if spec.rating is not None:
@@ -264,7 +267,7 @@ class Importer:
         return f"row {row}" + (f" (line {text_line})" if text_line is not None else "")
 
     def _value(self, src: Source, row: int, col: str) -> Any:
-        got = self.sql(f"SELECT {_quote(col)} FROM {_reader(src)} LIMIT 1 OFFSET {row - 1}").fetchone()
+        got = self.sql(f"SELECT {_quote(col)} FROM {_reader(src, src.columns)} LIMIT 1 OFFSET {row - 1}").fetchone()
         return got[0] if got else None
 
     # -- 2. check and count --------------------------------------------------------------------------

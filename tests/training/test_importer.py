@@ -185,6 +185,16 @@ def test_bad_input_names_file_row_and_column_and_writes_nothing(tmp_path, rows, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]  # no DIR, no temporary directory
 
 
+def test_a_bad_value_in_a_later_part_names_that_part_and_its_row(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_jsonl(parts / "a.jsonl", ROWS)
+    write_jsonl(parts / "b.jsonl", [ROWS[0], ROWS[1], ("u9", "z", "soon", 1, "view")])
+    with pytest.raises(DataError, match=r"b.jsonl, row 3 \(line 3\), column 'ts': time 'soon'"):
+        import_logs([parts], tmp_path / "ds", SPEC)
+    assert not (tmp_path / "ds").exists()
+
+
 def test_a_failure_midway_leaves_nothing_and_keeps_an_existing_dataset(tmp_path, monkeypatch):
     from training import importer
 
@@ -220,3 +230,24 @@ def test_the_cli_imports_and_reports_errors_without_a_traceback(tmp_path):
     missing = runner.invoke(app, ["data", "import", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x"),
                                   "--user", "u", "--item", "i"])
     assert missing.exit_code == 2 and "nope.csv does not exist" in missing.output
+
+
+def test_the_exported_items_are_the_external_ids(tmp_path):
+    from training.export import item_ids_for
+
+    import_logs([write_csv(tmp_path / "log.csv", ROWS)], tmp_path / "ds", SPEC)
+    data = read_interactions(tmp_path / "ds")
+    assert item_ids_for(data, data.n_items) == [None, "a", "c", "b", None]
+    with pytest.raises(ValueError, match="names 3 items, the model has 4"):
+        item_ids_for(data, 4)
+
+
+def test_string_tables_read_ids_back_as_written(tmp_path):
+    from training.dataset import StringTable, write_lines
+
+    ids = [f"user-{k}-ü" for k in range(70_000)] + ["", "x y"]
+    write_lines(tmp_path / "ids.txt", ids, "user id")
+    table = StringTable.from_lines_file(tmp_path / "ids.txt")
+    assert len(table) == len(ids) and list(table) == ids and table[-1] == "x y" and table[5:7] == ids[5:7]
+    with pytest.raises(Exception, match="line break"):
+        write_lines(tmp_path / "bad.txt", ["a\nb"], "user id")
