@@ -67,8 +67,10 @@ def timed_child(cmd: list[str]) -> dict[str, Any]:
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - start
     peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
     return {
         "seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),  # user + system: what the run cost, whatever else the cores were running
         "peak_rss_mib": round(int(peak.group(1)) / 1024) if peak else None,
         "loadavg_before": before,
         "loadavg_after": loadavg(),
@@ -95,6 +97,7 @@ def import_log(log: Path, out: Path, kcore: int, engine: str, extra: list[str]) 
             rows = json.loads(result["stdout_tail"].strip().splitlines()[-1])["rows_read"]
         result["rows_read"] = rows
         result["rows_per_s"] = round(rows / result["seconds"])
+        result["rows_per_cpu_s"] = round(rows / max(result["cpu_seconds"], 0.1))
     return {"engine": engine, "log": str(log), "kcore": kcore, **result}
 
 

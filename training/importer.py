@@ -334,21 +334,26 @@ class Importer:
                           f"HAVING count(*) < {below})")
 
     def cores(self) -> None:
+        """k-core and minimum length to a fixpoint. A pass drops items below k, then users below k (or the minimum
+        length); it stops as soon as a step removes nothing that the other depends on: users removing nothing
+        leave every item's count as the item step left it (>= k), items removing nothing (after the first pass)
+        leave every user as the last user step left them."""
         spec = self.spec
         kcore_removed = length_removed = 0
-        while spec.kcore or spec.min_length:
-            removed = 0
-            if spec.kcore:
-                self.summary.kcore_passes += 1
-                n = self._delete("i", spec.kcore) + self._delete("u", spec.kcore)
-                kcore_removed += n
-                removed += n
-            if spec.min_length:
-                n = self._delete("u", spec.min_length)
-                length_removed += n
-                removed += n
-            if not removed or not spec.kcore:  # the minimum length alone is reached in one pass
+        while spec.kcore:
+            self.summary.kcore_passes += 1
+            n = self._delete("i", spec.kcore)
+            kcore_removed += n
+            if not n and self.summary.kcore_passes > 1:
                 break
+            n = self._delete("u", spec.kcore)
+            kcore_removed += n
+            m = self._delete("u", spec.min_length) if spec.min_length > spec.kcore else 0
+            length_removed += m
+            if not n + m:
+                break
+        if spec.min_length and not spec.kcore:  # reached in one step: dropping a user changes no other user
+            length_removed += self._delete("u", spec.min_length)
         if spec.kcore:
             self.summary.dropped[f"k-core {spec.kcore}"] = kcore_removed
         if spec.min_length:

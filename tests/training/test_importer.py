@@ -126,7 +126,19 @@ def test_kcore_needing_a_second_pass(tmp_path):
     log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
     meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", kcore=2))
     assert sequences(tmp_path / "ds") == {"u1": ["a", "b"], "u2": ["a", "b"]}
-    assert meta["summary"]["dropped"]["k-core 2"] == 3 and meta["summary"]["kcore_passes"] == 3
+    assert meta["summary"]["dropped"]["k-core 2"] == 3 and meta["summary"]["kcore_passes"] == 2
+
+
+def test_kcore_with_a_longer_minimum_length_holds_both(tmp_path):
+    # 2-core alone keeps u1..u3; min length 3 drops u3 (2 items), and then item c (u1, u3) falls below 2
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u2", "a", 1), ("u2", "b", 2), ("u2", "d", 3),
+            ("u4", "a", 1), ("u4", "b", 2), ("u4", "d", 3), ("u3", "c", 1), ("u3", "d", 2)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", kcore=2,
+                                                          min_length=3))
+    # after c goes, u1 holds 2 items (< 3) and goes too; a, b, d keep 2 interactions each
+    assert sequences(tmp_path / "ds") == {"u2": ["a", "b", "d"], "u4": ["a", "b", "d"]}
+    assert meta["summary"]["dropped"] == {"null ids": 0, "k-core 2": 1, "min length 3": 4}
 
 
 def test_min_length_and_consecutive_repeats(tmp_path):
