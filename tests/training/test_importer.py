@@ -263,3 +263,33 @@ def test_string_tables_read_ids_back_as_written(tmp_path):
     assert len(table) == len(ids) and list(table) == ids and table[-1] == "x y" and table[5:7] == ids[5:7]
     with pytest.raises(Exception, match="line break"):
         write_lines(tmp_path / "bad.txt", ["a\nb"], "user id")
+
+
+def test_a_model_trained_on_an_imported_log_serves_its_external_ids(tmp_path):
+    from training.synthetic import SyntheticSpec, generate
+
+    synthetic, _ = generate(SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=0))
+    rows = [(f"user-{u}", f"sku-{i}", 1000 + k) for u in range(synthetic.n_users)
+            for k, i in enumerate(synthetic.sequence(u).tolist())]
+    log = write_csv(tmp_path / "log.csv", rows[::-1], header=["customer", "sku", "at"])  # time order, not file order
+    runner = CliRunner()
+    imported = runner.invoke(app, ["data", "import", str(log), "--out", str(tmp_path / "ds"), "--user", "customer",
+                                   "--item", "sku", "--time", "at", "--kcore", "2", "--no-progress"])
+    assert imported.exit_code == 0, imported.output
+    store = tmp_path / "store"
+    trained = runner.invoke(app, ["train", "--data", str(tmp_path / "ds"), "--out", str(store), "--epochs", "2",
+                                  "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress",
+                                  "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    ids = json.loads((store / "v0001" / "items.json").read_text())["ids"]
+    assert ids[1:-1] == (tmp_path / "ds" / "item_ids.txt").read_text().splitlines() and ids[1].startswith("sku-")
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert manifest["data"]["sha256"] == read_interactions(tmp_path / "ds").fingerprint
+    assert all(p.startswith("sku-") for p in manifest["popular_items"])
+    evaluated = runner.invoke(app, ["evaluate", str(store), "--data", str(tmp_path / "ds"), "--json", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["users"] == 300
+    renamed = write_csv(tmp_path / "renamed.csv", [(u, "x" + i, t) for u, i, t in rows], header=["customer", "sku", "at"])
+    import_logs([renamed], tmp_path / "other", ImportSpec(user="customer", item="sku", time="at", kcore=2))
+    refused = runner.invoke(app, ["evaluate", str(store), "--data", str(tmp_path / "other"), "--device", "cpu"])
+    assert refused.exit_code == 2 and "numbers its items otherwise than v0001" in refused.output
