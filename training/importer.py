@@ -183,6 +183,12 @@ def _id_expr(col: str) -> str:
     return f"CASE WHEN trim({v}) = '' THEN NULL ELSE {v} END"
 
 
+def _duckdb_message(exc: Exception) -> str:
+    """DuckDB's error on one line, without its list of possible fixes (options of its own, not of this command)."""
+    text = str(exc).split("\nPossible fixes")[0].split("\n\n")[0]
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 class Importer:
     """One import: the DuckDB connection, the sources and what each step removed."""
 
@@ -210,7 +216,7 @@ class Importer:
         try:
             return self.con.execute(query)
         except duckdb.Error as exc:
-            raise DataError(str(exc).split("\n\n")[0]) from None
+            raise DataError(_duckdb_message(exc)) from None
 
     def count(self, query: str) -> int:
         return int(self.sql(query).fetchone()[0])
@@ -226,9 +232,14 @@ class Importer:
             try:
                 described = self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
             except duckdb.Error as exc:
-                raise DataError(f"{src.path}: cannot be read as {src.format}: {str(exc).splitlines()[0]}") from None
+                raise DataError(f"{src.path}: cannot be read as {src.format}: {_duckdb_message(exc)}") from None
             types = {str(row[0]): str(row[1]) for row in described}
             missing = [f"--{opt} {col!r}" for opt, col in spec.columns().items() if col not in types]
+            if missing and src.format in ("csv", "tsv") and len(types) == 1 and any(c in next(iter(types))
+                                                                                  for c in ",;\t|"):
+                raise DataError(f"{src.path}: its rows could not be split into columns (the header reads as one "
+                                f"column, {next(iter(types))!r}): look for a row with another number of fields or "
+                                "an unclosed quote near the top")
             if missing:
                 raise DataError(f"{src.path}: no column {', '.join(missing)}; its columns are "
                                 + ", ".join(repr(c) for c in types))
@@ -252,7 +263,7 @@ class Importer:
                     f"INSERT INTO raw SELECT {_id_expr(spec.user)}, {_id_expr(spec.item)}, {t}, "
                     f"{' AND '.join(keep)} FROM {reader}").fetchone()[0])  # type: ignore[index]
             except duckdb.Error as exc:
-                raise DataError(f"{src.path}: {str(exc).split(chr(10) + chr(10))[0]}") from None
+                raise DataError(f"{src.path}: {_duckdb_message(exc)}") from None
             self.summary.rows_read += src.rows
             self.sources.append(src)
             self.tick(f"read {src.path.name}")

@@ -207,6 +207,16 @@ def test_a_bad_value_in_a_later_part_names_that_part_and_its_row(tmp_path):
     assert not (tmp_path / "ds").exists()
 
 
+def test_a_malformed_row_deep_in_a_csv_names_its_line(tmp_path):
+    rows = [(f"u{k}", f"i{k % 7}", k) for k in range(30_000)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    with open(log, "a") as fh:
+        fh.write("u1,i2,5,extra\n")
+    with pytest.raises(DataError, match=r"log.csv: .*Line: 30002; Original Line: u1,i2,5,extra") as caught:
+        import_logs([log], tmp_path / "ds", SPEC)
+    assert "\n" not in str(caught.value)
+
+
 def test_a_failure_midway_leaves_nothing_and_keeps_an_existing_dataset(tmp_path, monkeypatch):
     from training import importer
 
