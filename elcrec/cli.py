@@ -14,6 +14,7 @@ import typer
 from elcrec.retrain_cli import retrain_command
 from model.config import Pooling
 from training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
+from training.importer import DEFAULT_MEMORY_LIMIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets, synthetic data and importing logs.")
@@ -213,7 +214,7 @@ def data_import(
     kcore: Annotated[int, typer.Option(help="Keep the k-core: users and items with at least this many interactions, iterated until both hold (0 = off)")] = 0,
     min_length: Annotated[int, typer.Option(help="Drop users with fewer interactions (0 = off)")] = 0,
     dedupe_consecutive: Annotated[bool, typer.Option("--dedupe-consecutive", help="Drop consecutive repeats of an item in a user's sequence")] = False,
-    memory_limit: Annotated[str, typer.Option(help="DuckDB's memory limit; beyond it, work spills to a temporary directory beside --out")] = "2GB",
+    memory_limit: Annotated[str, typer.Option(help="DuckDB's memory limit; beyond it, work spills to a temporary directory beside --out")] = DEFAULT_MEMORY_LIMIT,
     threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: every core)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
