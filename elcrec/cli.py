@@ -14,9 +14,10 @@ import typer
 from elcrec.retrain_cli import retrain_command
 from model.config import Pooling
 from training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
+from training.importer import DEFAULT_MEMORY_LIMIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
-data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synthetic data.")
+data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets, synthetic data and importing logs.")
 app.add_typer(data_app, name="data")
 intents_app = typer.Typer(no_args_is_help=True, help="Intents fitted after training, or calibrated again.")
 app.add_typer(intents_app, name="intents")
@@ -213,6 +214,46 @@ def data_synthetic(
     typer.echo(f"wrote {out}: {users} users, {items} items, {intents} planted intents")
 
 
+@data_app.command("import")
+def data_import(
+    logs: Annotated[list[Path], typer.Argument(help="Log files, directories of parts or globs: CSV, TSV, Parquet or JSON lines (.csv .tsv .parquet .jsonl, optionally .gz/.zst)")],
+    out: Annotated[Path, typer.Option(help="Data set directory to write (train with --data DIR)")],
+    user: Annotated[str, typer.Option(help="User id column")],
+    item: Annotated[str, typer.Option(help="Item id column")],
+    time: Annotated[str | None, typer.Option(help="Time column (numbers, dates or date-times); without it, file order")] = None,
+    rating: Annotated[str | None, typer.Option(help="Rating column, with --min-rating")] = None,
+    min_rating: Annotated[float | None, typer.Option(help="Keep rows whose rating is at least this")] = None,
+    event: Annotated[str | None, typer.Option(help="Event type column, with --events")] = None,
+    events: Annotated[str | None, typer.Option(help="Event types to keep, comma-separated (e.g. purchase,add_to_cart)")] = None,
+    kcore: Annotated[int, typer.Option(help="Keep the k-core: users and items with at least this many interactions, iterated until both hold (0 = off)")] = 0,
+    min_length: Annotated[int, typer.Option(help="Drop users with fewer interactions (0 = off)")] = 0,
+    dedupe_consecutive: Annotated[bool, typer.Option("--dedupe-consecutive", help="Drop consecutive repeats of an item in a user's sequence")] = False,
+    memory_limit: Annotated[str, typer.Option(help="DuckDB's memory limit; beyond it, work spills to a temporary directory beside --out")] = DEFAULT_MEMORY_LIMIT,
+    threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: every core)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
+) -> None:
+    """Import interaction logs into a data set directory: each user's items in time order (ties in file order),
+    external ids kept, the summary printed and stored in DIR/dataset.json."""
+    from training.data import DataError
+    from training.importer import Engine, ImportSpec, import_logs, summary_lines
+
+    spec = ImportSpec(
+        user=user, item=item, time=time, rating=rating, min_rating=min_rating, event=event,
+        events=tuple(e.strip() for e in events.split(",") if e.strip()) if events else (),
+        kcore=kcore, min_length=min_length, dedupe_consecutive=dedupe_consecutive,
+    )
+    try:
+        meta = import_logs(logs, out, spec, Engine(memory_limit, threads), progress, overwrite)
+    except DataError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {out} (nothing was written there): {exc}")
+    for line in summary_lines(meta):
+        typer.echo(line)
+    typer.echo(f"wrote {out}")
+
+
 @app.command()
 def report(
     store: Annotated[Path, typer.Argument(help="Artifact store (its CURRENT version) or a version directory")],
@@ -281,6 +322,9 @@ def evaluate(
         interactions = read_interactions(data)
         if interactions.n_items > art.config.n_items:
             fail(f"{data} has item ids up to {interactions.n_items}, the model knows {art.config.n_items}")
+        if interactions.item_ids is not None and art.item_ids[1 : interactions.n_items + 1] != list(interactions.item_ids):
+            fail(f"{data} numbers its items otherwise than {art.version} (items.json): evaluate on the data set "
+                 "the model was trained on")
         interactions.n_items = art.config.n_items
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
