@@ -2,11 +2,13 @@
 training/intent_count.py's rule (docs/INTENTS.md, *How many intents without a preset*).
 
     python -m bench.intent_k subsample --data ../shared/data/Beauty.txt --users 1000 --out /work/scratch/beauty-1k.txt
+    python -m bench.intent_k from-csv --csv /work/realdata/ml-100k/interactions.csv --out /work/scratch/ml-100k.txt
     python -m bench.intent_k measure --data FILE [FILE ...] --ks 8,16,32,64 [--epochs 30] [--patience 5]
         [--out docs/bench/intent-k.json]
 
 `subsample` keeps a random set of users (a seed) and renumbers their items 1..N in order of first appearance, so
-that the catalog is the items those users touched. `measure` trains each file with the default settings of
+that the catalog is the items those users touched; `from-csv` turns a `user,item,...,timestamp` log (MovieLens,
+/work/realdata) into the same format, each user's items in time order. `measure` trains each file with the default settings of
 `elcrec train` (no preset: the balanced intent loss, settled) at each K, the stopping rules given, and reads each
 model as export does (calibrated on the training users): the validation NDCG@20 of the kept epoch, the intent
 health on the validation users (what picks K; the test users stay unseen) and, for the record, on the test users
@@ -38,6 +40,21 @@ def subsample(data: Interactions, users: int, seed: int) -> Interactions:
     for u in keep:
         seqs.append(np.array([ids.setdefault(int(i), len(ids) + 1) for i in data.sequence(int(u))], dtype=np.int64))
     return Interactions.from_sequences([data.users[int(u)] for u in keep], seqs, len(ids), source="subsample")
+
+
+def from_csv(path: Path) -> Interactions:
+    """A `user,item,...,timestamp` CSV with a header (the MovieLens logs of /work/realdata) as sequences: each user's
+    items in time order (ties in file order), items renumbered 1..N by first appearance."""
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    with open(path) as fh:
+        header = fh.readline().strip().split(",")
+        user, item, stamp = header.index("user"), header.index("item"), header.index("timestamp")
+        for n, line in enumerate(fh):
+            cols = line.rstrip("\n").split(",")
+            rows.setdefault(cols[user], []).append((float(cols[stamp]), n, cols[item]))
+    ids: dict[str, int] = {}
+    seqs = [np.array([ids.setdefault(i, len(ids) + 1) for _, _, i in sorted(r)], dtype=np.int64) for r in rows.values()]
+    return Interactions.from_sequences(list(rows), seqs, len(ids), source=str(path))
 
 
 def measure_one(path: Path, data: Interactions, k: int, epochs: int, patience: int, seed: int) -> dict[str, Any]:
@@ -76,6 +93,9 @@ def main() -> None:
     cut.add_argument("--users", type=int, required=True)
     cut.add_argument("--seed", type=int, default=1)
     cut.add_argument("--out", type=Path, required=True)
+    csv = sub.add_parser("from-csv", help="a user,item,...,timestamp CSV as a sequence file")
+    csv.add_argument("--csv", type=Path, required=True)
+    csv.add_argument("--out", type=Path, required=True)
     run = sub.add_parser("measure", help="train each file at each K with the default settings")
     run.add_argument("--data", type=Path, nargs="+", required=True)
     run.add_argument("--ks", type=lambda v: [int(x) for x in v.split(",")], required=True)
@@ -84,6 +104,9 @@ def main() -> None:
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.command == "from-csv":
+        write_interactions(from_csv(args.csv), args.out)
+        return
     if args.command == "subsample":
         write_interactions(subsample(read_interactions(args.data), args.users, args.seed), args.out)
         return
