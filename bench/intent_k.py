@@ -5,6 +5,7 @@ training/intent_count.py's rule (docs/INTENTS.md, *How many intents without a pr
     python -m bench.intent_k from-csv --csv /work/realdata/ml-100k/interactions.csv --out /work/scratch/ml-100k.txt
     python -m bench.intent_k measure --data FILE [FILE ...] --ks 8,16,32,64 [--epochs 30] [--patience 5]
         [--out docs/bench/intent-k.json]
+    python -m bench.intent_k table docs/bench/intent-k-*.json
 
 `subsample` keeps a random set of users (a seed) and renumbers their items 1..N in order of first appearance, so
 that the catalog is the items those users touched; `from-csv` turns a `user,item,...,timestamp` log (MovieLens,
@@ -85,6 +86,42 @@ def measure_one(path: Path, data: Interactions, k: int, epochs: int, patience: i
     }
 
 
+# "Without hurting validation NDCG": a K whose validation NDCG@20 is within this share of the best K's on the same
+# data qualifies (the runs are capped in epochs, so smaller gaps are within what the cap and the seed move).
+NDCG_TOLERANCE = 0.05
+
+
+def pick(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of one data set's runs, the K kept: validation effective number >= K/2 and NDCG@20 within NDCG_TOLERANCE of
+    the best, then the highest validation lift@100."""
+    best = max(r["valid_ndcg20"] for r in rows)
+    fit = [r for r in rows if r["valid_intents"]["effective"] >= r["k"] / 2
+           and r["valid_ndcg20"] >= (1 - NDCG_TOLERANCE) * best and r["valid_intents"]["lift"] is not None]
+    return max(fit, key=lambda r: r["valid_intents"]["lift"]) if fit else None
+
+
+def table(results: list[Path]) -> str:
+    """The markdown table of docs/INTENTS.md from measure's JSON files, the K kept per data set marked, and each
+    kept K's users per intent."""
+    lines = ["| data | users | K | epochs (best) | valid NDCG@20 | valid effective / largest / overlap / lift@100 "
+             "| test NDCG@5 | test lift@100 |", "|---|---:|---:|---|---:|---|---:|---:|"]
+    kept = []
+    for path in results:
+        rows = json.loads(path.read_text())["runs"]
+        for name in dict.fromkeys(r["data"] for r in rows):
+            runs = sorted((r for r in rows if r["data"] == name), key=lambda r: r["k"])
+            chosen = pick(runs)
+            for r in runs:
+                v, mark = r["valid_intents"], "**" if r is chosen else ""
+                lines.append(
+                    f"| {name} | {r['users']} | {mark}{r['k']}{mark} | {r['epochs_run']} ({r['best_epoch']}) "
+                    f"| {r['valid_ndcg20']:.4f} | {v['effective']:.1f} / {v['largest']:.1%} / {v['overlap']} / "
+                    f"{mark}{v['lift']:.2f}{mark} | {r['test_ndcg5']:.4f} | {r['test_intents']['lift']:.2f} |")
+            if chosen is not None:
+                kept.append(f"{name}: K = {chosen['k']}, {chosen['users'] / chosen['k']:.0f} users an intent")
+    return "\n".join(lines) + "\n\nKept: " + "; ".join(kept) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +133,8 @@ def main() -> None:
     csv = sub.add_parser("from-csv", help="a user,item,...,timestamp CSV as a sequence file")
     csv.add_argument("--csv", type=Path, required=True)
     csv.add_argument("--out", type=Path, required=True)
+    show = sub.add_parser("table", help="the markdown table of measure's results, the K kept per data set marked")
+    show.add_argument("results", type=Path, nargs="+")
     run = sub.add_parser("measure", help="train each file at each K with the default settings")
     run.add_argument("--data", type=Path, nargs="+", required=True)
     run.add_argument("--ks", type=lambda v: [int(x) for x in v.split(",")], required=True)
@@ -104,6 +143,9 @@ def main() -> None:
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.command == "table":
+        print(table(args.results), end="")
+        return
     if args.command == "from-csv":
         write_interactions(from_csv(args.csv), args.out)
         return
