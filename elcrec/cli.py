@@ -93,7 +93,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
-    intents: Annotated[int | None, typer.Option(help="Number of intents K")] = None,
+    intents: Annotated[int | None, typer.Option(help="Number of intents K (default: the preset's; without one, from the number of users, training/intent_count.py)")] = None,
     heads: Annotated[int | None, typer.Option()] = None,
     hidden: Annotated[int | None, typer.Option(help="Hidden size d")] = None,
     max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
@@ -107,7 +107,7 @@ def train(
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
     trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper)")] = None,
-    intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
+    intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper, the presets' default: every sequence towards the mean of all centers) or balanced (the default without --preset: each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
     intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
     intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
     intent_settle: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: epochs of that loss on the centers alone after training, on the kept encoder's states (default {SETTLE_EPOCHS}; 0 = off)")] = None,
@@ -138,6 +138,8 @@ def train(
     from model.catalog import read_catalog
     from model.device import pick_device
     from training.data import DataError, read_interactions
+    from training.intent_count import choose_intents
+    from training.intent_verdict import collapse_warning, health_line
     from training.run import base_settings, resolve_settings, run_dir_for, train_and_export
 
     model_flags = {
@@ -156,6 +158,8 @@ def train(
         base = base_settings(preset.value if preset else None, improved, improved_intents)
         dev = pick_device(device)
         interactions = read_interactions(data)
+        count = choose_intents(intents, base[0].get("n_intents"), interactions.n_users)
+        model_flags["n_intents"] = count.k
         settings = resolve_settings(interactions.n_items, base, model_flags, train_flags)
         if index is not None:  # a bad spec fails now, not after the training
             from model.item_index import empty_index
@@ -166,7 +170,7 @@ def train(
         fail(str(exc))
     run = run_dir or run_dir_for(out, data, interactions, settings)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
-              "improved_intents": improved_intents}
+              "improved_intents": improved_intents, "intent_count": count.to_dict()}
     try:
         result = train_and_export(out, data, interactions, settings, run, dev, origin, typer.echo, progress, fresh,
                                   index, items)
@@ -178,6 +182,11 @@ def train(
     for split in ("valid", "test"):
         typer.echo(f"{split} (reference): " + "  ".join(
             f"{k} {v:.4f}" for k, v in result["metrics"][split]["reference"].items()))
+    typer.echo(health_line(result["intent_health"]))
+    warning = collapse_warning(result["intent_health"], settings.train.intent_loss, preset.value if preset else None,
+                               out, data, interactions.n_users)
+    if warning:
+        typer.secho(warning, err=True, fg=typer.colors.YELLOW)
 
 
 @data_app.command("download")
