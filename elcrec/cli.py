@@ -28,6 +28,7 @@ app.add_typer(catalog_app, name="catalog")
 IdColumn = Annotated[str, typer.Option(help="The catalog's item id column (ids as in the interaction data)")]
 TitleColumn = Annotated[str, typer.Option(help="The catalog's title column")]
 MultiSep = Annotated[str, typer.Option(help="In CSV/TSV catalogs: the separator of several values in one cell")]
+CatalogFields = Annotated[list[str] | None, typer.Option("--field", help="A categorical field of the catalog: COLUMN, or NAME=COLUMN to rename it; repeat it; none: every column but id and title")]
 
 
 class Split(StrEnum):
@@ -128,6 +129,7 @@ def train(
     id_column: IdColumn = "id",
     title_column: TitleColumn = "title",
     multi_sep: MultiSep = "|",
+    field: CatalogFields = None,
 ) -> None:
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
 
@@ -165,7 +167,7 @@ def train(
             from model.item_index import empty_index
 
             empty_index(index, settings.model.d)
-        items = read_catalog(catalog, id_column, title_column, multi_sep) if catalog is not None else None
+        items = read_catalog(catalog, id_column, title_column, multi_sep, field or ()) if catalog is not None else None
     except (DataError, ValueError) as exc:  # CatalogError is a ValueError
         fail(str(exc))
     run = run_dir or run_dir_for(out, data, interactions, settings)
@@ -434,6 +436,7 @@ def catalog_set(
     id_column: IdColumn = "id",
     title_column: TitleColumn = "title",
     multi_sep: MultiSep = "|",
+    field: CatalogFields = None,
 ) -> None:
     """Publish the CURRENT model again with an item catalog: no retraining.
 
@@ -451,7 +454,7 @@ def catalog_set(
     try:
         if current_version(store) is None:
             fail(f"{store} has no CURRENT version (train one with `elcrec train`)")
-        items = read_catalog(file, id_column, title_column, multi_sep)
+        items = read_catalog(file, id_column, title_column, multi_sep, field or ())
         with store_lock(store):  # a retrain publishing meanwhile would be superseded
             version = publish_catalog(store, items)
     except (CatalogError, ArtifactError, RetrainError) as exc:
