@@ -2,7 +2,7 @@
 health and category coherence against a k-means fitted on the same encoder.
 
     python -m bench.own_data --data DIR --catalog FILE --field genre --seeds 1,2,3 --work SCRATCH \
-        [--id-column id --title-column title --multi-sep '|' --catalog-field NAME=COLUMN] [--parallel 2] [--out docs/bench/own-data-X.json]
+        [--id-column id --title-column title --multi-sep '|' --catalog-field NAME=COLUMN] [--parallel 2] [--epochs N] [--out docs/bench/own-data-X.json]
 
 DIR is a data set made by `elcrec data import`. For each seed S, two runs of the real command line:
   - `elcrec train --data DIR --out WORK/default-sS --catalog FILE --seed S`: nothing else, the defaults;
@@ -73,12 +73,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the stores")
     parser.add_argument("--parallel", type=int, default=2, help="training runs at once (one thread each)")
+    parser.add_argument("--epochs", type=int, help="cap every run at this many epochs (default: elcrec train's)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cat_opts = ["--catalog", str(args.catalog), "--id-column", args.id_column, "--title-column", args.title_column,
                 "--multi-sep", args.multi_sep, *(opt for f in args.catalog_field for opt in ("--field", f))]
-    runs = [(kind, seed, args.work / f"{kind}-s{seed}", extra) for seed in seeds
+    cap = ["--epochs", str(args.epochs)] if args.epochs else []
+    runs = [(kind, seed, args.work / f"{kind}-s{seed}", [*extra, *cap]) for seed in seeds
             for kind, extra in (("default", cat_opts), ("elcm", ["--intent-loss", "elcm"]))]
     args.work.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.parallel) as pool:
@@ -108,6 +110,7 @@ def main() -> None:
         print(f"{name:<22} K {s['k']}  effective {s['effective']['mean']:.1f}  overlap {s['overlap']['mean']:.4f}  "
               f"lift@100 {s['lift']['mean']:.2f}  coherence x{s['coherence']['mean']:.2f} ({args.field})")
     write_json({"data": str(args.data), "catalog": str(args.catalog), "field": args.field, "seeds": seeds,
+                "epochs_cap": args.epochs,
                 "summary": summary, "ranking": ranking, "intents": intents}, args.out)
 
 

@@ -214,15 +214,26 @@ def data_synthetic(
     items: Annotated[int, typer.Option()] = 400,
     intents: Annotated[int, typer.Option(help="Planted intents")] = 8,
     seed: Annotated[int, typer.Option()] = 0,
+    catalog: Annotated[Path | None, typer.Option(help="Also write a CSV catalog: id, title, genre (the planted group) and shelf (random)")] = None,
 ) -> None:
     """Write a synthetic data set with planted intents, in the benchmark file format."""
-    from training.data import write_interactions
-    from training.synthetic import SyntheticSpec, generate
+    import csv
 
-    data, _ = generate(SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=seed))
+    from training.data import write_interactions
+    from training.synthetic import SyntheticSpec, generate, planted_catalog
+
+    spec = SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=seed)
+    data, _ = generate(spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_interactions(data, out)
     typer.echo(f"wrote {out}: {users} users, {items} items, {intents} planted intents")
+    if catalog is not None:
+        rows = planted_catalog(spec)
+        with open(catalog, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        typer.echo(f"wrote {catalog}: {len(rows)} items, genre planted, shelf random")
 
 
 @data_app.command("import")

@@ -9,7 +9,11 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
+from model.artifact import load_artifact
+from model.catalog import item_categories
+from model.intent_labels import version_labels
 from tests.support.shared_data import DATA, need
 from training import download as dl
 from training.config import PRESETS, SETTLE_EPOCHS
@@ -309,16 +313,18 @@ HEALTH_LINE = re.compile(r"^intents \((\d+) test users\): (\d+) of (\d+) used, e
 
 
 def _planted(tmp_path: Path, users: int = 600) -> Path:
+    """A log with 8 planted intents, and beside it (items.csv) its catalog: genre planted, shelf random."""
     data = tmp_path / "planted.txt"
-    made = run_cli("data", "synthetic", "--out", str(data), "--users", str(users), "--items", "400", "--intents", "8")
+    made = run_cli("data", "synthetic", "--out", str(data), "--users", str(users), "--items", "400", "--intents", "8",
+                   "--catalog", str(tmp_path / "items.csv"))
     assert made.returncode == 0, made.stderr
     return data
 
 
 def test_train_without_a_preset_learns_balanced_intents_their_number_from_the_data(tmp_path):
     data, store = _planted(tmp_path), tmp_path / "store"
-    trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "5", "--layers", "1",
-                      "--hidden", "16", "--no-progress")
+    trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "15", "--layers", "1",
+                      "--hidden", "32", "--no-progress", "--catalog", str(tmp_path / "items.csv"))
     assert trained.returncode == 0, trained.stderr
     k = intents_for(600)
     manifest = json.loads((store / "v0001" / "manifest.json").read_text())
@@ -334,6 +340,15 @@ def test_train_without_a_preset_learns_balanced_intents_their_number_from_the_da
     assert got is not None, last
     assert int(got[3]) == k and float(got[4]) == pytest.approx(manifest["intent_health"]["effective"], abs=0.05)
     assert "warning" not in trained.stderr
+    # the labels name the planted genres, never the random shelves
+    art = load_artifact(store)
+    catalog = art.read_catalog()
+    assert catalog is not None
+    labels = version_labels(art.intents, torch.tensor(art.info.intent_mean_state),
+                            art.model.item_table().detach().float()[1:-1], item_categories(catalog, art.item_ids))
+    named = [label.categories[0] for label in labels if label.categories]
+    assert len(named) >= k / 2
+    assert {c.field for c in named} == {"genre"}  # each named intent's first category is its planted genre
 
 
 def test_elcm_when_asked_for_and_a_collapse_says_what_to_do(tmp_path):
