@@ -29,6 +29,7 @@ import numpy as np
 
 from bench import write_json
 from training.data import Interactions, read_interactions, write_interactions
+from training.intent_count import intents_for
 
 
 def subsample(data: Interactions, users: int, seed: int) -> Interactions:
@@ -102,7 +103,7 @@ def pick(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def table(results: list[Path]) -> str:
     """The markdown table of docs/INTENTS.md from measure's JSON files, the K kept per data set marked, and each
-    kept K's users per intent."""
+    kept K's users per intent beside the K training/intent_count.py's rule gives."""
     lines = ["| data | users | K | epochs (best) | valid NDCG@20 | valid effective / largest / overlap / lift@100 "
              "| test NDCG@5 | test lift@100 |", "|---|---:|---:|---|---:|---|---:|---:|"]
     kept = []
@@ -118,7 +119,8 @@ def table(results: list[Path]) -> str:
                     f"| {r['valid_ndcg20']:.4f} | {v['effective']:.1f} / {v['largest']:.1%} / {v['overlap']} / "
                     f"{mark}{v['lift']:.2f}{mark} | {r['test_ndcg5']:.4f} | {r['test_intents']['lift']:.2f} |")
             if chosen is not None:
-                kept.append(f"{name}: K = {chosen['k']}, {chosen['users'] / chosen['k']:.0f} users an intent")
+                kept.append(f"{name}: K = {chosen['k']}, {chosen['users'] / chosen['k']:.0f} users an intent "
+                            f"(the rule: {intents_for(chosen['users'])})")
     return "\n".join(lines) + "\n\nKept: " + "; ".join(kept) + "\n"
 
 
