@@ -29,6 +29,7 @@ import numpy as np
 
 from bench import write_json
 from training.data import Interactions, read_interactions, write_interactions
+from training.intent_count import intents_for
 
 
 def subsample(data: Interactions, users: int, seed: int) -> Interactions:
@@ -58,7 +59,9 @@ def from_csv(path: Path) -> Interactions:
     return Interactions.from_sequences(list(rows), seqs, len(ids), source=str(path))
 
 
-def measure_one(path: Path, data: Interactions, k: int, epochs: int, patience: int, seed: int) -> dict[str, Any]:
+def measure_one(
+    path: Path, data: Interactions, k: int, epochs: int, patience: int, seed: int, trade_off: float | None
+) -> dict[str, Any]:
     from training.evaluate import evaluate
     from training.export import intent_calibration
     from training.intent_health import model_health
@@ -67,7 +70,7 @@ def measure_one(path: Path, data: Interactions, k: int, epochs: int, patience: i
 
     settings = resolve_settings(
         data.n_items, base_settings(None, False, False), {"n_intents": k, "pooling": "real"},
-        {"epochs": epochs, "patience": patience, "seed": seed, "intent_loss": "balanced"},
+        {"epochs": epochs, "patience": patience, "seed": seed, "intent_loss": "balanced", "trade_off": trade_off},
     )
     began = time.perf_counter()
     trainer = Trainer(settings.model, settings.train, data, None, "cpu", progress=False)
@@ -78,7 +81,7 @@ def measure_one(path: Path, data: Interactions, k: int, epochs: int, patience: i
     test = model_health(model, data, "test", intents=intents)
     test_metrics = evaluate(model, data, "test", ("reference",))["reference"]
     return {
-        "data": path.name, "users": data.n_users, "items": data.n_items, "k": k,
+        "data": path.name, "users": data.n_users, "items": data.n_items, "k": k, "trade_off": settings.train.trade_off,
         "epochs_run": trainer.state.epoch, "best_epoch": trainer.state.best_epoch, "stopped": trainer.stopped(),
         "valid_ndcg20": round(trainer.state.best_metric, 5), "valid_intents": valid.to_dict(),
         "test_ndcg5": round(test_metrics["NDCG@5"], 5), "test_intents": test.to_dict(),
@@ -102,7 +105,7 @@ def pick(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def table(results: list[Path]) -> str:
     """The markdown table of docs/INTENTS.md from measure's JSON files, the K kept per data set marked, and each
-    kept K's users per intent."""
+    kept K's users per intent beside the K training/intent_count.py's rule gives."""
     lines = ["| data | users | K | epochs (best) | valid NDCG@20 | valid effective / largest / overlap / lift@100 "
              "| test NDCG@5 | test lift@100 |", "|---|---:|---:|---|---:|---|---:|---:|"]
     kept = []
@@ -118,7 +121,8 @@ def table(results: list[Path]) -> str:
                     f"| {r['valid_ndcg20']:.4f} | {v['effective']:.1f} / {v['largest']:.1%} / {v['overlap']} / "
                     f"{mark}{v['lift']:.2f}{mark} | {r['test_ndcg5']:.4f} | {r['test_intents']['lift']:.2f} |")
             if chosen is not None:
-                kept.append(f"{name}: K = {chosen['k']}, {chosen['users'] / chosen['k']:.0f} users an intent")
+                kept.append(f"{name}: K = {chosen['k']}, {chosen['users'] / chosen['k']:.0f} users an intent "
+                            f"(the rule: {intents_for(chosen['users'])})")
     return "\n".join(lines) + "\n\nKept: " + "; ".join(kept) + "\n"
 
 
@@ -141,6 +145,7 @@ def main() -> None:
     run.add_argument("--epochs", type=int, default=30)
     run.add_argument("--patience", type=int, default=5)
     run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--trade-off", type=float, help="weight of the intent loss (default: a default run's)")
     run.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "table":
@@ -158,13 +163,14 @@ def main() -> None:
         for k in args.ks:
             if any(r["data"] == path.name and r["k"] == k for r in rows):
                 continue
-            row = measure_one(path, data, k, args.epochs, args.patience, args.seed)
+            row = measure_one(path, data, k, args.epochs, args.patience, args.seed, args.trade_off)
             rows.append(row)
             v = row["valid_intents"]
             print(f"{path.name} ({data.n_users} users) K {k}: valid NDCG@20 {row['valid_ndcg20']:.4f}, effective "
                   f"{v['effective']:.1f}, largest {v['largest']:.3f}, overlap {v['overlap']}, lift {v['lift']}, "
                   f"epochs {row['epochs_run']} (best {row['best_epoch']}), {row['seconds']:.0f}s", flush=True)
-            write_json({"settings": {"epochs": args.epochs, "patience": args.patience, "seed": args.seed},
+            write_json({"settings": {"epochs": args.epochs, "patience": args.patience, "seed": args.seed,
+                                     "trade_off": args.trade_off},
                         "runs": rows}, args.out)
 
 

@@ -6,7 +6,8 @@ health and category coherence against a k-means fitted on the same encoder.
 
 DIR is a data set made by `elcrec data import`. For each seed S, two runs of the real command line:
   - `elcrec train --data DIR --out WORK/default-sS --catalog FILE --seed S`: nothing else, the defaults;
-  - `elcrec train --data DIR --out WORK/elcm-sS --intent-loss elcm --seed S`: the paper's intent loss, the rest the same.
+  - `elcrec train --data DIR --out WORK/elcm-sS --intent-loss elcm --trade-off 0.1 --seed S`: the paper's intent loss,
+    at the default's weight, the rest the same.
 Test NDCG@10 and HIT@10 (reference protocol) come from each version's manifest. For every default model, the readings
 of bench.intent_labels on the test users: effective number, overlap, lift@100 and coherence on --field, for the
 learned intents and for a k-means of as many intents (`elcrec intents fit`'s) on the same encoder.
@@ -28,8 +29,12 @@ from bench import write_json
 from bench.intent_labels import readings
 from model.artifact import ArtifactError, load_artifact
 from model.catalog import read_catalog
+from training.config import NO_PRESET
 
 METRICS = ("NDCG@10", "HIT@10")
+# ELCM at the default's intent-loss weight, so that the two runs differ in the loss alone (`--intent-loss elcm` by
+# itself restores the paper's weight too)
+ELCM_WEIGHT = NO_PRESET[1]["trade_off"]
 
 
 def train(data: Path, store: Path, seed: int, extra: list[str], log: Path) -> None:
@@ -81,7 +86,7 @@ def main() -> None:
                 "--multi-sep", args.multi_sep, *(opt for f in args.catalog_field for opt in ("--field", f))]
     cap = ["--epochs", str(args.epochs)] if args.epochs else []
     runs = [(kind, seed, args.work / f"{kind}-s{seed}", [*extra, *cap]) for seed in seeds
-            for kind, extra in (("default", cat_opts), ("elcm", ["--intent-loss", "elcm"]))]
+            for kind, extra in (("default", cat_opts), ("elcm", ["--intent-loss", "elcm", "--trade-off", str(ELCM_WEIGHT)]))]
     args.work.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.parallel) as pool:
         for job in [pool.submit(train, args.data, store, seed, extra, args.work / f"{kind}-s{seed}.log")

@@ -107,7 +107,7 @@ def train(
     weight_decay: Annotated[float | None, typer.Option()] = None,
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
-    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper)")] = None,
+    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper; default 1, 0.1 for the balanced loss without --preset)")] = None,
     intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper, the presets' default: every sequence towards the mean of all centers) or balanced (the default without --preset: each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
     intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
     intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
@@ -157,7 +157,7 @@ def train(
         "intent_queue": intent_queue, "intent_settle": intent_settle,
     }
     try:
-        base = base_settings(preset.value if preset else None, improved, improved_intents)
+        base = base_settings(preset.value if preset else None, improved, improved_intents, _str(intent_loss))
         dev = pick_device(device)
         interactions = read_interactions(data)
         count = choose_intents(intents, base[0].get("n_intents"), interactions.n_users)

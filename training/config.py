@@ -130,10 +130,10 @@ SETTLE_EPOCHS = 100
 
 # `elcrec train` without --preset: (model, training) settings under the flags. The intents are learned balanced (and
 # settled, SETTLE_EPOCHS): the paper's ELCM collapsed on a log that is not a benchmark where the balanced loss kept
-# every intent in use (docs/INTENTS.md, *Defaults without a preset*). K follows from the data
-# (training/intent_count.py). The presets keep the paper's ELCM; `--intent-loss elcm` chooses it here. The intent
-# loss weighs a tenth of the next-item loss: at the full weight the balanced loss cost ranking on a real log where
-# a tenth did not (docs/INTENTS.md, *Defaults without a preset*).
+# every intent in use. Its weight is a tenth of ELCM's: beside the default one-negative BCE its cross-entropy over K
+# outweighed the next-item loss, and at weight 1 it ranked far below ELCM on a real log (docs/INTENTS.md, *Defaults
+# without a preset*). K follows from the data (training/intent_count.py). The presets keep the paper's ELCM;
+# `--intent-loss elcm` chooses it here, with none of these settings.
 NO_PRESET: tuple[dict[str, Any], dict[str, Any]] = ({}, {"intent_loss": "balanced", "trade_off": 0.1})
 
 

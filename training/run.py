@@ -30,14 +30,18 @@ class Settings:
     train: TrainConfig
 
 
-def base_settings(preset: str | None, improved: bool, improved_intents: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def base_settings(
+    preset: str | None, improved: bool, improved_intents: bool, intent_loss: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model, training) settings of the preset, with --improved or --improved-intents on top; without one, those of
-    a run without a preset (NO_PRESET: the balanced intent loss)."""
+    a run without a preset (NO_PRESET: the balanced intent loss), unless `intent_loss` (the flag) chose ELCM."""
     if preset is not None:
         return preset_settings(preset, improved, improved_intents)
     if improved or improved_intents:
         flag = "--improved" if improved else "--improved-intents"
         raise ValueError(f"{flag} needs --preset: the improved settings are chosen per data set")
+    if intent_loss == "elcm":
+        return {}, {}
     return dict(NO_PRESET[0]), dict(NO_PRESET[1])
 
 

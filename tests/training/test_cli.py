@@ -331,6 +331,7 @@ def test_train_without_a_preset_learns_balanced_intents_their_number_from_the_da
     assert manifest["model_config"]["n_intents"] == k
     assert manifest["origin"]["train_config"]["intent_loss"] == "balanced"
     assert manifest["origin"]["train_config"]["intent_settle"] == SETTLE_EPOCHS
+    assert manifest["origin"]["train_config"]["trade_off"] == 0.1
     assert manifest["origin"]["intent_count"] == {"k": k, "chosen_by": "rule", "users": 600, "rule": RULE}
     assert f"K = {k} intents from the data: 600 users" in trained.stdout
     assert manifest["intent_health"]["effective"] >= k / 2
@@ -361,6 +362,7 @@ def test_elcm_when_asked_for_and_a_collapse_says_what_to_do(tmp_path):
     manifest = json.loads((store / "v0001" / "manifest.json").read_text())
     assert manifest["origin"]["train_config"].get("intent_loss", "elcm") == "elcm"
     assert "intent_settle" not in manifest["origin"]["train_config"]
+    assert manifest["origin"]["train_config"]["trade_off"] == 10.0
     assert manifest["origin"]["intent_count"] == {"k": 64, "chosen_by": "--intents", "users": 600}
     health = manifest["intent_health"]
     assert health["effective"] < 6.4, health  # below K / 10: collapsed

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from training.config import PRESETS
+from training.config import PRESETS, TrainConfig
 from training.intent_count import (
     MAX_INTENTS,
     MIN_INTENTS,
@@ -40,9 +40,11 @@ def test_intents_flag_then_preset_then_rule_and_the_record_says_which() -> None:
 def test_without_a_preset_the_intents_are_balanced_and_settled_with_a_preset_elcm() -> None:
     flags = {"pooling": "real", "n_intents": 8}
     default = resolve_settings(100, base_settings(None, False, False), flags, {}).train
-    assert default.intent_loss == "balanced" and default.intent_settle > 0
-    chosen = resolve_settings(100, base_settings(None, False, False), flags, {"intent_loss": "elcm"}).train
-    assert chosen.intent_loss == "elcm" and chosen.intent_settle == 0
+    assert default.intent_loss == "balanced" and default.intent_settle > 0 and default.trade_off == 0.1
+    named = resolve_settings(100, base_settings(None, False, False, "balanced"), flags, {"intent_loss": "balanced"})
+    assert named.train == default
+    chosen = resolve_settings(100, base_settings(None, False, False, "elcm"), flags, {"intent_loss": "elcm"}).train
+    assert chosen == TrainConfig(intent_loss="elcm", bucket=True)  # ELCM as before, at its weight 1
     for name in PRESETS:
         assert resolve_settings(100, base_settings(name, False, False), flags, {}).train.intent_loss == "elcm"
 
