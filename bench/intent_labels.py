@@ -19,8 +19,8 @@ import numpy as np
 
 from bench import write_json
 from bench.intent_calibration import intent_inputs, reading
-from model.artifact import load_artifact
-from model.catalog import ItemCategories, item_categories, read_catalog
+from model.artifact import Artifact, load_artifact
+from model.catalog import Catalog, ItemCategories, item_categories, read_catalog
 from model.intent_labels import version_labels
 from model.intents import IntentSpace
 from training import intent_health as ih
@@ -32,6 +32,30 @@ def coherence_of(space: IntentSpace, test: Any, items: Any, cats: ItemCategories
                  popularity: np.ndarray) -> ih.Coherence:
     scores = space.characteristic_scores(test.mean(0), items)
     return ih.coherence(ih.top_items(scores, ih.COHERENCE_TOP).numpy(), cats, field, popularity)
+
+
+def readings(art: Artifact, data: Path, catalog: Catalog, field: str, k: int | None = None, seed: int = 1
+             ) -> dict[str, Any]:
+    """On the test users of `data`: health, coherence on `field` and the largest intents' labels, for the version's
+    intents ("as stored") and for a k-means of `k` intents (default: the version's K) on the same encoder."""
+    cats = item_categories(catalog, art.item_ids)
+    model = art.model.eval()
+    got = intent_inputs(model, data, "test")
+    popularity = np.bincount(got.data.items, minlength=art.config.n_items + 1)[1 : art.config.n_items + 1]
+    fitted = ih.fitted_centers(model, got.data, k or art.config.n_intents, seed)
+    spaces = {"as stored": art.intents.to("cpu"),
+              "k-means (intents fit)": ih.calibrate(got.train, fitted, balance=False)}
+    rows: dict[str, Any] = {}
+    for name, space in spaces.items():
+        health = reading(got.states, space, got.items, got.nxt)
+        coh = coherence_of(space, got.states, got.items, cats, field, popularity)
+        labels = version_labels(space, got.states.mean(0), got.items, cats)
+        sizes = ih.shares(space.assign(got.states), space.k).tolist()
+        largest = sorted(range(space.k), key=lambda i: -sizes[i])[:SHOWN]
+        rows[name] = {"k": space.k, **health, "coherence": coh.to_dict(),
+                      "named": sum(1 for label in labels if label.categories),
+                      "labels": [{"intent": i, "share": round(sizes[i], 4), **labels[i].to_dict()} for i in largest]}
+    return {"field": field, "test_users": len(got.states), "readings": rows}
 
 
 def main() -> None:
@@ -55,31 +79,15 @@ def main() -> None:
     field = args.field or (catalog.fields[0] if catalog.fields else None)
     if field is None or field not in catalog.fields:
         parser.error(f"no categorical field {field!r} in {catalog.source} (fields: {', '.join(catalog.fields)})")
-    cats = item_categories(catalog, art.item_ids)
-    model = art.model.eval()
-    got = intent_inputs(model, args.data, "test")
-    popularity = np.bincount(got.data.items, minlength=art.config.n_items + 1)[1 : art.config.n_items + 1]
-    fitted = ih.fitted_centers(model, got.data, args.k or art.config.n_intents, args.seed)
-    spaces = {"as stored": art.intents.to("cpu"),
-              "k-means (intents fit)": ih.calibrate(got.train, fitted, balance=False)}
-    rows: dict[str, Any] = {}
-    for name, space in spaces.items():
-        health = reading(got.states, space, got.items, got.nxt)
-        coh = coherence_of(space, got.states, got.items, cats, field, popularity)
-        labels = version_labels(space, got.states.mean(0), got.items, cats)
-        sizes = ih.shares(space.assign(got.states), space.k).tolist()
-        largest = sorted(range(space.k), key=lambda i: -sizes[i])[:SHOWN]
-        rows[name] = {**health, "coherence": coh.to_dict(),
-                      "named": sum(1 for label in labels if label.categories),
-                      "labels": [{"intent": i, "share": round(sizes[i], 4), **labels[i].to_dict()} for i in largest]}
-        print(f"{name:<22} K {space.k:>4}  effective {health['effective']:6.1f}  overlap {health['overlap']:.4f}  "
-              f"lift@100 {health['lift']:.2f}  coherence ({field}) {coh.own:.3f} vs {coh.random:.3f} random = "
-              f"{coh.ratio if coh.ratio is None else round(coh.ratio, 2)}  intents named by a category "
-              f"{rows[name]['named']}/{space.k}")
-        for entry in rows[name]["labels"]:
+    result = readings(art, args.data, catalog, field, args.k, args.seed)
+    for name, row in result["readings"].items():
+        coh = row["coherence"]
+        print(f"{name:<22} K {row['k']:>4}  effective {row['effective']:6.1f}  overlap {row['overlap']:.4f}  "
+              f"lift@100 {row['lift']:.2f}  coherence ({field}) {coh['own']:.3f} vs {coh['random']:.3f} random = "
+              f"{coh['ratio']}  intents named by a category {row['named']}/{row['k']}")
+        for entry in row["labels"]:
             print(f"    intent {entry['intent']:>4} ({entry['share']:.1%}): {entry['text']}")
-    write_json({"store": str(args.store), "version": art.version, "catalog": catalog.source, "field": field,
-                "test_users": len(got.states), "readings": rows}, args.out)
+    write_json({"store": str(args.store), "version": art.version, "catalog": catalog.source, **result}, args.out)
 
 
 if __name__ == "__main__":

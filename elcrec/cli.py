@@ -14,9 +14,10 @@ import typer
 from elcrec.retrain_cli import retrain_command
 from model.config import Pooling
 from training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
+from training.importer import DEFAULT_MEMORY_LIMIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
-data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets and synthetic data.")
+data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets, synthetic data and importing logs.")
 app.add_typer(data_app, name="data")
 intents_app = typer.Typer(no_args_is_help=True, help="Intents fitted after training, or calibrated again.")
 app.add_typer(intents_app, name="intents")
@@ -27,6 +28,7 @@ app.add_typer(catalog_app, name="catalog")
 IdColumn = Annotated[str, typer.Option(help="The catalog's item id column (ids as in the interaction data)")]
 TitleColumn = Annotated[str, typer.Option(help="The catalog's title column")]
 MultiSep = Annotated[str, typer.Option(help="In CSV/TSV catalogs: the separator of several values in one cell")]
+CatalogFields = Annotated[list[str] | None, typer.Option("--field", help="A categorical field of the catalog: COLUMN, or NAME=COLUMN to rename it; repeat it; none: every column but id and title")]
 
 
 class Split(StrEnum):
@@ -92,7 +94,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
-    intents: Annotated[int | None, typer.Option(help="Number of intents K")] = None,
+    intents: Annotated[int | None, typer.Option(help="Number of intents K (default: the preset's; without one, from the number of users, training/intent_count.py)")] = None,
     heads: Annotated[int | None, typer.Option()] = None,
     hidden: Annotated[int | None, typer.Option(help="Hidden size d")] = None,
     max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
@@ -105,8 +107,8 @@ def train(
     weight_decay: Annotated[float | None, typer.Option()] = None,
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
-    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper)")] = None,
-    intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper: every sequence towards the mean of all centers) or balanced (each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
+    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper; default 1, 0.1 for the balanced loss without --preset)")] = None,
+    intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper, the presets' default: every sequence towards the mean of all centers) or balanced (the default without --preset: each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
     intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
     intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
     intent_settle: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: epochs of that loss on the centers alone after training, on the kept encoder's states (default {SETTLE_EPOCHS}; 0 = off)")] = None,
@@ -127,6 +129,7 @@ def train(
     id_column: IdColumn = "id",
     title_column: TitleColumn = "title",
     multi_sep: MultiSep = "|",
+    field: CatalogFields = None,
 ) -> None:
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
 
@@ -137,6 +140,8 @@ def train(
     from model.catalog import read_catalog
     from model.device import pick_device
     from training.data import DataError, read_interactions
+    from training.intent_count import choose_intents
+    from training.intent_verdict import collapse_warning, health_line
     from training.run import base_settings, resolve_settings, run_dir_for, train_and_export
 
     model_flags = {
@@ -152,20 +157,22 @@ def train(
         "intent_queue": intent_queue, "intent_settle": intent_settle,
     }
     try:
-        base = base_settings(preset.value if preset else None, improved, improved_intents)
+        base = base_settings(preset.value if preset else None, improved, improved_intents, _str(intent_loss))
         dev = pick_device(device)
         interactions = read_interactions(data)
+        count = choose_intents(intents, base[0].get("n_intents"), interactions.n_users)
+        model_flags["n_intents"] = count.k
         settings = resolve_settings(interactions.n_items, base, model_flags, train_flags)
         if index is not None:  # a bad spec fails now, not after the training
             from model.item_index import empty_index
 
             empty_index(index, settings.model.d)
-        items = read_catalog(catalog, id_column, title_column, multi_sep) if catalog is not None else None
+        items = read_catalog(catalog, id_column, title_column, multi_sep, field or ()) if catalog is not None else None
     except (DataError, ValueError) as exc:  # CatalogError is a ValueError
         fail(str(exc))
     run = run_dir or run_dir_for(out, data, interactions, settings)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
-              "improved_intents": improved_intents}
+              "improved_intents": improved_intents, "intent_count": count.to_dict()}
     try:
         result = train_and_export(out, data, interactions, settings, run, dev, origin, typer.echo, progress, fresh,
                                   index, items)
@@ -177,6 +184,11 @@ def train(
     for split in ("valid", "test"):
         typer.echo(f"{split} (reference): " + "  ".join(
             f"{k} {v:.4f}" for k, v in result["metrics"][split]["reference"].items()))
+    typer.echo(health_line(result["intent_health"]))
+    warning = collapse_warning(result["intent_health"], settings.train.intent_loss, preset.value if preset else None,
+                               out, data, interactions.n_users)
+    if warning:
+        typer.secho(warning, err=True, fg=typer.colors.YELLOW)
 
 
 @data_app.command("download")
@@ -202,15 +214,66 @@ def data_synthetic(
     items: Annotated[int, typer.Option()] = 400,
     intents: Annotated[int, typer.Option(help="Planted intents")] = 8,
     seed: Annotated[int, typer.Option()] = 0,
+    catalog: Annotated[Path | None, typer.Option(help="Also write a CSV catalog: id, title, genre (the planted group) and shelf (random)")] = None,
 ) -> None:
     """Write a synthetic data set with planted intents, in the benchmark file format."""
-    from training.data import write_interactions
-    from training.synthetic import SyntheticSpec, generate
+    import csv
 
-    data, _ = generate(SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=seed))
+    from training.data import write_interactions
+    from training.synthetic import SyntheticSpec, generate, planted_catalog
+
+    spec = SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=seed)
+    data, _ = generate(spec)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_interactions(data, out)
     typer.echo(f"wrote {out}: {users} users, {items} items, {intents} planted intents")
+    if catalog is not None:
+        rows = planted_catalog(spec)
+        with open(catalog, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        typer.echo(f"wrote {catalog}: {len(rows)} items, genre planted, shelf random")
+
+
+@data_app.command("import")
+def data_import(
+    logs: Annotated[list[Path], typer.Argument(help="Log files, directories of parts or globs: CSV, TSV, Parquet or JSON lines (.csv .tsv .parquet .jsonl, optionally .gz/.zst)")],
+    out: Annotated[Path, typer.Option(help="Data set directory to write (train with --data DIR)")],
+    user: Annotated[str, typer.Option(help="User id column")],
+    item: Annotated[str, typer.Option(help="Item id column")],
+    time: Annotated[str | None, typer.Option(help="Time column (numbers, dates or date-times); without it, file order")] = None,
+    rating: Annotated[str | None, typer.Option(help="Rating column, with --min-rating")] = None,
+    min_rating: Annotated[float | None, typer.Option(help="Keep rows whose rating is at least this")] = None,
+    event: Annotated[str | None, typer.Option(help="Event type column, with --events")] = None,
+    events: Annotated[str | None, typer.Option(help="Event types to keep, comma-separated (e.g. purchase,add_to_cart)")] = None,
+    kcore: Annotated[int, typer.Option(help="Keep the k-core: users and items with at least this many interactions, iterated until both hold (0 = off)")] = 0,
+    min_length: Annotated[int, typer.Option(help="Drop users with fewer interactions (0 = off)")] = 0,
+    dedupe_consecutive: Annotated[bool, typer.Option("--dedupe-consecutive", help="Drop consecutive repeats of an item in a user's sequence")] = False,
+    memory_limit: Annotated[str, typer.Option(help="DuckDB's memory limit; beyond it, work spills to a temporary directory beside --out")] = DEFAULT_MEMORY_LIMIT,
+    threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: every core)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
+) -> None:
+    """Import interaction logs into a data set directory: each user's items in time order (ties in file order),
+    external ids kept, the summary printed and stored in DIR/dataset.json."""
+    from training.data import DataError
+    from training.importer import Engine, ImportSpec, import_logs, summary_lines
+
+    spec = ImportSpec(
+        user=user, item=item, time=time, rating=rating, min_rating=min_rating, event=event,
+        events=tuple(e.strip() for e in events.split(",") if e.strip()) if events else (),
+        kcore=kcore, min_length=min_length, dedupe_consecutive=dedupe_consecutive,
+    )
+    try:
+        meta = import_logs(logs, out, spec, Engine(memory_limit, threads), progress, overwrite)
+    except DataError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {out} (nothing was written there): {exc}")
+    for line in summary_lines(meta):
+        typer.echo(line)
+    typer.echo(f"wrote {out}")
 
 
 @app.command()
@@ -281,6 +344,9 @@ def evaluate(
         interactions = read_interactions(data)
         if interactions.n_items > art.config.n_items:
             fail(f"{data} has item ids up to {interactions.n_items}, the model knows {art.config.n_items}")
+        if interactions.item_ids is not None and art.item_ids[1 : interactions.n_items + 1] != list(interactions.item_ids):
+            fail(f"{data} numbers its items otherwise than {art.version} (items.json): evaluate on the data set "
+                 "the model was trained on")
         interactions.n_items = art.config.n_items
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
@@ -381,6 +447,7 @@ def catalog_set(
     id_column: IdColumn = "id",
     title_column: TitleColumn = "title",
     multi_sep: MultiSep = "|",
+    field: CatalogFields = None,
 ) -> None:
     """Publish the CURRENT model again with an item catalog: no retraining.
 
@@ -398,7 +465,7 @@ def catalog_set(
     try:
         if current_version(store) is None:
             fail(f"{store} has no CURRENT version (train one with `elcrec train`)")
-        items = read_catalog(file, id_column, title_column, multi_sep)
+        items = read_catalog(file, id_column, title_column, multi_sep, field or ())
         with store_lock(store):  # a retrain publishing meanwhile would be superseded
             version = publish_catalog(store, items)
     except (CatalogError, ArtifactError, RetrainError) as exc:

@@ -74,6 +74,7 @@ def retrain_command(
     id_column: Annotated[str, typer.Option(help="With --catalog: its item id column")] = "id",
     title_column: Annotated[str, typer.Option(help="With --catalog: its title column")] = "title",
     multi_sep: Annotated[str, typer.Option(help="With --catalog (CSV/TSV): the separator of several values in one cell")] = "|",
+    field: Annotated[list[str] | None, typer.Option("--field", help="With --catalog: a categorical field, COLUMN or NAME=COLUMN; repeat it; none: every other column")] = None,
 ) -> None:
     """Fold new events into the data, retrain, and publish only if not worse.
 
@@ -118,7 +119,7 @@ def retrain_command(
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         _emit({**base, "message": str(exc)}, EXIT_BAD_INPUT)
     try:
-        items = read_catalog(catalog, id_column, title_column, multi_sep) if catalog is not None else None
+        items = read_catalog(catalog, id_column, title_column, multi_sep, field or ()) if catalog is not None else None
     except CatalogError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         _emit({**base, "message": str(exc)}, EXIT_BAD_INPUT)

@@ -21,7 +21,7 @@ import gc
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,11 +132,13 @@ def _scalar_text(value: Any) -> str | None:
 
 
 def read_catalog(
-    path: str | Path, id_column: str = ID, title_column: str = TITLE, multi_sep: str = "|"
+    path: str | Path, id_column: str = ID, title_column: str = TITLE, multi_sep: str = "|",
+    fields: Sequence[str] = (),
 ) -> Catalog:
     """Read and check a catalog file (module docstring). Raises CatalogError naming the file and the row: a missing
     id or title column, an empty or duplicate id, a title that is not text, a value that is neither text nor a
-    list of text. Rows are numbered from 1 as data rows (in CSV/TSV, row n is line n + 1, after the header)."""
+    list of text. Rows are numbered from 1 as data rows (in CSV/TSV, row n is line n + 1, after the header).
+    `fields` picks the categorical fields, each "NAME=COLUMN" (renamed) or "COLUMN"; none: every other column."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"catalog file {path} does not exist")
@@ -144,22 +146,41 @@ def read_catalog(
         raise CatalogError("the multi-value separator must not be empty")
     kind = _format(path)
     with _no_gc():
-        return _checked(path, kind, id_column, title_column, multi_sep)
+        return _checked(path, kind, id_column, title_column, multi_sep, fields)
 
 
-def _checked(path: Path, kind: str, id_column: str, title_column: str, multi_sep: str) -> Catalog:
+def _field_columns(path: Path, columns: list[str], id_column: str, title_column: str,
+                   picked: Sequence[str]) -> dict[str, str]:
+    """Categorical field name -> its column: the picked ones ("NAME=COLUMN" or "COLUMN"), else every other column."""
+    if not picked:
+        return {c: c for c in columns if c not in (id_column, title_column)}
+    chosen: dict[str, str] = {}
+    for entry in picked:
+        name, _, column = entry.partition("=") if "=" in entry else (entry, "", entry)
+        if column not in columns:
+            raise CatalogError(f"{path} has no column {column!r} for the field {name!r} (its columns: "
+                               f"{', '.join(columns)})")
+        chosen[name.strip()] = column
+    return chosen
+
+
+def _checked(path: Path, kind: str, id_column: str, title_column: str, multi_sep: str,
+             picked: Sequence[str] = ()) -> Catalog:
     columns, rows, types = _rows(path, kind)
     for name, what in ((id_column, "id"), (title_column, "title")):
         if name not in columns:
             raise CatalogError(f"{path} has no {what} column {name!r} (its columns: {', '.join(columns)}); name "
                                f"it with --{what}-column")
-    fields = [c for c in columns if c not in (id_column, title_column)]
+    column_of = _field_columns(path, columns, id_column, title_column, picked)
+    fields = list(column_of)
     for f in fields:
         if f in (ID, TITLE) or not f or ":" in f or "," in f:
-            raise CatalogError(f"{path}: column {f!r} cannot be a categorical field (the names 'id' and 'title' "
-                               "are the stored form's, and ':' and ',' separate fields in requests): rename it")
+            raise CatalogError(f"{path}: {f!r} cannot name a categorical field (the names 'id' and 'title' are the "
+                               "stored form's, and ':' and ',' separate fields in requests): rename it with "
+                               "--field NAME=COLUMN")
     where = {c: i for i, c in enumerate(columns)}
-    json_typed = {c: types[where[c]] == "JSON" for c in columns}
+    where.update({f: where[c] for f, c in column_of.items()})
+    json_typed = {c: types[i] == "JSON" for c, i in where.items()}
     split = kind in ("csv", "tsv")
     ids: list[str] = []
     titles: list[str | None] = []

@@ -8,28 +8,28 @@ import numpy as np
 import torch
 
 from model.encoder import ELCRec
-from training.data import EvalSplit, Interactions, eval_split
+from training.data import EvalSplit, Interactions, Windows, eval_split, row_lengths
 from training.metrics import hit_ndcg, mask_scores, target_ranks
 
 
-def length_order(inputs: np.ndarray) -> np.ndarray:
+def length_order(inputs: np.ndarray | Windows) -> np.ndarray:
     """Users sorted by number of real items, so that batches can be trimmed of padding columns."""
-    return np.argsort((inputs > 0).sum(axis=1), kind="stable")
+    return np.argsort(row_lengths(inputs), kind="stable")
 
 
-def user_vectors(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
+def user_vectors(model: ELCRec, inputs: np.ndarray | Windows, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
     """Last hidden state of each input (U, d); batches are trimmed to their longest real sequence."""
     return _per_user(model, inputs, lambda hidden, ids: hidden[:, -1], False, batch_size, device)
 
 
-def pooled_states(model: ELCRec, inputs: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
+def pooled_states(model: ELCRec, inputs: np.ndarray | Windows, batch_size: int = 1024, device: str = "cpu") -> torch.Tensor:
     """Mean-pooled hidden states (U, d) by the model's pooling rule, in eval mode."""
     return _per_user(model, inputs, model.pool, model.cfg.pooling == "all", batch_size, device)
 
 
 @torch.inference_mode()
 def _per_user(
-    model: ELCRec, inputs: np.ndarray, take: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], full: bool,
+    model: ELCRec, inputs: np.ndarray | Windows, take: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], full: bool,
     batch_size: int, device: str,
 ) -> torch.Tensor:
     """take(hidden, ids) -> (b, d) for each input, in eval mode, users in batches of similar length, each batch
@@ -38,11 +38,11 @@ def _per_user(
     model.eval()
     order = length_order(inputs)
     out = torch.empty(len(inputs), model.cfg.d)
-    lengths = (inputs > 0).sum(axis=1)
+    lengths = row_lengths(inputs)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         width = model.cfg.max_len if full else max(int(lengths[idx].max()), 1)
-        ids = torch.from_numpy(inputs[idx, -width:]).to(device)
+        ids = torch.from_numpy(np.ascontiguousarray(inputs[idx][:, -width:])).to(device)
         out[torch.from_numpy(idx)] = take(model(ids), ids).float().cpu()
     model.train(was_training)
     return out

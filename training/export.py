@@ -15,7 +15,7 @@ from model.catalog import Catalog
 from model.encoder import ELCRec
 from model.intents import IntentSpace
 from model.official import load_official
-from training.data import Interactions, eval_split, left_pad, read_interactions
+from training.data import Interactions, Windows, eval_split, read_interactions
 from training.evaluate import evaluate, pooled_states
 from training.intent_health import calibrate, fitted_centers, model_health, trained_balanced, training_states
 from training.intent_settle import settle_model
@@ -24,8 +24,13 @@ POPULAR_TOP = 100
 
 
 def item_ids_for(data: Interactions, n_items: int) -> list[str | None]:
-    """ICLRec files: the external id of row r is str(r); padding and mask rows have none."""
-    return [None] + [str(i) for i in range(1, n_items + 1)] + [None]
+    """Row r's external id: an imported data set's own (item_ids.txt); in the authors' files, str(r). Padding and
+    mask rows have none."""
+    if data.item_ids is None:
+        return [None] + [str(i) for i in range(1, n_items + 1)] + [None]
+    if len(data.item_ids) != n_items:
+        raise ValueError(f"{data.source} names {len(data.item_ids)} items, the model has {n_items}")
+    return [None, *data.item_ids, None]
 
 
 def popular_items(data: Interactions, item_ids: list[str | None], top: int = POPULAR_TOP) -> list[str]:
@@ -52,7 +57,7 @@ def intent_summary(model: ELCRec, data: Interactions, intents: IntentSpace, devi
     """Over every user's whole (last T items) history: the share of the users in each intent, and the mean of their
     normalised pooled states, which the service subtracts from an intent's description to list the items that set
     it apart (model.intents.characteristic_scores)."""
-    inputs = left_pad([data.sequence(u) for u in range(data.n_users)], model.cfg.max_len)
+    inputs = Windows(data.items, data.offsets[:-1], data.offsets[1:], model.cfg.max_len)
     pooled = pooled_states(model, inputs, device=device)
     counts = torch.bincount(intents.assign(pooled.float()), minlength=model.cfg.n_intents).double()
     mean = F.normalize(pooled.float(), dim=-1).mean(0)

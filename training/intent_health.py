@@ -38,7 +38,7 @@ from model.catalog import Catalog, ItemCategories, item_categories
 from model.encoder import ELCRec
 from model.intent_labels import value_counts
 from model.intents import IntentSpace
-from training.data import EvalSplit, Interactions, eval_split, left_pad
+from training.data import EvalSplit, Interactions, Windows, eval_split, min_length_users
 from training.evaluate import pooled_states
 
 OVERLAP_TOP = 20
@@ -212,8 +212,8 @@ def catalog_coherence(
 
 def training_states(model: ELCRec, data: Interactions, device: str = "cpu") -> torch.Tensor:
     """Normalised pooled states of the users' training sequences (all but the last two items), (U', d)."""
-    seqs = [data.sequence(u)[:-2] for u in range(data.n_users)]
-    inputs = left_pad([s for s in seqs if len(s)], model.cfg.max_len)
+    users = min_length_users(data, 3)
+    inputs = Windows(data.items, data.offsets[users], data.offsets[users + 1] - 2, model.cfg.max_len)
     return F.normalize(pooled_states(model, inputs, device=device).float(), dim=-1)
 
 

@@ -16,6 +16,7 @@ from model.catalog import Catalog, ItemCategories, item_categories
 from model.intent_labels import version_labels
 from training.data import Interactions, eval_split, left_pad
 from training.evaluate import pooled_states
+from training.intent_count import describe_record
 from training.intent_health import catalog_coherence, model_health
 
 
@@ -143,6 +144,21 @@ def characteristic_table(
             f"<tr><th>intent</th><th>share</th>{label_head}<th>items that set it apart</th></tr>{rows}</table>")
 
 
+def intent_count_note(origin: dict[str, Any]) -> str:
+    """How K was chosen (the manifest's origin.intent_count, or its parent's for a version calibrated again; `elcrec
+    intents fit` chose its own), as a paragraph; empty where the version does not say (trained before it was
+    recorded, or imported)."""
+    node: Any = origin
+    while isinstance(node, dict):
+        if node.get("kind") == "intents-fit":
+            return f"<p>K = {html.escape(str(node.get('k')))} intents fitted after training (elcrec intents fit)</p>"
+        line = describe_record(node.get("intent_count"))
+        if line:
+            return f"<p>{html.escape(line)}</p>"
+        node = node.get("parent_origin")
+    return ""
+
+
 def write_report(store: Path, data: Interactions, out: Path, max_users: int = 3000, seed: int = 0) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     art = load_artifact(store)
@@ -167,6 +183,7 @@ def write_report(store: Path, data: Interactions, out: Path, max_users: int = 30
     page = (f"<!doctype html><meta charset=utf-8><title>elcrec report {art.version}</title>"
             f"<h1>elcrec {html.escape(art.version)}</h1><p>{html.escape(str(art.info.data.get('source')))}"
             f", {art.config.n_intents} intents, {art.config.n_layers} layers, pooling {art.config.pooling}</p>"
+            f"{intent_count_note(art.info.origin)}"
             f"<table border=1><tr><th>test (reference)</th><th></th></tr>{rows}</table>"
             f"<h2>intent health (test users; training/intent_health.py)</h2><table border=1>{health_rows}</table>"
             f"{intents_table}{images}")

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.artifact import Store
+from model.artifact import MANIFEST, Store
 from model.catalog import Catalog
 from model.config import ModelConfig
 from model.device import describe_device
 from training import distributed
-from training.config import SETTLE_EPOCHS, TrainConfig, check_compatible, preset_settings
+from training.config import NO_PRESET, SETTLE_EPOCHS, TrainConfig, check_compatible, preset_settings
 from training.data import Interactions
 from training.export import export_model, full_metrics
+from training.intent_count import describe_record
 from training.trainer import Trainer
 
 
@@ -29,14 +30,19 @@ class Settings:
     train: TrainConfig
 
 
-def base_settings(preset: str | None, improved: bool, improved_intents: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model, training) settings of the preset, with --improved or --improved-intents on top; none without one."""
+def base_settings(
+    preset: str | None, improved: bool, improved_intents: bool, intent_loss: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model, training) settings of the preset, with --improved or --improved-intents on top; without one, those of
+    a run without a preset (NO_PRESET: the balanced intent loss), unless `intent_loss` (the flag) chose ELCM."""
     if preset is not None:
         return preset_settings(preset, improved, improved_intents)
     if improved or improved_intents:
         flag = "--improved" if improved else "--improved-intents"
         raise ValueError(f"{flag} needs --preset: the improved settings are chosen per data set")
-    return {}, {}
+    if intent_loss == "elcm":
+        return {}, {}
+    return dict(NO_PRESET[0]), dict(NO_PRESET[1])
 
 
 def resolve_settings(
@@ -95,6 +101,9 @@ def train_and_export(
     if dist.is_main:
         where = f"{dist.world_size} processes ({dev.split(':')[0]})" if dist.enabled else dev
         log(f"training on {data_path} ({data.n_users} users, {data.n_items} items) on {where}; run dir {run}")
+        counted = describe_record(origin.get("intent_count"))
+        if counted:
+            log(f"{counted}; intent loss {settings.train.intent_loss}")
     trainer = Trainer(settings.model, settings.train, data, run, dev, log=log, progress=progress, dist=dist)
     model = trainer.fit()
     if not dist.is_main:
@@ -106,6 +115,7 @@ def train_and_export(
                                    catalog=catalog)
     except OSError as exc:  # e.g. a full disk: write_version left no partial version, CURRENT is unchanged
         raise OSError(f"cannot write a new version to {store} (nothing was published): {exc}") from exc
-    result = {"version": version_dir.name, "metrics": metrics, **origin}
+    health = json.loads((version_dir / MANIFEST).read_text())["intent_health"]
+    result = {"version": version_dir.name, "metrics": metrics, **origin, "intent_health": health}
     (run / Store.RUN_RESULT).write_text(json.dumps(result, indent=2))
     return result

@@ -45,6 +45,15 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[Interactions, np.nd
     return Interactions.from_sequences(users, seqs, spec.n_items, source="synthetic"), intents
 
 
+def planted_catalog(spec: SyntheticSpec = SyntheticSpec(), shelves: int = 8) -> list[dict[str, str]]:
+    """A catalog of the items: `genre` is the planted group ("genre 3"), what labels and coherence should find;
+    `shelf` is drawn at random, unrelated to the intents, what they should not find."""
+    planted = planted_item_intents(spec)
+    shelf = np.random.default_rng(spec.seed + 1).integers(0, shelves, size=spec.n_items + 1)
+    return [{"id": str(i), "title": f"Item {i}", "genre": f"genre {planted[i]}", "shelf": f"shelf {shelf[i]}"}
+            for i in range(1, spec.n_items + 1)]
+
+
 def _groups(spec: SyntheticSpec, rng: np.random.Generator) -> list[np.ndarray]:
     """The items (1..n_items) of each planted intent: the first draws of `rng`."""
     return np.array_split(rng.permutation(np.arange(1, spec.n_items + 1)), spec.n_intents)

@@ -210,7 +210,7 @@ class Trainer:
             perm = self.rng.permutation(n)
             return [perm[i : i + bs] for i in range(0, n, bs)]
         # Similar lengths together (random tie order), then batches in random order.
-        lengths = (self.train.inputs > 0).sum(axis=1)
+        lengths = self.train.lengths
         order = np.lexsort((self.rng.random(n), lengths))
         chunks = [order[i : i + bs] for i in range(0, n, bs)]
         return [chunks[i] for i in self.rng.permutation(len(chunks))]

@@ -30,6 +30,19 @@ def test_a_csv_catalog_reads_titles_and_multi_valued_fields(tmp_path: Path) -> N
     assert cat.record(0) == {"id": "i1", "title": "Toy Story", "genre": ["Animation", "Comedy"], "studio": ["Pixar"]}
 
 
+
+def test_fields_are_picked_and_renamed_so_typed_headers_read_as_they_are(tmp_path: Path) -> None:
+    # RecBole's atomic files name columns "name:type"; ':' separates fields in requests, so they are renamed
+    typed = write(tmp_path / "ml.item.tsv", "item_id:token\tmovie_title:token_seq\tyear:token\tclass:token_seq\n"
+                                            "1\tToy Story\t1995\tAnimation Comedy\n2\tHeat\t1995\tAction\n")
+    with pytest.raises(CatalogError, match=r"--field NAME=COLUMN"):
+        read_catalog(typed, "item_id:token", "movie_title:token_seq", " ")
+    cat = read_catalog(typed, "item_id:token", "movie_title:token_seq", " ", ["genre=class:token_seq"])
+    assert cat.fields == ("genre",) and cat.values["genre"] == (("Animation", "Comedy"), ("Action",))
+    assert cat.titles == ("Toy Story", "Heat")
+    with pytest.raises(CatalogError, match=r"no column 'kind' for the field 'genre'.*class:token_seq"):
+        read_catalog(typed, "item_id:token", "movie_title:token_seq", " ", ["genre=kind"])
+
 def test_tsv_jsonl_and_parquet_catalogs_read_alike(tmp_path: Path) -> None:
     tsv = write(tmp_path / "m.tsv", "item\tname\tgenre\n7\tUp\tAnimation;Family\n8\tCars\tAnimation\n")
     cat = read_catalog(tsv, id_column="item", title_column="name", multi_sep=";")

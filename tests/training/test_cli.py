@@ -2,16 +2,22 @@ import functools
 import hashlib
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import torch
 
+from model.artifact import load_artifact
+from model.catalog import item_categories
+from model.intent_labels import version_labels
 from tests.support.shared_data import DATA, need
 from training import download as dl
-from training.config import SETTLE_EPOCHS
+from training.config import PRESETS, SETTLE_EPOCHS
+from training.intent_count import RULE, intents_for
 from training.intent_health import IntentHealth
 from training.intent_settle import better_settled
 
@@ -214,15 +220,18 @@ def test_the_improved_settings_per_data_set():
     assert "ema" not in preset_settings("Toys_and_Games")[1]  # the paper's preset stays the paper's
 
 
-# A setting that belongs to another one: refused alone with a message that names it, trained and recorded with it.
-@pytest.mark.parametrize(("setting", "value", "needs", "refusal"), [
-    ("label-smoothing", "0.1", ("--rec-loss", "softmax"), "label_smoothing needs rec_loss 'softmax'"),
-    ("intent-queue", "64", ("--intent-loss", "balanced"), "intent_queue is a setting of intent_loss 'balanced'"),
-    ("intent-settle", "5", ("--intent-loss", "balanced"), "intent_settle is a setting of intent_loss 'balanced'"),
+# A setting that belongs to another one: refused without it (alone, or with another choice where it is the default
+# without a preset) with a message that names it, trained and recorded with it.
+@pytest.mark.parametrize(("setting", "value", "without", "needs", "refusal"), [
+    ("label-smoothing", "0.1", (), ("--rec-loss", "softmax"), "label_smoothing needs rec_loss 'softmax'"),
+    ("intent-queue", "64", ("--intent-loss", "elcm"), ("--intent-loss", "balanced"),
+     "intent_queue is a setting of intent_loss 'balanced'"),
+    ("intent-settle", "5", ("--intent-loss", "elcm"), (), "intent_settle is a setting of intent_loss 'balanced'"),
 ])
-def test_a_setting_of_another_is_refused_alone_and_recorded_with_it(tmp_path, setting, value, needs, refusal):
+def test_a_setting_of_another_is_refused_alone_and_recorded_with_it(tmp_path, setting, value, without, needs, refusal):
     data = _synthetic(tmp_path)
-    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, f"--{setting}", value)
+    refused = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, *without, f"--{setting}",
+                      value)
     assert refused.returncode == 2 and refusal in refused.stderr
     assert "Traceback" not in refused.stderr and not (tmp_path / "a" / "v0001").exists()
     done = run_cli("train", "--data", str(data), "--out", str(tmp_path / "a"), *SMALL, *needs, f"--{setting}", value)
@@ -297,3 +306,78 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     not_balanced = run_cli("intents", "calibrate", str(store), "--data", str(data), "--settle", "5")  # k-means centers
     assert not_balanced.returncode == 2 and "v0004 was not trained with it" in not_balanced.stderr
     assert "Traceback" not in not_balanced.stderr and not (store / "v0005").exists()
+
+
+HEALTH_LINE = re.compile(r"^intents \((\d+) test users\): (\d+) of (\d+) used, effective ([\d.]+), largest (\d+)%, "
+                         r"overlap ([\d.]+|-), lift@100 ([\d.]+|-)$", re.MULTILINE)
+
+
+def _planted(tmp_path: Path, users: int = 600) -> Path:
+    """A log with 8 planted intents, and beside it (items.csv) its catalog: genre planted, shelf random."""
+    data = tmp_path / "planted.txt"
+    made = run_cli("data", "synthetic", "--out", str(data), "--users", str(users), "--items", "400", "--intents", "8",
+                   "--catalog", str(tmp_path / "items.csv"))
+    assert made.returncode == 0, made.stderr
+    return data
+
+
+def test_train_without_a_preset_learns_balanced_intents_their_number_from_the_data(tmp_path):
+    data, store = _planted(tmp_path), tmp_path / "store"
+    trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "15", "--layers", "1",
+                      "--hidden", "32", "--no-progress", "--catalog", str(tmp_path / "items.csv"))
+    assert trained.returncode == 0, trained.stderr
+    k = intents_for(600)
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert manifest["model_config"]["n_intents"] == k
+    assert manifest["origin"]["train_config"]["intent_loss"] == "balanced"
+    assert manifest["origin"]["train_config"]["intent_settle"] == SETTLE_EPOCHS
+    assert manifest["origin"]["train_config"]["trade_off"] == 0.1
+    assert manifest["origin"]["intent_count"] == {"k": k, "chosen_by": "rule", "users": 600, "rule": RULE}
+    assert f"K = {k} intents from the data: 600 users" in trained.stdout
+    assert manifest["intent_health"]["effective"] >= k / 2
+    # training ends with the health of the exported intents, as the manifest records them; no warning
+    last = trained.stdout.strip().splitlines()[-1]
+    got = HEALTH_LINE.fullmatch(last)
+    assert got is not None, last
+    assert int(got[3]) == k and float(got[4]) == pytest.approx(manifest["intent_health"]["effective"], abs=0.05)
+    assert "warning" not in trained.stderr
+    # the labels name the planted genres, never the random shelves
+    art = load_artifact(store)
+    catalog = art.read_catalog()
+    assert catalog is not None
+    labels = version_labels(art.intents, torch.tensor(art.info.intent_mean_state),
+                            art.model.item_table().detach().float()[1:-1], item_categories(catalog, art.item_ids))
+    named = [label.categories[0] for label in labels if label.categories]
+    assert len(named) >= k / 2
+    assert {c.field for c in named} == {"genre"}  # each named intent's first category is its planted genre
+
+
+def test_elcm_when_asked_for_and_a_collapse_says_what_to_do(tmp_path):
+    data, store = _planted(tmp_path), tmp_path / "store"
+    # ELCM with many intents and a large weight collapses within a few epochs on this log
+    trained = run_cli("train", "--data", str(data), "--out", str(store), "--epochs", "12", "--layers", "1",
+                      "--hidden", "16", "--no-progress", "--intent-loss", "elcm", "--intents", "64",
+                      "--trade-off", "10")
+    assert trained.returncode == 0, trained.stderr
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert manifest["origin"]["train_config"].get("intent_loss", "elcm") == "elcm"
+    assert "intent_settle" not in manifest["origin"]["train_config"]
+    assert manifest["origin"]["train_config"]["trade_off"] == 10.0
+    assert manifest["origin"]["intent_count"] == {"k": 64, "chosen_by": "--intents", "users": 600}
+    health = manifest["intent_health"]
+    assert health["effective"] < 6.4, health  # below K / 10: collapsed
+    assert HEALTH_LINE.search(trained.stdout)
+    assert "warning: the intents collapsed: effective number" in trained.stderr
+    assert "--intent-loss balanced" in trained.stderr
+    assert f"elcrec intents fit {store} --data {data} --k {intents_for(600)}" in trained.stderr
+
+
+def test_a_preset_keeps_the_papers_elcm_and_its_number_of_intents(tmp_path):
+    data, store = _planted(tmp_path), tmp_path / "store"
+    trained = run_cli("train", "--data", str(data), "--out", str(store), "--preset", "Beauty", "--epochs", "1",
+                      "--hidden", "16", "--no-progress")
+    assert trained.returncode == 0, trained.stderr
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert manifest["origin"]["train_config"].get("intent_loss", "elcm") == "elcm"
+    assert manifest["model_config"]["n_intents"] == PRESETS["Beauty"][0]["n_intents"]
+    assert manifest["origin"]["intent_count"]["chosen_by"] == "preset"

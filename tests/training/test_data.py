@@ -70,3 +70,32 @@ def test_empty_missing_and_binary_files(tmp_path):
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00\x01")
     with pytest.raises(DataError, match="not text"):
         read_interactions(tmp_path / "bin.txt")
+
+
+def test_rows_built_per_batch_equal_the_padded_matrices_of_before():
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 50, size=rng.integers(1, 30)) for _ in range(200)]
+    data = parse_lines([f"u{u} " + " ".join(map(str, s)) for u, s in enumerate(seqs)])
+    T = 8
+    kept = [s for s in seqs if len(s) >= 4]
+    tr = train_split(data, T)
+    assert np.array_equal(np.asarray(tr.inputs), left_pad([s[:-3] for s in kept], T))
+    assert np.array_equal(np.asarray(tr.targets), left_pad([s[1:-2] for s in kept], T))
+    idx = rng.permutation(len(tr.users))[:17]
+    assert np.array_equal(tr.inputs[idx], left_pad([kept[i][:-3] for i in idx], T))
+    assert np.array_equal(tr.lengths, (np.asarray(tr.inputs) > 0).sum(axis=1))
+    pre = prefix_split(data, T)
+    prefixes = [(s[:k], s[k]) for s in kept for k in range(1, len(s) - 2)]
+    assert np.array_equal(np.asarray(pre.inputs), left_pad([p for p, _ in prefixes], T))
+    assert np.asarray(pre.targets)[:, -1].tolist() == [t for _, t in prefixes]
+    te = eval_split(data, T, "test")
+    assert np.array_equal(np.asarray(te.inputs), left_pad([s[:-1] for s in seqs if len(s) >= 2], T))
+    assert [h.tolist() for h in te.seen] == [s[:-1].tolist() for s in seqs if len(s) >= 2]
+    rows, cols = te.seen.flat(3, 9)
+    assert cols.tolist() == np.concatenate([h for h in te.seen[3:9]]).tolist()
+    assert rows.tolist() == np.repeat(np.arange(6), [len(h) for h in te.seen[3:9]]).tolist()
+
+
+def test_a_directory_without_dataset_json_is_refused_with_the_remedy(tmp_path):
+    with pytest.raises(DataError, match="directory without dataset.json.*elcrec data import"):
+        read_interactions(tmp_path)

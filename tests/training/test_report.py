@@ -41,3 +41,16 @@ def test_report_shows_labels_titles_and_coherence_where_the_version_has_a_catalo
     page = (tmp_path / "report" / "index.html").read_text()
     assert "<th>label (catalog)</th>" in page and "coherence (genre)" in page
     assert "Title &lt;" in page  # titles shown, escaped
+
+
+def test_the_report_says_how_k_was_chosen_through_a_calibration_but_not_past_intents_fit():
+    from training.intent_count import choose_intents
+    from training.report import intent_count_note
+
+    trained = {"kind": "trained", "intent_count": choose_intents(None, None, 943).to_dict()}
+    note = intent_count_note(trained)
+    assert note.startswith("<p>K = ") and "intents from the data: 943 users" in note
+    assert intent_count_note({"kind": "calibrated", "parent_origin": trained}) == note
+    assert intent_count_note({"kind": "intents-fit", "k": 12, "parent_origin": trained}) == (
+        "<p>K = 12 intents fitted after training (elcrec intents fit)</p>")
+    assert intent_count_note({"kind": "imported"}) == ""

@@ -1,0 +1,305 @@
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from elcrec.cli import app
+from training.data import DataError, read_interactions
+from training.importer import ImportSpec, import_logs
+
+HEADER = ["user", "item", "ts", "rating", "event"]
+
+
+def write_csv(path: Path, rows: list[tuple], sep: str = ",", header: list[str] = HEADER) -> Path:
+    path.write_text("\n".join(sep.join(str(v) for v in r) for r in [tuple(header), *rows]) + "\n")
+    return path
+
+
+def write_parquet(path: Path, rows: list[tuple]) -> Path:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (user VARCHAR, item VARCHAR, ts TIMESTAMP, rating INTEGER, event VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    con.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[tuple]) -> Path:
+    path.write_text("".join(json.dumps(dict(zip(HEADER, r, strict=True))) + "\n" for r in rows))
+    return path
+
+
+def sequences(out: Path) -> dict[str, list[str]]:
+    """user -> external item ids in sequence order, read back through read_interactions."""
+    data = read_interactions(out)
+    assert data.item_ids is not None
+    return {data.users[u]: [data.item_ids[i - 1] for i in data.sequence(u).tolist()] for u in range(data.n_users)}
+
+
+SPEC = ImportSpec(user="user", item="item", time="ts")
+ROWS = [  # user, item, time, rating, event
+    ("u1", "b", "2021-01-03 10:00:00", 5, "buy"),
+    ("u2", "a", "2021-01-01 09:00:00", 2, "view"),
+    ("u1", "a", "2021-01-01 09:00:00", 4, "view"),
+    ("u1", "c", "2021-01-03 10:00:00", 1, "view"),  # same time as b, later in the file
+    ("u2", "c", "2021-01-02 09:00:00", 5, "buy"),
+]
+EXPECTED = {"u1": ["a", "b", "c"], "u2": ["a", "c"]}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+def test_each_format_gives_time_ordered_sequences_with_ties_in_file_order(tmp_path, fmt):
+    log = {
+        "csv": lambda: write_csv(tmp_path / "log.csv", ROWS),
+        "tsv": lambda: write_csv(tmp_path / "log.tsv", ROWS, sep="\t"),
+        "parquet": lambda: write_parquet(tmp_path / "log.parquet", ROWS),
+        "jsonl": lambda: write_jsonl(tmp_path / "log.jsonl", ROWS),
+    }[fmt]()
+    meta = import_logs([log], tmp_path / "ds", SPEC)
+    assert sequences(tmp_path / "ds") == EXPECTED
+    assert meta["summary"]["interactions"] == 5 and meta["users"] == 2 and meta["items"] == 3
+    # internal ids by popularity, ties by external id: a (2), c (2), b (1)
+    assert (tmp_path / "ds" / "item_ids.txt").read_text() == "a\nc\nb\n"
+    assert meta["columns"] == {"user": "user", "item": "item", "time": "ts"}
+
+
+def test_ties_follow_file_name_order_across_parts_and_other_column_names(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    header = ["uid", "product", "when"]
+    # same time everywhere: the order is the parts' names, then rows within a part
+    write_csv(parts / "part-2.csv", [("u1", "z", 7), ("u1", "y", 7)], header=header)
+    write_csv(parts / "part-10.csv", [("u1", "x", 7)], header=header)  # "part-10" sorts before "part-2"
+    write_csv(parts / "part-1.csv", [("u1", "w", 7), ("u2", "w", 3)], header=header)
+    spec = ImportSpec(user="uid", item="product", time="when")
+    meta = import_logs([parts], tmp_path / "ds", spec)
+    assert sequences(tmp_path / "ds") == {"u1": ["w", "x", "z", "y"], "u2": ["w"]}
+    assert [Path(s["path"]).name for s in meta["sources"]] == ["part-1.csv", "part-10.csv", "part-2.csv"]
+    glob_meta = import_logs([parts / "part-1*.csv"], tmp_path / "ds2", spec)
+    assert [s["rows"] for s in glob_meta["sources"]] == [2, 1]
+
+
+def test_times_as_numbers_dates_and_offsets(tmp_path):
+    rows = [("u1", "late", "2021-01-01 09:00:00"), ("u1", "early", "2021-01-01T10:00:00+02:00"),
+            ("u1", "first", "2020-12-31"), ("u2", "b", 20), ("u2", "a", 10.5)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    import_logs([log], tmp_path / "ds", SPEC)
+    assert sequences(tmp_path / "ds") == {"u1": ["first", "early", "late"], "u2": ["a", "b"]}
+
+
+def test_without_a_time_column_the_file_order_is_kept(tmp_path):
+    log = write_csv(tmp_path / "log.csv", ROWS)
+    import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item"))
+    assert sequences(tmp_path / "ds") == {"u1": ["b", "a", "c"], "u2": ["a", "c"]}
+
+
+def test_rating_threshold_and_event_filter_and_their_counts(tmp_path):
+    log = write_csv(tmp_path / "log.csv", ROWS)
+    meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", rating="rating",
+                                                          min_rating=4))
+    assert sequences(tmp_path / "ds") == {"u1": ["a", "b"], "u2": ["c"]}
+    assert meta["summary"]["dropped"]["filter (rating >= 4)"] == 2
+    meta = import_logs([log], tmp_path / "ds2", ImportSpec(user="user", item="item", time="ts", event="event",
+                                                           events=("buy",)))
+    assert sequences(tmp_path / "ds2") == {"u1": ["b"], "u2": ["c"]}
+    assert meta["summary"]["dropped"]["filter (event in buy)"] == 3
+
+
+def test_kcore_iterates_until_users_and_items_both_hold(tmp_path):
+    # 2-core. One pass: item d has 1 interaction -> u3 drops to 1 item -> then item c has 1 -> u2 drops...
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 3), ("u2", "b", 4),
+            ("u3", "c", 5), ("u3", "d", 6), ("u4", "c", 7), ("u4", "e", 8)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", kcore=2))
+    # pass 1: items d, e go (1 each) -> u3, u4 hold 1 item each and go; pass 2: c has 0 left
+    assert sequences(tmp_path / "ds") == {"u1": ["a", "b"], "u2": ["a", "b"]}
+    assert meta["summary"]["dropped"]["k-core 2"] == 4
+    assert meta["summary"]["kcore_passes"] >= 2
+
+
+def test_kcore_needing_a_second_pass(tmp_path):
+    # 2-core: item x has 2 interactions at first, but u3 (1 item after z goes) leaves, and x falls to 1
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u2", "a", 3), ("u2", "b", 4), ("u1", "x", 5),
+            ("u3", "x", 6), ("u3", "z", 7)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", kcore=2))
+    assert sequences(tmp_path / "ds") == {"u1": ["a", "b"], "u2": ["a", "b"]}
+    assert meta["summary"]["dropped"]["k-core 2"] == 3 and meta["summary"]["kcore_passes"] == 2
+
+
+def test_kcore_with_a_longer_minimum_length_holds_both(tmp_path):
+    # 2-core alone keeps u1..u3; min length 3 drops u3 (2 items), and then item c (u1, u3) falls below 2
+    rows = [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u2", "a", 1), ("u2", "b", 2), ("u2", "d", 3),
+            ("u4", "a", 1), ("u4", "b", 2), ("u4", "d", 3), ("u3", "c", 1), ("u3", "d", 2)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", kcore=2,
+                                                          min_length=3))
+    # after c goes, u1 holds 2 items (< 3) and goes too; a, b, d keep 2 interactions each
+    assert sequences(tmp_path / "ds") == {"u2": ["a", "b", "d"], "u4": ["a", "b", "d"]}
+    assert meta["summary"]["dropped"] == {"null ids": 0, "k-core 2": 1, "min length 3": 4}
+
+
+def test_min_length_and_consecutive_repeats(tmp_path):
+    rows = [("u1", "a", 1), ("u1", "a", 2), ("u1", "b", 3), ("u1", "a", 4), ("u1", "a", 5), ("u2", "a", 1),
+            ("u2", "a", 2)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    meta = import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts", min_length=2,
+                                                          dedupe_consecutive=True))
+    assert sequences(tmp_path / "ds") == {"u1": ["a", "b", "a"]}  # u2 is one item once repeats go
+    assert meta["summary"]["dropped"] == {"null ids": 0, "dedupe consecutive": 3, "min length 2": 1}
+
+
+def test_summary_counts_and_lengths(tmp_path):
+    rows = [*ROWS, ("", "a", "2021-01-05 00:00:00", 3, "view"), ("u3", "", "2021-01-05 00:00:00", 3, "view")]
+    log = write_csv(tmp_path / "log.csv", rows)
+    meta = import_logs([log], tmp_path / "ds", SPEC)
+    s = meta["summary"]
+    assert (s["rows_read"], s["dropped"]["null ids"], s["users"], s["items"], s["interactions"]) == (7, 2, 2, 3, 5)
+    assert s["length"] == {"p50": 2, "p90": 3, "p99": 3, "max": 3}
+    stored = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert stored["summary"] == s and set(stored["sha256"]) == {"offsets.npy", "items.npy", "users.txt",
+                                                                 "item_ids.txt"}
+
+
+def test_the_dataset_loads_memory_mapped_with_a_fingerprint_from_its_hashes(tmp_path):
+    import_logs([write_csv(tmp_path / "log.csv", ROWS)], tmp_path / "ds", SPEC)
+    data = read_interactions(tmp_path / "ds")
+    assert isinstance(data.items, np.memmap) and data.items.dtype == np.int32
+    assert data.offsets.tolist() == [0, 3, 5] and list(data.users) == ["u1", "u2"] and data.n_items == 3
+    again = read_interactions(tmp_path / "ds")
+    assert again.fingerprint == data.fingerprint
+    (tmp_path / "ds" / "items.npy").write_bytes(b"broken")
+    with pytest.raises(DataError, match="items.npy"):
+        read_interactions(tmp_path / "ds")
+
+
+@pytest.mark.parametrize(
+    ("rows", "spec", "message"),
+    [
+        (ROWS, ImportSpec(user="customer", item="item"), r"log.csv: no column --user 'customer'; its columns are "
+                                                         r"'user', 'item', 'ts', 'rating', 'event'"),
+        ([*ROWS[:2], ("u3", "a", "yesterday", 1, "view")], SPEC,
+         r"log.csv, row 3 \(line 4\), column 'ts': time 'yesterday' is neither a number nor a date/time"),
+        ([*ROWS[:3], ("u3", "a", "2021-01-01", "good", "view")],
+         ImportSpec(user="user", item="item", rating="rating", min_rating=3),
+         r"log.csv, row 4 \(line 5\), column 'rating': rating 'good' is not a number"),
+        (ROWS, ImportSpec(user="user", item="item", rating="rating", min_rating=9),
+         r"nothing to import: the filter rating >= 9 kept no row"),
+        (ROWS, ImportSpec(user="user", item="item", kcore=3), r"nothing to import: the 3-core removed every"),
+    ],
+)
+def test_bad_input_names_file_row_and_column_and_writes_nothing(tmp_path, rows, spec, message):
+    log = write_csv(tmp_path / "log.csv", rows)
+    with pytest.raises(DataError, match=message):
+        import_logs([log], tmp_path / "ds", spec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]  # no DIR, no temporary directory
+
+
+def test_a_bad_value_in_a_later_part_names_that_part_and_its_row(tmp_path):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_jsonl(parts / "a.jsonl", ROWS)
+    write_jsonl(parts / "b.jsonl", [ROWS[0], ROWS[1], ("u9", "z", "soon", 1, "view")])
+    with pytest.raises(DataError, match=r"b.jsonl, row 3 \(line 3\), column 'ts': time 'soon'"):
+        import_logs([parts], tmp_path / "ds", SPEC)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_malformed_row_deep_in_a_csv_names_its_line(tmp_path):
+    rows = [(f"u{k}", f"i{k % 7}", k) for k in range(30_000)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    with open(log, "a") as fh:
+        fh.write("u1,i2,5,extra\n")
+    with pytest.raises(DataError, match=r"log.csv: .*Line: 30002; Original Line: u1,i2,5,extra") as caught:
+        import_logs([log], tmp_path / "ds", SPEC)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_failure_midway_leaves_nothing_and_keeps_an_existing_dataset(tmp_path, monkeypatch):
+    from training import importer
+
+    log = write_csv(tmp_path / "log.csv", ROWS)
+    import_logs([log], tmp_path / "ds", SPEC)
+    before = (tmp_path / "ds" / "dataset.json").read_text()
+
+    def boom(self, out):
+        (out / "items.npy").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(importer.Importer, "write", boom)
+    with pytest.raises(OSError, match="disk full"):
+        import_logs([log], tmp_path / "ds", SPEC, overwrite=True)
+    assert (tmp_path / "ds" / "dataset.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "log.csv"]
+    with pytest.raises(DataError, match="already exists"):
+        import_logs([log], tmp_path / "ds", SPEC)
+
+
+def test_the_cli_imports_and_reports_errors_without_a_traceback(tmp_path):
+    log = write_csv(tmp_path / "log.csv", ROWS)
+    runner = CliRunner()
+    args = ["data", "import", str(log), "--out", str(tmp_path / "ds"), "--user", "user", "--item", "item",
+            "--time", "ts", "--rating", "rating", "--min-rating", "2", "--no-progress"]
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert "read 5 rows" in ok.output and "dropped by filter (rating >= 2): 1" in ok.output
+    assert "2 users, 3 items, 4 interactions" in ok.output and "sequence length p50 2, p90 2, p99 2, max 2" in ok.output
+    bad = runner.invoke(app, [*args[:4], str(tmp_path / "ds2"), "--user", "who", "--item", "item", "--no-progress"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "error: " in bad.output and "no column --user 'who'" in bad.output and not (tmp_path / "ds2").exists()
+    missing = runner.invoke(app, ["data", "import", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x"),
+                                  "--user", "u", "--item", "i"])
+    assert missing.exit_code == 2 and "nope.csv does not exist" in missing.output
+
+
+def test_the_exported_items_are_the_external_ids(tmp_path):
+    from training.export import item_ids_for
+
+    import_logs([write_csv(tmp_path / "log.csv", ROWS)], tmp_path / "ds", SPEC)
+    data = read_interactions(tmp_path / "ds")
+    assert item_ids_for(data, data.n_items) == [None, "a", "c", "b", None]
+    with pytest.raises(ValueError, match="names 3 items, the model has 4"):
+        item_ids_for(data, 4)
+
+
+def test_string_tables_read_ids_back_as_written(tmp_path):
+    from training.dataset import StringTable, write_lines
+
+    ids = [f"user-{k}-ü" for k in range(70_000)] + ["", "x y"]
+    write_lines(tmp_path / "ids.txt", ids, "user id")
+    table = StringTable.from_lines_file(tmp_path / "ids.txt")
+    assert len(table) == len(ids) and list(table) == ids and table[-1] == "x y" and table[5:7] == ids[5:7]
+    with pytest.raises(Exception, match="line break"):
+        write_lines(tmp_path / "bad.txt", ["a\nb"], "user id")
+
+
+def test_a_model_trained_on_an_imported_log_serves_its_external_ids(tmp_path):
+    from training.synthetic import SyntheticSpec, generate
+
+    synthetic, _ = generate(SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=0))
+    rows = [(f"user-{u}", f"sku-{i}", 1000 + k) for u in range(synthetic.n_users)
+            for k, i in enumerate(synthetic.sequence(u).tolist())]
+    log = write_csv(tmp_path / "log.csv", rows[::-1], header=["customer", "sku", "at"])  # time order, not file order
+    runner = CliRunner()
+    imported = runner.invoke(app, ["data", "import", str(log), "--out", str(tmp_path / "ds"), "--user", "customer",
+                                   "--item", "sku", "--time", "at", "--kcore", "2", "--no-progress"])
+    assert imported.exit_code == 0, imported.output
+    store = tmp_path / "store"
+    trained = runner.invoke(app, ["train", "--data", str(tmp_path / "ds"), "--out", str(store), "--epochs", "2",
+                                  "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress",
+                                  "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    ids = json.loads((store / "v0001" / "items.json").read_text())["ids"]
+    assert ids[1:-1] == (tmp_path / "ds" / "item_ids.txt").read_text().splitlines() and ids[1].startswith("sku-")
+    manifest = json.loads((store / "v0001" / "manifest.json").read_text())
+    assert manifest["data"]["sha256"] == read_interactions(tmp_path / "ds").fingerprint
+    assert all(p.startswith("sku-") for p in manifest["popular_items"])
+    evaluated = runner.invoke(app, ["evaluate", str(store), "--data", str(tmp_path / "ds"), "--json", "--device", "cpu"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["users"] == 300
+    renamed = write_csv(tmp_path / "renamed.csv", [(u, "x" + i, t) for u, i, t in rows], header=["customer", "sku", "at"])
+    import_logs([renamed], tmp_path / "other", ImportSpec(user="customer", item="sku", time="at", kcore=2))
+    refused = runner.invoke(app, ["evaluate", str(store), "--data", str(tmp_path / "other"), "--device", "cpu"])
+    assert refused.exit_code == 2 and "numbers its items otherwise than v0001" in refused.output

@@ -1,0 +1,488 @@
+"""`elcrec data import`: interaction logs (CSV/TSV, Parquet, JSON lines; files, directories of parts, globs) into a
+data set directory (training/dataset.py), with DuckDB.
+
+The steps, each a DuckDB statement over the whole log, so that a log larger than memory spills to a temporary
+directory beside the output instead of failing (docs/IMPORT.md has the engine choice and the measurements):
+
+1. read every file in order into one table (user, item, time, keep), its row id the row's position in the log
+   (files in the order given, a directory's or glob's files by name, then rows in file order);
+2. check times and ratings (the first bad one is reported with its file, row and column), count the rows the
+   rating/event filter drops and the rows without a user or item id;
+3. keep the rows that pass the filter and have both ids;
+4. optionally drop consecutive repeats of an item in a user's sequence, then the k-core and the minimum length;
+5. number the items by popularity, sort each user's items by time then position, write the arrays.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training import dataset
+from training.data import DataError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".json": "jsonl"}
+COMPRESSED = (".gz", ".zst")
+DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share: peak RSS about 3.1 GiB at 100 M rows, under 4 GiB (docs/IMPORT.md)
+FETCH_ROWS = 8_000_000  # interactions written per chunk: 32 MB of int32
+LINE_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class ImportSpec:
+    user: str
+    item: str
+    time: str | None = None
+    rating: str | None = None
+    min_rating: float | None = None
+    event: str | None = None
+    events: tuple[str, ...] = ()
+    kcore: int = 0
+    min_length: int = 0
+    dedupe_consecutive: bool = False
+
+    def check(self) -> None:
+        if (self.rating is None) != (self.min_rating is None):
+            raise DataError("--rating and --min-rating go together: the column and the lowest rating kept")
+        if (self.event is None) != (not self.events):
+            raise DataError("--event and --events go together: the column and the event types kept")
+        if self.kcore < 0 or self.min_length < 0:
+            raise DataError("--kcore and --min-length must be >= 0")
+
+    def columns(self) -> dict[str, str]:
+        named = {"user": self.user, "item": self.item, "time": self.time, "rating": self.rating, "event": self.event}
+        return {k: v for k, v in named.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Engine:
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    threads: int | None = None  # DuckDB's default: every core
+
+
+@dataclass
+class Source:
+    path: Path
+    format: str
+    rows: int = 0
+    first_row: int = 0  # position of its first row in the log
+    columns: list[str] | None = None  # JSON lines: the columns found, all read as text
+
+
+@dataclass
+class Summary:
+    rows_read: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    users: int = 0
+    items: int = 0
+    interactions: int = 0
+    length: dict[str, int] = field(default_factory=dict)
+    kcore_passes: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        rate = f" ({self.rows_read / self.seconds:,.0f} rows/s)" if self.seconds else ""
+        out = [f"read {self.rows_read:,} rows in {self.seconds:.1f}s{rate}"]
+        out += [f"  dropped by {name}: {n:,}" for name, n in self.dropped.items()]
+        out.append(f"{self.users:,} users, {self.items:,} items, {self.interactions:,} interactions")
+        out.append("sequence length " + ", ".join(f"{k} {v}" for k, v in self.length.items()))
+        return out
+
+
+def resolve_sources(logs: list[Path]) -> list[Source]:
+    """Files of each LOG in the order given; a directory's files (recursively) and a glob's matches by name."""
+    out: list[Source] = []
+    for log in logs:
+        text = str(log)
+        if any(c in text for c in "*?["):
+            files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not files:
+                raise DataError(f"{log} matches no file")
+        elif log.is_dir():
+            files = sorted((p for p in log.rglob("*") if p.is_file() and _format(p) is not None),
+                           key=lambda p: str(p.relative_to(log)))
+            if not files:
+                raise DataError(f"{log} holds no CSV, TSV, Parquet or JSON lines file ({', '.join(FORMATS)})")
+        elif log.is_file():
+            files = [log]
+        else:
+            raise DataError(f"{log} does not exist")
+        for f in files:
+            fmt = _format(f)
+            if fmt is None:
+                raise DataError(f"{f}: unknown format; name the file by its format ({', '.join(FORMATS)}, "
+                                f"optionally compressed {', '.join(COMPRESSED)})")
+            out.append(Source(f, fmt))
+    return out
+
+
+def _format(path: Path) -> str | None:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes.pop()
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _reader(src: Source, columns: list[str] | None = None) -> str:
+    """The DuckDB table function reading a source; JSON lines with `columns` read every column as text (a type
+    sniffed from the first rows can be wrong further down, as with CSV)."""
+    path = _literal(str(src.path))
+    if src.format == "parquet":
+        return f"read_parquet({path})"
+    if src.format == "jsonl":
+        as_text = ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in columns or [])
+        return f"read_json({path}, format = 'newline_delimited'" + (f", columns = {{{as_text}}})" if as_text else ")")
+    delim = ", delim = '\t'" if src.format == "tsv" else ""
+    # Every column as text: a sniffed type can be wrong further down a large file; times and ratings are cast here.
+    return f"read_csv({path}, header = true, all_varchar = true{delim})"
+
+
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+           "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def _time_expr(col: str, kind: str) -> str:
+    """Seconds since 1970 as DOUBLE: numbers as they are, timestamps and dates, or text holding either; NULL where
+    the text is neither."""
+    c = _quote(col)
+    if kind.startswith(NUMERIC):
+        return f"CAST({c} AS DOUBLE)"
+    if kind.startswith(("TIMESTAMP", "DATE")):
+        return f"epoch_us(CAST({c} AS TIMESTAMPTZ)) / 1e6"
+    v = f"CAST({c} AS VARCHAR)"
+    # 'YYYY-MM-DD HH:MM:SS' and 'YYYY-MM-DD' (the usual forms) take the plain cast, a third faster than the
+    # time-zone-aware one that the rest need (an offset such as +02:00, which the plain cast would ignore).
+    plain = (f"(length({v}) = 19 AND substr({v}, 17, 1) = ':' AND substr({v}, 5, 1) = '-') "
+             f"OR (length({v}) = 10 AND substr({v}, 5, 1) = '-')")
+    return (f"CASE WHEN {plain} THEN epoch_us(TRY_CAST({v} AS TIMESTAMP)) / 1e6 "
+            f"ELSE coalesce(TRY_CAST({v} AS DOUBLE), epoch_us(TRY_CAST({v} AS TIMESTAMPTZ)) / 1e6) END")
+
+
+def _id_expr(col: str) -> str:
+    v = f"CAST({_quote(col)} AS VARCHAR)"
+    return f"CASE WHEN trim({v}) = '' THEN NULL ELSE {v} END"
+
+
+def _duckdb_message(exc: Exception) -> str:
+    """DuckDB's error on one line, without its list of possible fixes (options of its own, not of this command)."""
+    text = str(exc).split("\nPossible fixes")[0].split("\n\n")[0]
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class Importer:
+    """One import: the DuckDB connection, the sources and what each step removed."""
+
+    def __init__(self, spec: ImportSpec, engine: Engine, workdir: Path, tick: Callable[[str], None]) -> None:
+        import duckdb
+
+        self.spec, self.tick = spec, tick
+        self.con = duckdb.connect()
+        spill = workdir / "spill"
+        spill.mkdir()
+        self.con.execute(f"SET memory_limit = {_literal(engine.memory_limit)}")
+        self.con.execute(f"SET temp_directory = {_literal(str(spill))}")
+        if engine.threads:
+            self.con.execute(f"SET threads = {int(engine.threads)}")
+        self.con.execute("SET preserve_insertion_order = true")  # row ids follow the files' row order
+        self.con.execute("SET TimeZone = 'UTC'")  # times without an offset are read as UTC
+        self.con.execute("SET enable_progress_bar = false")
+        self.summary = Summary()
+        self.sources: list[Source] = []
+        self.pos = "ev.rowid"  # a row's position in the log: the row id of the table read, until dedupe copies it
+
+    def sql(self, query: str) -> Any:
+        import duckdb
+
+        try:
+            return self.con.execute(query)
+        except duckdb.Error as exc:
+            raise DataError(_duckdb_message(exc)) from None
+
+    def count(self, query: str) -> int:
+        return int(self.sql(query).fetchone()[0])
+
+    # -- 1. read ------------------------------------------------------------------------------------
+    def read(self, sources: list[Source]) -> None:
+        import duckdb
+
+        spec = self.spec
+        self.sql("CREATE TABLE raw (u VARCHAR, i VARCHAR, t DOUBLE, keep BOOLEAN)")
+        for src in sources:
+            reader = _reader(src)
+            try:
+                described = self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+            except duckdb.Error as exc:
+                raise DataError(f"{src.path}: cannot be read as {src.format}: {_duckdb_message(exc)}") from None
+            types = {str(row[0]): str(row[1]) for row in described}
+            missing = [f"--{opt} {col!r}" for opt, col in spec.columns().items() if col not in types]
+            if missing and src.format in ("csv", "tsv") and len(types) == 1 and any(c in next(iter(types))
+                                                                                  for c in ",;\t|"):
+                raise DataError(f"{src.path}: its rows could not be split into columns (the header reads as one "
+                                f"column, {next(iter(types))!r}): look for a row with another number of fields or "
+                                "an unclosed quote near the top")
+            if missing:
+                raise DataError(f"{src.path}: no column {', '.join(missing)}; its columns are "
+                                + ", ".join(repr(c) for c in types))
+            if src.format == "jsonl":
+                src.columns = list(types)
+                reader = _reader(src, src.columns)
+                types = dict.fromkeys(types, "VARCHAR")
+            t = _time_expr(spec.time, types[spec.time]) if spec.time else "NULL"
+            keep = ["TRUE"]
+            if spec.rating is not None:
+                r = f"TRY_CAST(CAST({_quote(spec.rating)} AS VARCHAR) AS DOUBLE)"
+                # NULL (an error, reported by check) where a rating is there but is no number
+                keep.append(f"CASE WHEN {_quote(spec.rating)} IS NOT NULL AND {r} IS NULL THEN NULL "
+                            f"ELSE coalesce({r} >= {float(spec.min_rating or 0)!r}, FALSE) END")
+            if spec.event is not None:
+                listed = ", ".join(_literal(e) for e in spec.events)
+                keep.append(f"coalesce(CAST({_quote(spec.event)} AS VARCHAR) IN ({listed}), FALSE)")
+            src.first_row = self.summary.rows_read
+            try:
+                src.rows = int(self.con.execute(
+                    f"INSERT INTO raw SELECT {_id_expr(spec.user)}, {_id_expr(spec.item)}, {t}, "
+                    f"{' AND '.join(keep)} FROM {reader}").fetchone()[0])  # type: ignore[index]
+            except duckdb.Error as exc:
+                raise DataError(f"{src.path}: {_duckdb_message(exc)}") from None
+            self.summary.rows_read += src.rows
+            self.sources.append(src)
+            self.tick(f"read {src.path.name}")
+
+    def where(self, pos: int) -> tuple[Source, int]:
+        """The file and 1-based row of a position in the log."""
+        src = next(s for s in reversed(self.sources) if s.first_row <= pos)
+        return src, pos - src.first_row + 1
+
+    def _row_words(self, src: Source, row: int) -> str:
+        text_line = {"csv": row + 1, "tsv": row + 1, "jsonl": row}.get(src.format)  # CSV/TSV: line 1 is the header
+        return f"row {row}" + (f" (line {text_line})" if text_line is not None else "")
+
+    def _value(self, src: Source, row: int, col: str) -> Any:
+        got = self.sql(f"SELECT {_quote(col)} FROM {_reader(src, src.columns)} LIMIT 1 OFFSET {row - 1}").fetchone()
+        return got[0] if got else None
+
+    # -- 2. check and count --------------------------------------------------------------------------
+    def check(self) -> None:
+        spec = self.spec
+        if self.summary.rows_read == 0:
+            raise DataError("the log holds no rows: " + ", ".join(str(s.path) for s in self.sources))
+        bad_time = "t IS NULL" if spec.time else "FALSE"
+        row = self.sql(
+            f"SELECT count(*) FILTER (WHERE keep = FALSE), "
+            f"count(*) FILTER (WHERE keep AND (u IS NULL OR i IS NULL)), "
+            f"min(rowid) FILTER (WHERE keep IS NULL), "
+            f"min(rowid) FILTER (WHERE keep AND u IS NOT NULL AND i IS NOT NULL AND {bad_time}) FROM raw").fetchone()
+        filtered, null_ids, bad_rating, bad_t = row
+        if bad_rating is not None:
+            src, r = self.where(int(bad_rating))
+            value = self._value(src, r, spec.rating or "")
+            raise DataError(f"{src.path}, {self._row_words(src, r)}, column {spec.rating!r}: rating {value!r} "
+                            "is not a number")
+        if bad_t is not None:
+            src, r = self.where(int(bad_t))
+            value = self._value(src, r, spec.time or "")
+            what = "no time" if value is None else f"time {value!r} is neither a number nor a date/time"
+            raise DataError(f"{src.path}, {self._row_words(src, r)}, column {spec.time!r}: {what}")
+        if spec.rating is not None or spec.event is not None:
+            self.summary.dropped["filter (" + ", ".join(self._filters()) + ")"] = int(filtered)
+        self.summary.dropped["null ids"] = int(null_ids)
+        left = self.summary.rows_read - int(filtered) - int(null_ids)
+        if left == 0:
+            why = (f"the filter {', '.join(self._filters())} kept no row" if filtered else
+                   f"every row lacks a user ({spec.user!r}) or item ({spec.item!r}) id")
+            raise DataError(f"nothing to import: {why}")
+        self.tick("check")
+
+    def _filters(self) -> list[str]:
+        s = self.spec
+        out = [f"{s.rating} >= {s.min_rating:g}"] if s.rating is not None and s.min_rating is not None else []
+        return out + ([f"{s.event} in {','.join(s.events)}"] if s.event is not None else [])
+
+    # -- 3. the rows kept --------------------------------------------------------------------------
+    def keep_rows(self) -> None:
+        # Ids stay strings: DuckDB keeps strings up to 12 bytes inline, so grouping and joining on them costs about
+        # what integers do, and an integer dictionary would take two more passes over the log (docs/IMPORT.md).
+        if self.count("SELECT count(*) FROM raw WHERE keep IS NOT TRUE OR u IS NULL OR i IS NULL"):
+            self.sql("DELETE FROM raw WHERE keep IS NOT TRUE OR u IS NULL OR i IS NULL")
+        self.sql("ALTER TABLE raw RENAME TO ev")
+        self.tick("ids")
+
+    # -- 4. filters ---------------------------------------------------------------------------------
+    def dedupe(self) -> None:
+        if not self.spec.dedupe_consecutive:
+            return
+        before = self.count("SELECT count(*) FROM ev")
+        self.sql(f"CREATE TABLE ev2 AS SELECT u, i, t, pos FROM (SELECT u, i, t, {self.pos} AS pos, lag(i) OVER "
+                 f"(PARTITION BY u ORDER BY t, {self.pos}) AS prev FROM ev) WHERE prev IS DISTINCT FROM i")
+        self.sql("DROP TABLE ev")
+        self.sql("ALTER TABLE ev2 RENAME TO ev")
+        self.pos = "ev.pos"
+        self.summary.dropped["dedupe consecutive"] = before - self.count("SELECT count(*) FROM ev")
+        self.tick("dedupe")
+
+    def _delete(self, key: str, below: int) -> int:
+        return self.count(f"DELETE FROM ev WHERE {key} IN (SELECT {key} FROM ev GROUP BY {key} "
+                          f"HAVING count(*) < {below})")
+
+    def cores(self) -> None:
+        """k-core and minimum length to a fixpoint. A pass drops items below k, then users below k (or the minimum
+        length); it stops as soon as a step removes nothing that the other depends on: users removing nothing
+        leave every item's count as the item step left it (>= k), items removing nothing (after the first pass)
+        leave every user as the last user step left them."""
+        spec = self.spec
+        kcore_removed = length_removed = 0
+        while spec.kcore:
+            self.summary.kcore_passes += 1
+            n = self._delete("i", spec.kcore)
+            kcore_removed += n
+            if not n and self.summary.kcore_passes > 1:
+                break
+            n = self._delete("u", spec.kcore)
+            kcore_removed += n
+            m = self._delete("u", spec.min_length) if spec.min_length > spec.kcore else 0
+            length_removed += m
+            if not n + m:
+                break
+        if spec.min_length and not spec.kcore:  # reached in one step: dropping a user changes no other user
+            length_removed += self._delete("u", spec.min_length)
+        if spec.kcore:
+            self.summary.dropped[f"k-core {spec.kcore}"] = kcore_removed
+        if spec.min_length:
+            self.summary.dropped[f"min length {spec.min_length}"] = length_removed
+        if self.count("SELECT count(*) FROM ev") == 0:
+            emptied = (f"the {spec.kcore}-core" if kcore_removed else f"the minimum length {spec.min_length}")
+            raise DataError(f"nothing to import: {emptied} removed every remaining interaction")
+        self.tick("k-core" if spec.kcore else "filters")
+
+    # -- 5. order and write -------------------------------------------------------------------------
+    def write(self, out: Path) -> None:
+        # Items by popularity (ties by external id): hot embedding rows sit together, item_ids.txt starts with
+        # the best sellers, and the numbering does not depend on how the log was split into files.
+        self.sql("CREATE TABLE iorder AS SELECT i, (row_number() OVER (ORDER BY n DESC, i))::INTEGER AS item "
+                 "FROM (SELECT i, count(*) AS n FROM ev GROUP BY i)")
+        self.sql("CREATE TABLE uorder AS SELECT u, n, (row_number() OVER (ORDER BY u) - 1)::INTEGER AS row "
+                 "FROM (SELECT u, count(*) AS n FROM ev GROUP BY u)")
+        self.sql(f"CREATE TABLE fin AS SELECT item FROM ev JOIN uorder USING (u) JOIN iorder USING (i) "
+                 f"ORDER BY row, t NULLS FIRST, {self.pos}")
+        self.sql("DROP TABLE ev")
+        self.tick("order")
+        counts = self.sql("SELECT n FROM uorder ORDER BY row").fetchnumpy()["n"].astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        np.save(out / dataset.OFFSETS, offsets)
+        total = int(offsets[-1])
+        # Appended a chunk at a time to a plain file (not a memory map, whose written pages would count in the
+        # process's RSS up to the whole array).
+        with open(out / dataset.ITEMS, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<i4", "fortran_order": False, "shape": (total,)})
+            for lo in range(0, total, FETCH_ROWS):
+                hi = min(lo + FETCH_ROWS, total)
+                chunk = self.sql(f"SELECT item FROM fin WHERE rowid >= {lo} AND rowid < {hi}").fetchnumpy()["item"]
+                fh.write(np.ascontiguousarray(chunk, dtype="<i4").tobytes())
+        n_users = dataset.write_lines(out / dataset.USERS, self._strings("SELECT u FROM uorder ORDER BY row"), "user id")
+        n_items = dataset.write_lines(out / dataset.ITEM_IDS, self._strings("SELECT i FROM iorder ORDER BY item"),
+                                      "item id")
+        q = self.sql("SELECT quantile_disc(n, 0.5), quantile_disc(n, 0.9), quantile_disc(n, 0.99), max(n) "
+                     "FROM uorder").fetchone() or ()
+        self.summary.length = dict(zip(("p50", "p90", "p99", "max"), (int(v) for v in q), strict=True))
+        self.summary.users, self.summary.items, self.summary.interactions = n_users, n_items, total
+        self.tick("write")
+
+    def _strings(self, query: str) -> Iterator[str]:
+        result = self.sql(query)
+        while rows := result.fetchmany(LINE_ROWS):
+            for (s,) in rows:
+                yield s
+
+
+def import_logs(
+    logs: list[Path], out: Path, spec: ImportSpec, engine: Engine = Engine(), progress: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Import the logs into the data set directory `out`, written beside it under a temporary name and renamed at
+    the end: on any failure nothing is left at `out` (nor the temporary directory). Returns dataset.json."""
+    from tqdm import tqdm
+
+    spec.check()
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists (pass --overwrite to replace it)")
+    sources = resolve_sources(logs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
+    steps = len(sources) + 6 + int(spec.dedupe_consecutive)
+    bar = tqdm(total=steps, desc="import", unit="step", disable=not progress, leave=False)
+
+    started = last = time.perf_counter()
+    stages: dict[str, float] = {}
+
+    def tick(what: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        stage = "read" if what.startswith("read ") else what
+        stages[stage] = round(stages.get(stage, 0.0) + now - last, 2)
+        last = now
+        bar.set_postfix_str(what)
+        bar.update()
+
+    try:
+        imp = Importer(spec, engine, work, tick)
+        imp.summary.stage_seconds = stages
+        imp.read(sources)
+        imp.check()
+        imp.keep_rows()
+        imp.dedupe()
+        imp.cores()
+        target = work / "dataset"
+        target.mkdir()
+        imp.write(target)
+        imp.con.close()
+        shutil.rmtree(work / "spill", ignore_errors=True)
+        imp.summary.seconds = round(time.perf_counter() - started, 1)
+        meta = dataset.write_meta(target, {
+            "users": imp.summary.users, "items": imp.summary.items, "interactions": imp.summary.interactions,
+            "item_order": "by popularity (interactions after the filters, most first; ties by external id)",
+            "user_order": "by external id",
+            "sources": [{"path": str(s.path.resolve()), "format": s.format, "rows": s.rows} for s in imp.sources],
+            "columns": spec.columns(),
+            "filters": {k: v for k, v in asdict(spec).items() if k not in ("user", "item", "time", "rating", "event")},
+            "summary": asdict(imp.summary),
+        })
+        if out.exists():  # --overwrite: the old data set goes only once the new one is complete
+            old = work / "replaced"
+            os.replace(out, old)
+        os.replace(target, out)
+    except BaseException:
+        bar.close()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    bar.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+def summary_lines(meta: dict[str, Any]) -> list[str]:
+    s = meta["summary"]
+    return Summary(**{k: s[k] for k in Summary.__dataclass_fields__}).lines()
+
+
+def dumps(meta: dict[str, Any]) -> str:
+    return json.dumps(meta["summary"], indent=2)
