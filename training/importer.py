@@ -428,7 +428,7 @@ def import_logs(
     sources = resolve_sources(logs)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
-    steps = len(sources) + 6 + int(spec.dedupe_consecutive)
+    steps = len(sources) + 5 + int(spec.dedupe_consecutive)  # read each file, check, ids, (dedupe,) filters, order, write
     bar = tqdm(total=steps, desc="import", unit="step", disable=not progress, leave=False)
 
     started = last = time.perf_counter()
