@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from model.encoder import ELCRec
-from training.data import EvalSplit, Interactions, Windows, eval_split, row_lengths
+from training.data import EvalSplit, Histories, Interactions, Windows, eval_split, row_lengths
 from training.metrics import hit_ndcg, mask_scores, target_ranks
 
 
@@ -48,6 +48,17 @@ def _per_user(
     return out
 
 
+def seen_pairs(seen: Sequence[np.ndarray], start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row - start, item) of every history item of rows start..stop-1: what the full-ranking masks take."""
+    if isinstance(seen, Histories):
+        rows_np, cols_np = seen.flat(start, stop)
+        return torch.from_numpy(rows_np), torch.from_numpy(cols_np)
+    block = seen[start:stop]
+    rows = torch.from_numpy(np.repeat(np.arange(stop - start), [len(s) for s in block]))
+    cols = torch.from_numpy(np.concatenate(block)) if len(block) else torch.zeros(0, dtype=torch.long)
+    return rows, cols
+
+
 def evaluate_split(
     model: ELCRec, split: EvalSplit, protocols: tuple[str, ...] = ("reference",), device: str = "cpu",
 ) -> dict[str, dict[str, float]]:
@@ -66,9 +77,7 @@ def split_ranks(
     for start in range(0, len(vectors), chunk):
         stop = min(start + chunk, len(vectors))
         base = vectors[start:stop] @ table.T  # (b, V)
-        seen = split.seen[start:stop]
-        rows = torch.from_numpy(np.repeat(np.arange(stop - start), [len(s) for s in seen]))
-        cols = torch.from_numpy(np.concatenate(seen)) if seen else torch.zeros(0, dtype=torch.long)
+        rows, cols = seen_pairs(split.seen, start, stop)
         targets = torch.from_numpy(split.targets[start:stop])
         for p in protocols:
             scores = mask_scores(base.clone() if len(protocols) > 1 else base, rows, cols, p)
