@@ -37,7 +37,8 @@ def retrain_command(
     data: Annotated[
         Path,
         typer.Option(
-            help="Base interaction file (benchmark format; integer ids are the external item ids). "
+            help="Base interaction data: a data set directory (elcrec data import; its item ids) or a benchmark file "
+            "(its integer ids are the external item ids). "
             "Used until the store holds merged data (STORE/data/vNNNN.txt)"
         ),
     ],

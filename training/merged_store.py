@@ -16,6 +16,7 @@ from typing import Any
 from model.artifact import Store, write_text_atomic
 from model.events import WATERMARK_KEY
 from training.data import DataError, Interactions, read_interactions
+from training.export import item_ids_for
 from training.merge import Merged
 from training.retrain_errors import RetrainError, RetrainUnavailable
 
@@ -60,13 +61,14 @@ def find_base(store: Path, watermark: str | None) -> tuple[str, dict[str, Any]] 
 def read_base(
     store: Path, base_file: Path, version: str | None
 ) -> tuple[Interactions, list[str | None], str]:
-    """-> (interactions, row -> external id of their item ids, description of where they came from)."""
+    """-> (interactions, row -> external id of their item ids, description of where they came from). The base file's
+    ids are its own (an imported data set's item_ids.txt; the authors' files' integers)."""
     if version is None:
         try:
             data = read_interactions(base_file)
         except DataError as exc:
             raise RetrainError(str(exc)) from exc
-        return data, [None, *(str(i) for i in range(1, data.n_items + 1)), None], str(base_file)
+        return data, item_ids_for(data, data.n_items), str(base_file)
     path, _ = data_paths(store, version)
     items_file = store / version / "items.json"
     try:

@@ -116,3 +116,16 @@ def test_a_warm_started_retrain_fine_tunes_at_a_tenth_of_the_learning_rate_unles
     assert train_config(saved, {}, "real").lr == pytest.approx(0.0002)
     assert train_config(saved, {"lr": 0.005}, "real").lr == 0.005
     assert train_config(None, {}, "real").lr == pytest.approx(0.0001)  # no saved config: a tenth of the default
+
+
+def test_an_imported_base_data_set_keeps_its_external_item_ids(tmp_path) -> None:
+    from training.importer import Engine, ImportSpec, import_logs
+    from training.merged_store import read_base
+
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,ts\nu1,sku-b,1\nu1,sku-a,2\nu2,sku-b,1\nu2,sku-c,3\n")
+    import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item", time="ts"), Engine("200MB", 1), False)
+    data, ids, _ = read_base(tmp_path, tmp_path / "ds", None)
+    assert ids[0] is None and ids[-1] is None and sorted(ids[1:-1]) == ["sku-a", "sku-b", "sku-c"]
+    first = [ids[int(i)] for i in data.sequence(list(data.users).index("u1"))]
+    assert first == ["sku-b", "sku-a"]  # the rows name the log's items, not str(row)
