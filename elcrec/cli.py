@@ -140,6 +140,8 @@ def train(
     from model.catalog import read_catalog
     from model.device import pick_device
     from training.data import DataError, read_interactions
+    from training.dataset import DatasetError, is_dataset
+    from training.dataset import read_catalog as dataset_catalog
     from training.intent_count import choose_intents
     from training.intent_verdict import collapse_warning, health_line
     from training.run import base_settings, resolve_settings, run_dir_for, train_and_export
@@ -168,7 +170,9 @@ def train(
 
             empty_index(index, settings.model.d)
         items = read_catalog(catalog, id_column, title_column, multi_sep, field or ()) if catalog is not None else None
-    except (DataError, ValueError) as exc:  # CatalogError is a ValueError
+        if items is None and is_dataset(data):
+            items = dataset_catalog(data)  # the one given at import, if any
+    except (DataError, DatasetError, ValueError) as exc:  # CatalogError is a ValueError
         fail(str(exc))
     run = run_dir or run_dir_for(out, data, interactions, settings)
     origin = {"kind": "trained", "preset": preset.value if preset else None, "improved": improved,
@@ -254,9 +258,15 @@ def data_import(
     threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: every core)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
+    catalog: Annotated[Path | None, typer.Option(help="Item catalog (CSV/TSV, Parquet or JSON lines: id, title, categorical columns) kept with the data set; elcrec train stores it with the model")] = None,
+    id_column: IdColumn = "id",
+    title_column: TitleColumn = "title",
+    multi_sep: MultiSep = "|",
+    field: CatalogFields = None,
 ) -> None:
     """Import interaction logs into a data set directory: each user's items in time order (ties in file order),
     external ids kept, the summary printed and stored in DIR/dataset.json."""
+    from model.catalog import CatalogError, read_catalog
     from training.data import DataError
     from training.importer import Engine, ImportSpec, import_logs, summary_lines
 
@@ -266,13 +276,16 @@ def data_import(
         kcore=kcore, min_length=min_length, dedupe_consecutive=dedupe_consecutive,
     )
     try:
-        meta = import_logs(logs, out, spec, Engine(memory_limit, threads), progress, overwrite)
-    except DataError as exc:
+        items = read_catalog(catalog, id_column, title_column, multi_sep, field or ()) if catalog is not None else None
+        meta = import_logs(logs, out, spec, Engine(memory_limit, threads), progress, overwrite, items)
+    except (DataError, CatalogError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write {out} (nothing was written there): {exc}")
     for line in summary_lines(meta):
         typer.echo(line)
+    if items is not None:
+        typer.echo(f"catalog {items.source}: {len(items)} items, fields {', '.join(items.fields) or '(none)'}")
     typer.echo(f"wrote {out}")
 
 

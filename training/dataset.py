@@ -21,6 +21,8 @@ from typing import Any, overload
 
 import numpy as np
 
+from model.catalog import Catalog, CatalogError, read_stored
+
 FORMAT = "elcrec-dataset"
 VERSION = 1
 META = "dataset.json"
@@ -29,6 +31,7 @@ ITEMS = "items.npy"
 USERS = "users.txt"
 ITEM_IDS = "item_ids.txt"
 HASHED = (OFFSETS, ITEMS, USERS, ITEM_IDS)
+CATALOG = "catalog.jsonl"  # optional: the item catalog given at import, in the stored form (model/catalog.py)
 
 
 class DatasetError(Exception):
@@ -163,3 +166,18 @@ def load_arrays(directory: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray
         if not ok:
             raise DatasetError(f"{directory / name} does not match {META}: expected {want}, found {got}")
     return meta, offsets, items, users, item_ids
+
+
+def read_catalog(directory: Path) -> Catalog | None:
+    """The catalog given at import (`elcrec data import --catalog`), checked against its sha256; None: none given."""
+    meta = read_meta(directory)
+    entry = meta.get("catalog")
+    if not isinstance(entry, dict):
+        return None
+    path = directory / CATALOG
+    try:
+        if sha256_file(path) != entry.get("sha256"):
+            raise DatasetError(f"{path} does not match the sha256 in {directory / META}: the file was changed")
+        return read_stored(path, list(entry["fields"]), str(entry["source"]))
+    except (OSError, KeyError, TypeError, CatalogError) as exc:
+        raise DatasetError(f"the catalog of {directory} cannot be read: {exc}") from None

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from model.catalog import Catalog
 from training import dataset
 from training.data import DataError
 
@@ -416,10 +417,11 @@ class Importer:
 
 def import_logs(
     logs: list[Path], out: Path, spec: ImportSpec, engine: Engine = Engine(), progress: bool = False,
-    overwrite: bool = False,
+    overwrite: bool = False, catalog: Catalog | None = None,
 ) -> dict[str, Any]:
     """Import the logs into the data set directory `out`, written beside it under a temporary name and renamed at
-    the end: on any failure nothing is left at `out` (nor the temporary directory). Returns dataset.json."""
+    the end: on any failure nothing is left at `out` (nor the temporary directory). With `catalog` the data set
+    keeps it (dataset.CATALOG), and `elcrec train` stores it with the model. Returns dataset.json."""
     from tqdm import tqdm
 
     spec.check()
@@ -454,6 +456,8 @@ def import_logs(
         target = work / "dataset"
         target.mkdir()
         imp.write(target)
+        if catalog is not None:
+            (target / dataset.CATALOG).write_text(catalog.to_jsonl(), encoding="utf-8")
         imp.con.close()
         shutil.rmtree(work / "spill", ignore_errors=True)
         imp.summary.seconds = round(time.perf_counter() - started, 1)
@@ -465,6 +469,8 @@ def import_logs(
             "columns": spec.columns(),
             "filters": {k: v for k, v in asdict(spec).items() if k not in ("user", "item", "time", "rating", "event")},
             "summary": asdict(imp.summary),
+            **({"catalog": {**catalog.describe(), "sha256": dataset.sha256_file(target / dataset.CATALOG)}}
+               if catalog is not None else {}),
         })
         if out.exists():  # --overwrite: the old data set goes only once the new one is complete
             old = work / "replaced"

@@ -249,6 +249,11 @@ def test_the_cli_imports_and_reports_errors_without_a_traceback(tmp_path):
     bad = runner.invoke(app, [*args[:4], str(tmp_path / "ds2"), "--user", "who", "--item", "item", "--no-progress"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert "error: " in bad.output and "no column --user 'who'" in bad.output and not (tmp_path / "ds2").exists()
+    (tmp_path / "cat.csv").write_text("id,title\na,A\na,again\n")
+    bad_catalog = runner.invoke(app, [*args[:4], str(tmp_path / "ds3"), *args[5:], "--catalog", str(tmp_path / "cat.csv")])
+    assert bad_catalog.exit_code == 2 and "Traceback" not in bad_catalog.output
+    assert "cat.csv row 2" in bad_catalog.output and "'a' again" in bad_catalog.output
+    assert not (tmp_path / "ds3").exists()
     missing = runner.invoke(app, ["data", "import", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "x"),
                                   "--user", "u", "--item", "i"])
     assert missing.exit_code == 2 and "nope.csv does not exist" in missing.output
@@ -283,9 +288,13 @@ def test_a_model_trained_on_an_imported_log_serves_its_external_ids(tmp_path):
             for k, i in enumerate(synthetic.sequence(u).tolist())]
     log = write_csv(tmp_path / "log.csv", rows[::-1], header=["customer", "sku", "at"])  # time order, not file order
     runner = CliRunner()
+    catalog = tmp_path / "items.csv"
+    catalog.write_text("id,title,shelf\n" + "".join(f"sku-{i},Item {i},shelf {i % 3}\n" for i in range(1, 61)))
     imported = runner.invoke(app, ["data", "import", str(log), "--out", str(tmp_path / "ds"), "--user", "customer",
-                                   "--item", "sku", "--time", "at", "--kcore", "2", "--no-progress"])
+                                   "--item", "sku", "--time", "at", "--kcore", "2", "--no-progress",
+                                   "--catalog", str(catalog)])
     assert imported.exit_code == 0, imported.output
+    assert "catalog items.csv: 60 items, fields shelf" in imported.output
     store = tmp_path / "store"
     trained = runner.invoke(app, ["train", "--data", str(tmp_path / "ds"), "--out", str(store), "--epochs", "2",
                                   "--layers", "1", "--intents", "3", "--hidden", "16", "--no-progress",
@@ -296,6 +305,8 @@ def test_a_model_trained_on_an_imported_log_serves_its_external_ids(tmp_path):
     manifest = json.loads((store / "v0001" / "manifest.json").read_text())
     assert manifest["data"]["sha256"] == read_interactions(tmp_path / "ds").fingerprint
     assert all(p.startswith("sku-") for p in manifest["popular_items"])
+    # the catalog given at import went with the data set into the model
+    assert manifest["catalog"]["source"] == "items.csv" and manifest["catalog"]["fields"] == ["shelf"]
     evaluated = runner.invoke(app, ["evaluate", str(store), "--data", str(tmp_path / "ds"), "--json", "--device", "cpu"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.output)["users"] == 300
