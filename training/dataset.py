@@ -21,6 +21,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from model.artifact import sha256_file
 from model.catalog import Catalog, CatalogError, read_stored
 
 FORMAT = "elcrec-dataset"
@@ -91,12 +92,6 @@ def write_lines(path: Path, strings: Iterable[str], what: str) -> int:
     return n
 
 
-def sha256_file(path: Path, chunk: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> dict[str, Any]:
