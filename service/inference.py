@@ -64,7 +64,7 @@ def run_batch(bundle: ModelBundle, queries: Sequence[Query]) -> list[Answer]:
     for i, q in enumerate(queries):
         served: list[int] | None = None
         if q.diversify:
-            got_rows, got_scores, sources, excluded = interleave_sources(per_query[i], prob_l[i][: q.intents], q.k)
+            got_rows, got_scores, sources, excluded = interleave(per_query[i], prob_l[i][: q.intents], q.k)
             served = [intent_l[i][j] for j in sources]  # list j ranks for the user's j-th nearest intent
         else:
             got_rows, got_scores, excluded = per_query[i][0]
@@ -101,18 +101,10 @@ def steered(
 
 def interleave(
     lists: Sequence[tuple[list[int], list[float], int]], weights: Sequence[float], k: int
-) -> tuple[list[int], list[float], int]:
+) -> tuple[list[int], list[float], list[int], int]:
     """k items from several ranked lists (one per intent), each list getting a share of the places in proportion
     to its weight (the D'Hondt rule: the next place goes to the list with the largest weight / (places + 1)),
-    every list in its own order, no item twice."""
-    rows, scores, _, excluded = interleave_sources(lists, weights, k)
-    return rows, scores, excluded
-
-
-def interleave_sources(
-    lists: Sequence[tuple[list[int], list[float], int]], weights: Sequence[float], k: int
-) -> tuple[list[int], list[float], list[int], int]:
-    """As interleave, with the list each item was taken from."""
+    every list in its own order, no item twice; with the list each item was taken from."""
     taken: set[int] = set()
     rows: list[int] = []
     scores: list[float] = []

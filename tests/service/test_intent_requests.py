@@ -18,11 +18,11 @@ HISTORY = ["i3", "i7", "i2", "i9", "i11"]
 
 def test_interleave_gives_places_in_proportion_to_the_weights():
     lists = [([1, 2, 3, 4, 5, 6, 7], [0.0] * 7, 0), ([11, 12, 13, 14], [0.0] * 4, 1), ([21, 22], [0.0] * 2, 2)]
-    rows, _, excluded = interleave(lists, [0.6, 0.3, 0.1], 10)
+    rows, _, _, excluded = interleave(lists, [0.6, 0.3, 0.1], 10)
     assert sorted(rows) == [1, 2, 3, 4, 5, 6, 11, 12, 13, 21] and excluded == 2
     assert rows[:3] == [1, 2, 11]  # each list keeps its own order
     # an item in two lists is taken once; a list that runs dry leaves its places to the others
-    rows, _, _ = interleave([([1, 2, 3], [0.0] * 3, 0), ([1, 9], [0.0] * 2, 0)], [0.5, 0.5], 4)
+    rows, _, _, _ = interleave([([1, 2, 3], [0.0] * 3, 0), ([1, 9], [0.0] * 2, 0)], [0.5, 0.5], 4)
     assert rows == [1, 9, 2, 3]
 
 
