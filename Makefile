@@ -57,6 +57,8 @@ test-stack: setup docker-engine
 
 lint: setup
 	$(BIN)/ruff check elcrec model training service bench tests
+	@rm -rf .typecheck && mkdir -p .typecheck/elcrec && ln -s $(CURDIR)/elcrec/*.py .typecheck/elcrec/ && \
+		for layer in model training service; do ln -s $(CURDIR)/$$layer .typecheck/elcrec/$$layer; done
 	$(BIN)/mypy
 
 bench-epoch: setup

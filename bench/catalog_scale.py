@@ -28,8 +28,7 @@ from typing import Any
 
 import faiss
 import numpy as np
-
-from model.item_index import build_item_index
+from elcrec.model.item_index import build_item_index
 
 K = 10
 CHUNK = 100_000

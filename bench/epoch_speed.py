@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-
-from model.config import ModelConfig
-from training.config import TrainConfig, preset_settings
-from training.data import read_interactions
-from training.trainer import Trainer
+from elcrec.model.config import ModelConfig
+from elcrec.training.config import TrainConfig, preset_settings
+from elcrec.training.data import read_interactions
+from elcrec.training.trainer import Trainer
 
 
 def main() -> None:

@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from model.artifact import resolve
-from service.bundle import LoadOptions, ModelBundle, build_bundle, pick_device
-from service.inference import run_batch
-from service.queries import Answer, Query
-from training.data import eval_split, read_interactions
+from elcrec.model.artifact import resolve
+from elcrec.service.bundle import LoadOptions, ModelBundle, build_bundle, pick_device
+from elcrec.service.inference import run_batch
+from elcrec.service.queries import Answer, Query
+from elcrec.training.data import eval_split, read_interactions
 
 BATCHES = (1, 32, 256)
 PRECISIONS = ("fp32", "bf16", "fp16")

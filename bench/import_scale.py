@@ -145,12 +145,11 @@ def train_memory(path: Path, list_users: bool) -> dict[str, Any]:
     training/ for the flat arrays; for the figures before them, with the parent commit's training/ on PYTHONPATH
     (plus training/dataset.py to load the arrays) and `--list-users`, as its read_interactions gave a list."""
     import numpy as np
-
-    from model.config import ModelConfig
-    from training import dataset
-    from training.config import TrainConfig
-    from training.data import Interactions
-    from training.trainer import Trainer
+    from elcrec.model.config import ModelConfig
+    from elcrec.training import dataset
+    from elcrec.training.config import TrainConfig
+    from elcrec.training.data import Interactions
+    from elcrec.training.trainer import Trainer
 
     stages: dict[str, Any] = {"start": peak_mib()}
     start = time.perf_counter()

@@ -15,16 +15,16 @@ import json
 from pathlib import Path
 
 import torch
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intents import DEFAULT_TEMPERATURE
+from elcrec.training import intent_health as ih
+from elcrec.training.config import SETTLE_EPOCHS
+from elcrec.training.intent_settle import settle_centers
+from elcrec.training.trainer import CHECKPOINT
 
 from bench import write_json
 from bench.intent_calibration import intent_inputs, reading
-from model.config import ModelConfig
-from model.encoder import ELCRec
-from model.intents import DEFAULT_TEMPERATURE
-from training import intent_health as ih
-from training.config import SETTLE_EPOCHS
-from training.intent_settle import settle_centers
-from training.trainer import CHECKPOINT
 
 
 def main() -> None:

@@ -23,16 +23,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from elcrec.model.artifact import load_artifact
+from elcrec.model.intents import IntentSpace
+from elcrec.training.data import Interactions, left_pad, read_interactions
+from elcrec.training.evaluate import pooled_states
+from elcrec.training.intent_health import calibrate, model_health, trained_balanced, training_states
+from elcrec.training.intent_ids import LiveIntents, transitions
+from elcrec.training.intent_settle import SETTLE_BATCH, SETTLE_LR
+from elcrec.training.losses import sinkhorn
 
 from bench import write_json
-from model.artifact import load_artifact
-from model.intents import IntentSpace
-from training.data import Interactions, left_pad, read_interactions
-from training.evaluate import pooled_states
-from training.intent_health import calibrate, model_health, trained_balanced, training_states
-from training.intent_ids import LiveIntents, transitions
-from training.intent_settle import SETTLE_BATCH, SETTLE_LR
-from training.losses import sinkhorn
 
 
 def anchored_settle(

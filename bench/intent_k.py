@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from elcrec.training.data import Interactions, read_interactions, write_interactions
+from elcrec.training.intent_count import intents_for
 
 from bench import write_json
-from training.data import Interactions, read_interactions, write_interactions
-from training.intent_count import intents_for
 
 
 def subsample(data: Interactions, users: int, seed: int) -> Interactions:
@@ -62,11 +62,11 @@ def from_csv(path: Path) -> Interactions:
 def measure_one(
     path: Path, data: Interactions, k: int, epochs: int, patience: int, seed: int, trade_off: float | None
 ) -> dict[str, Any]:
-    from training.evaluate import evaluate
-    from training.export import intent_calibration
-    from training.intent_health import model_health
-    from training.run import base_settings, resolve_settings
-    from training.trainer import Trainer
+    from elcrec.training.evaluate import evaluate
+    from elcrec.training.export import intent_calibration
+    from elcrec.training.intent_health import model_health
+    from elcrec.training.run import base_settings, resolve_settings
+    from elcrec.training.trainer import Trainer
 
     settings = resolve_settings(
         data.n_items, base_settings(None, False, False), {"n_intents": k, "pooling": "real"},

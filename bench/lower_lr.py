@@ -17,12 +17,11 @@ import json
 from pathlib import Path
 
 import torch
-
-from model.artifact import load_artifact
-from training.config import TrainConfig
-from training.data import read_interactions
-from training.export import full_metrics
-from training.trainer import Trainer
+from elcrec.model.artifact import load_artifact
+from elcrec.training.config import TrainConfig
+from elcrec.training.data import read_interactions
+from elcrec.training.export import full_metrics
+from elcrec.training.trainer import Trainer
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 import typer
 
+from elcrec.model.config import Pooling
 from elcrec.retrain_cli import retrain_command
-from model.config import Pooling
-from training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
-from training.importer import DEFAULT_MEMORY_LIMIT
+from elcrec.training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
+from elcrec.training.importer import DEFAULT_MEMORY_LIMIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
 data_app = typer.Typer(no_args_is_help=True, help="Benchmark data sets, synthetic data and importing logs.")
@@ -136,15 +136,15 @@ def train(
     An interrupted run resumes from its last epoch when the same command is run again.
     Started by torchrun, it trains data-parallel over the processes (docs/DISTRIBUTED.md).
     """
-    from model.artifact import ArtifactError
-    from model.catalog import read_catalog
-    from model.device import pick_device
-    from training.data import DataError, read_interactions
-    from training.dataset import DatasetError, is_dataset
-    from training.dataset import read_catalog as dataset_catalog
-    from training.intent_count import choose_intents
-    from training.intent_verdict import collapse_warning, health_line
-    from training.run import base_settings, resolve_settings, run_dir_for, train_and_export
+    from elcrec.model.artifact import ArtifactError
+    from elcrec.model.catalog import read_catalog
+    from elcrec.model.device import pick_device
+    from elcrec.training.data import DataError, read_interactions
+    from elcrec.training.dataset import DatasetError, is_dataset
+    from elcrec.training.dataset import read_catalog as dataset_catalog
+    from elcrec.training.intent_count import choose_intents
+    from elcrec.training.intent_verdict import collapse_warning, health_line
+    from elcrec.training.run import base_settings, resolve_settings, run_dir_for, train_and_export
 
     model_flags = {
         "n_layers": layers, "n_intents": intents, "n_heads": heads, "d": hidden, "max_len": max_len,
@@ -166,7 +166,7 @@ def train(
         model_flags["n_intents"] = count.k
         settings = resolve_settings(interactions.n_items, base, model_flags, train_flags)
         if index is not None:  # a bad spec fails now, not after the training
-            from model.item_index import empty_index
+            from elcrec.model.item_index import empty_index
 
             empty_index(index, settings.model.d)
         items = read_catalog(catalog, id_column, title_column, multi_sep, field or ()) if catalog is not None else None
@@ -202,7 +202,7 @@ def data_download(
     base_url: Annotated[str | None, typer.Option(help="Mirror of the authors' data/ folder (env ELCREC_DATA_URL)")] = None,
 ) -> None:
     """Fetch a benchmark file from the ELCRec authors' repository and check its sha256."""
-    from training.download import DownloadError, download
+    from elcrec.training.download import DownloadError, download
 
     try:
         path = download(name.value, out, base_url)
@@ -223,8 +223,8 @@ def data_synthetic(
     """Write a synthetic data set with planted intents, in the benchmark file format."""
     import csv
 
-    from training.data import write_interactions
-    from training.synthetic import SyntheticSpec, generate, planted_catalog
+    from elcrec.training.data import write_interactions
+    from elcrec.training.synthetic import SyntheticSpec, generate, planted_catalog
 
     spec = SyntheticSpec(n_users=users, n_items=items, n_intents=intents, seed=seed)
     data, _ = generate(spec)
@@ -266,9 +266,9 @@ def data_import(
 ) -> None:
     """Import interaction logs into a data set directory: each user's items in time order (ties in file order),
     external ids kept, the summary printed and stored in DIR/dataset.json."""
-    from model.catalog import CatalogError, read_catalog
-    from training.data import DataError
-    from training.importer import Engine, ImportSpec, import_logs, summary_lines
+    from elcrec.model.catalog import CatalogError, read_catalog
+    from elcrec.training.data import DataError
+    from elcrec.training.importer import Engine, ImportSpec, import_logs, summary_lines
 
     spec = ImportSpec(
         user=user, item=item, time=time, rating=rating, min_rating=min_rating, event=event,
@@ -297,9 +297,9 @@ def report(
     users: Annotated[int, typer.Option(help="Users in the 2-D map")] = 3000,
 ) -> None:
     """Training curves, a t-SNE map of users coloured by intent and intent sizes, as PNG + HTML."""
-    from model.artifact import ArtifactError
-    from training.data import DataError, read_interactions
-    from training.report import write_report
+    from elcrec.model.artifact import ArtifactError
+    from elcrec.training.data import DataError, read_interactions
+    from elcrec.training.report import write_report
 
     try:
         result = write_report(store, read_interactions(data), out, users)
@@ -320,10 +320,10 @@ def import_official(
     evaluate_metrics: Annotated[bool, typer.Option("--evaluate/--no-evaluate", help="Store metrics in the manifest")] = True,
 ) -> None:
     """Turn an official ELCRec checkpoint into a versioned artifact and point CURRENT at it."""
-    from model.artifact import ArtifactError
-    from model.official import CheckpointError
-    from training.data import DataError
-    from training.export import import_checkpoint
+    from elcrec.model.artifact import ArtifactError
+    from elcrec.model.official import CheckpointError
+    from elcrec.training.data import DataError
+    from elcrec.training.export import import_checkpoint
 
     try:
         version = import_checkpoint(checkpoint, data, out, heads, evaluate_metrics)
@@ -344,12 +344,12 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """HIT@5/10/20 and NDCG@5/10/20 with full ranking."""
-    from model.artifact import ArtifactError, load_artifact
-    from model.device import pick_device
-    from training.data import DataError, eval_split, read_interactions
-    from training.evaluate import split_ranks
-    from training.intent_health import catalog_coherence, split_health
-    from training.metrics import hit_ndcg, standard_errors
+    from elcrec.model.artifact import ArtifactError, load_artifact
+    from elcrec.model.device import pick_device
+    from elcrec.training.data import DataError, eval_split, read_interactions
+    from elcrec.training.evaluate import split_ranks
+    from elcrec.training.intent_health import catalog_coherence, split_health
+    from elcrec.training.metrics import hit_ndcg, standard_errors
 
     try:
         dev = pick_device(device)
@@ -412,10 +412,10 @@ def intents_fit(
     The encoder is unchanged (the same recommendations); only the intents differ. The new version becomes CURRENT,
     its manifest says how its centers were made, and `elcrec evaluate --json` compares both versions' intents.
     """
-    from model.artifact import ArtifactError
-    from model.device import pick_device
-    from training.data import DataError
-    from training.export import fit_intents
+    from elcrec.model.artifact import ArtifactError
+    from elcrec.model.device import pick_device
+    from elcrec.training.data import DataError
+    from elcrec.training.export import fit_intents
 
     try:
         version = fit_intents(store, data, k, seed, pick_device(device))
@@ -439,10 +439,10 @@ def intents_calibrate(
     metrics are the parent's; the new version stores the profiles (and the balancing bias, for centers trained
     balanced) and the intent health read with them, and becomes CURRENT.
     """
-    from model.artifact import ArtifactError
-    from model.device import pick_device
-    from training.data import DataError
-    from training.export import calibrate_intents
+    from elcrec.model.artifact import ArtifactError
+    from elcrec.model.device import pick_device
+    from elcrec.training.data import DataError
+    from elcrec.training.export import calibrate_intents
 
     try:
         version = calibrate_intents(store, data, pick_device(device), settle)
@@ -469,11 +469,11 @@ def catalog_set(
     --multi-sep in CSV/TSV) and becomes CURRENT. The service then serves titles and fields (`fields=`), GET
     /v1/items/ID and a readable label for every intent; retraining keeps the catalog.
     """
-    from model.artifact import ArtifactError, current_version, read_manifest
-    from model.catalog import CatalogError, read_catalog
-    from training.export import publish_catalog
-    from training.merged_store import store_lock
-    from training.retrain_errors import RetrainError, RetrainUnavailable
+    from elcrec.model.artifact import ArtifactError, current_version, read_manifest
+    from elcrec.model.catalog import CatalogError, read_catalog
+    from elcrec.training.export import publish_catalog
+    from elcrec.training.merged_store import store_lock
+    from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 
     try:
         if current_version(store) is None:
@@ -504,8 +504,8 @@ def bootstrap(
     Safe to run on every start (the compose stack's init service does): a store with a CURRENT version is
     left untouched.
     """
-    from training.bootstrap import BootstrapError
-    from training.bootstrap import bootstrap as run_bootstrap
+    from elcrec.training.bootstrap import BootstrapError
+    from elcrec.training.bootstrap import bootstrap as run_bootstrap
 
     try:
         outcome = run_bootstrap(artifacts, data_out, seed, typer.echo)
@@ -524,7 +524,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the store's CURRENT model over HTTP (settings from ELCREC_* environment variables)."""
-    from service.main import serve as run_server
+    from elcrec.service.main import serve as run_server
 
     run_server(artifacts=artifacts, host=host, port=port, workers=workers)
 
@@ -533,13 +533,6 @@ app.command("retrain")(retrain_command)
 
 
 def main() -> None:
-    from elcrec import layers
-
-    try:
-        layers.check()
-    except layers.LayerClash as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
     try:
         app()
     except KeyboardInterrupt:

@@ -103,11 +103,11 @@ def retrain_command(
     moved during the run);
     4 unavailable: Redis unreachable or another retrain running (retry).
     """
-    from model.artifact import ArtifactError
-    from model.catalog import CatalogError, read_catalog
-    from model.device import pick_device
-    from training.data import DataError
-    from training.retrain import RetrainError, RetrainOptions, RetrainUnavailable, retrain
+    from elcrec.model.artifact import ArtifactError
+    from elcrec.model.catalog import CatalogError, read_catalog
+    from elcrec.model.device import pick_device
+    from elcrec.training.data import DataError
+    from elcrec.training.retrain import RetrainError, RetrainOptions, RetrainUnavailable, retrain
 
     def log(message: str) -> None:
         typer.echo(message, err=True)

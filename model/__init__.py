@@ -1,3 +1,1 @@
-"""elcrec's model layer (the top-level folders of the design card; elcrec/layers.py checks that this one is ours)."""
-
-ELCREC_LAYER = "model"
+"""elcrec.model: the model layer (folder model/ of the design card, installed as elcrec.model)."""

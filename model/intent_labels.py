@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from model.catalog import ItemCategories
-from model.intents import IntentSpace, characteristic_items
+from elcrec.model.catalog import ItemCategories
+from elcrec.model.intents import IntentSpace, characteristic_items
 
 LABEL_TOP = 50  # characteristic items a label is made from
 MIN_SUPPORT = 5  # of them at least this many must hold a category value for it to name the intent

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from model.intents import DEFAULT_TEMPERATURE
+from elcrec.model.intents import DEFAULT_TEMPERATURE
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:

@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 
 import torch
-
-from model.config import ModelConfig
-from model.encoder import ELCRec
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
 
 _TOP = {
     "item_embeddings.weight": "item_embeddings.weight",

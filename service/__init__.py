@@ -1,3 +1,1 @@
-"""elcrec's service layer (the top-level folders of the design card; elcrec/layers.py checks that this one is ours)."""
-
-ELCREC_LAYER = "service"
+"""elcrec.service: the service layer (folder service/ of the design card, installed as elcrec.service)."""

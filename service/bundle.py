@@ -15,19 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from model.artifact import Artifact, ArtifactError, load_artifact
-from model.catalog import item_categories
-from model.config import ModelConfig
-from model.device import pick_device as model_device
-from model.encoder import ELCRec
-from model.intent_labels import version_labels
-from model.intents import DEFAULT_TEMPERATURE, IntentSpace
-from model.item_index import read_item_index
-from service.answer_cache import AnswerCache
-from service.catalog import ServedCatalog, serve_catalog
-from service.precision import PrecisionCheck, to_precision
-from service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
+from elcrec.model.artifact import Artifact, ArtifactError, load_artifact
+from elcrec.model.catalog import item_categories
+from elcrec.model.config import ModelConfig
+from elcrec.model.device import pick_device as model_device
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intent_labels import version_labels
+from elcrec.model.intents import DEFAULT_TEMPERATURE, IntentSpace
+from elcrec.model.item_index import read_item_index
+from elcrec.service.answer_cache import AnswerCache
+from elcrec.service.catalog import ServedCatalog, serve_catalog
+from elcrec.service.precision import PrecisionCheck, to_precision
+from elcrec.service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
 
 log = logging.getLogger("elcrec.bundle")
 INTENT_LABELS = 20  # intents named in the served-intent metric; the rest are counted as "other"

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from model.catalog import TITLE, Catalog
-from model.intent_labels import IntentLabel
-from service.errors import InvalidInput
-from service.schemas import IntentLabelOut
+from elcrec.model.catalog import TITLE, Catalog
+from elcrec.model.intent_labels import IntentLabel
+from elcrec.service.errors import InvalidInput
+from elcrec.service.schemas import IntentLabelOut
 
 
 @dataclass(frozen=True, eq=False)

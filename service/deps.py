@@ -6,16 +6,15 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from elcrec.service.bundle import ModelBundle
+from elcrec.service.engine import Engine
+from elcrec.service.history import HistoryStore
+from elcrec.service.metrics import Metrics
+from elcrec.service.recommender import Recommender
+from elcrec.service.reload import ModelHolder
+from elcrec.service.settings import Settings
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
-from service.bundle import ModelBundle
-from service.engine import Engine
-from service.history import HistoryStore
-from service.metrics import Metrics
-from service.recommender import Recommender
-from service.reload import ModelHolder
-from service.settings import Settings
 
 
 @dataclass

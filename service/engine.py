@@ -9,11 +9,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from service.answer_cache import key_of
-from service.bundle import ModelBundle
-from service.inference import run_batch
-from service.metrics import Metrics
-from service.queries import Answer, Query
+from elcrec.service.answer_cache import key_of
+from elcrec.service.bundle import ModelBundle
+from elcrec.service.inference import run_batch
+from elcrec.service.metrics import Metrics
+from elcrec.service.queries import Answer, Query
 
 log = logging.getLogger("elcrec.engine")
 

@@ -9,11 +9,10 @@ responses (service/errors.py); anything else goes on to the app unchanged.
 
 from __future__ import annotations
 
+from elcrec.service import routes
+from elcrec.service.deps import app_resources
+from elcrec.service.errors import error_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service import routes
-from service.deps import app_resources
-from service.errors import error_response
 
 
 class RecommendFastPath:

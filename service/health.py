@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from elcrec.service.deps import ResourcesDep
+from elcrec.service.history import HistoryUnavailable
+from elcrec.service.schemas import Problem, Readiness
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-
-from service.deps import ResourcesDep
-from service.history import HistoryUnavailable
-from service.schemas import Problem, Readiness
 
 router = APIRouter()
 # The metrics are text; the 503 of a service starting or stopping is JSON like every other error.

@@ -14,6 +14,18 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
+from elcrec.model.events import (
+    EVENTS_STREAM,
+    SINGLE,
+    Layout,
+    cluster_url,
+    encode_event,
+    history_key,
+    layout_for,
+)
+from elcrec.model.redis_target import sentinel_target
+from elcrec.service.metrics import Metrics
+from elcrec.service.resp import PipelinedReader
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -22,11 +34,6 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MovedError, RedisError, ResponseError
-
-from model.events import EVENTS_STREAM, SINGLE, Layout, cluster_url, encode_event, history_key, layout_for
-from model.redis_target import sentinel_target
-from service.metrics import Metrics
-from service.resp import PipelinedReader
 
 log = logging.getLogger("elcrec.history")
 

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-
-from model.sequences import left_pad
-from service.bundle import ModelBundle
-from service.queries import Answer, Query
-from service.retrieval import TorchExactIndex
+from elcrec.model.sequences import left_pad
+from elcrec.service.bundle import ModelBundle
+from elcrec.service.queries import Answer, Query
+from elcrec.service.retrieval import TorchExactIndex
 
 DRIVERS = 3  # history items named as what pulls a user towards the top intent
 

@@ -14,24 +14,23 @@ from pathlib import Path
 import faiss
 import torch
 import uvicorn
+from elcrec.model.artifact import ArtifactError, resolve
+from elcrec.service import health, routes
+from elcrec.service.bundle import LoadOptions, pick_device
+from elcrec.service.deps import Resources
+from elcrec.service.engine import Engine
+from elcrec.service.errors import InvalidInput, NotFound, error_response
+from elcrec.service.fastpath import RecommendFastPath
+from elcrec.service.history import HistoryStore, HistoryUnavailable, MemoryHistory, RedisHistory
+from elcrec.service.metrics import Metrics
+from elcrec.service.middleware import BodyLimit, RequestMetrics
+from elcrec.service.recommender import Recommender
+from elcrec.service.reload import ModelHolder
+from elcrec.service.settings import Settings, default_threads, usable_cpus
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from pydantic import ValidationError
-
-from model.artifact import ArtifactError, resolve
-from service import health, routes
-from service.bundle import LoadOptions, pick_device
-from service.deps import Resources
-from service.engine import Engine
-from service.errors import InvalidInput, NotFound, error_response
-from service.fastpath import RecommendFastPath
-from service.history import HistoryStore, HistoryUnavailable, MemoryHistory, RedisHistory
-from service.metrics import Metrics
-from service.middleware import BodyLimit, RequestMetrics
-from service.recommender import Recommender
-from service.reload import ModelHolder
-from service.settings import Settings, default_threads, usable_cpus
 
 log = logging.getLogger("elcrec.service")
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
@@ -141,7 +140,7 @@ def serve(artifacts: Path, host: str = "127.0.0.1", port: int = 8000, workers: i
             log.warning("%d workers with in-process history stores: each worker sees only its own users", workers)
         os.environ["ELCREC_ARTIFACTS"] = str(settings.artifacts)  # the workers read their settings from it
     uvicorn.run(
-        "service.main:app_from_env" if workers > 1 else create_app(settings),
+        "elcrec.service.main:app_from_env" if workers > 1 else create_app(settings),
         factory=workers > 1,
         workers=workers if workers > 1 else None,
         host=host,

@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-
-from model.encoder import ELCRec
-from model.intents import IntentSpace
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intents import IntentSpace
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PROBES = 256

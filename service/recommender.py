@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-
-from service.bundle import ModelBundle
-from service.catalog import no_catalog
-from service.engine import Engine
-from service.errors import InvalidInput, NotFound
-from service.history import HistoryStore
-from service.metrics import Metrics
-from service.queries import Answer, Query
-from service.schemas import (
+from elcrec.service.bundle import ModelBundle
+from elcrec.service.catalog import no_catalog
+from elcrec.service.engine import Engine
+from elcrec.service.errors import InvalidInput, NotFound
+from elcrec.service.history import HistoryStore
+from elcrec.service.metrics import Metrics
+from elcrec.service.queries import Answer, Query
+from elcrec.service.schemas import (
     EventsResponse,
     Intent,
     IntentDetail,
@@ -27,7 +26,7 @@ from service.schemas import (
     ScoredItem,
     UserIntentResponse,
 )
-from service.settings import Settings
+from elcrec.service.settings import Settings
 
 
 class Recommender:

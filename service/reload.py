@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from model.artifact import ArtifactError, current_version
-from service.bundle import LoadOptions, ModelBundle, build_bundle
-from service.metrics import Metrics
+from elcrec.model.artifact import ArtifactError, current_version
+from elcrec.service.bundle import LoadOptions, ModelBundle, build_bundle
+from elcrec.service.metrics import Metrics
 
 log = logging.getLogger("elcrec.reload")
 

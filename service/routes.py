@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from pydantic import ValidationError
-from pydantic_core import to_json
-
-from model.artifact import ArtifactError
-from service.deps import AdminDep, BundleDep, HolderDep, RecommenderDep, Resources, ResourcesDep
-from service.schemas import (
+from elcrec.model.artifact import ArtifactError
+from elcrec.service.deps import AdminDep, BundleDep, HolderDep, RecommenderDep, Resources, ResourcesDep
+from elcrec.service.schemas import (
     EventsRequest,
     EventsResponse,
     Id,
@@ -26,6 +22,9 @@ from service.schemas import (
     ReloadResponse,
     UserIntentResponse,
 )
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from pydantic import ValidationError
+from pydantic_core import to_json
 
 # Every status a route can answer is documented with its body, so that the OpenAPI document is a contract a
 # client (or a fuzzer: tests/reliability/test_api_fuzz.py) can check responses against.

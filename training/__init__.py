@@ -1,3 +1,1 @@
-"""elcrec's training layer (the top-level folders of the design card; elcrec/layers.py checks that this one is ours)."""
-
-ELCREC_LAYER = "training"
+"""elcrec.training: the training layer (folder training/ of the design card, installed as elcrec.training)."""

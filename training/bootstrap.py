@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from model.artifact import MANIFEST, ArtifactError, current_version, load_artifact, resolve, set_current
+from elcrec.model.artifact import (
+    MANIFEST,
+    ArtifactError,
+    current_version,
+    load_artifact,
+    resolve,
+    set_current,
+)
 
 # The demo: small enough to train in about a minute on one core, large enough that its intents and
 # recommendations show the planted structure (8 planted intents over 400 items).
@@ -91,9 +97,9 @@ def _copy_seed(seed_model: Path, store: Path) -> str:
 
 
 def _train_demo(store: Path, data_out: Path | None, log: Callable[[str], None]) -> str:
-    from training.data import read_interactions, write_interactions
-    from training.run import resolve_settings, train_and_export
-    from training.synthetic import SyntheticSpec, generate
+    from elcrec.training.data import read_interactions, write_interactions
+    from elcrec.training.run import resolve_settings, train_and_export
+    from elcrec.training.synthetic import SyntheticSpec, generate
 
     data_path = data_out or store / "demo" / "synthetic.txt"
     log(f"no model in {store}: training a small demo model on synthetic data ({data_path})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from model.config import ModelConfig, settings_dict
+from elcrec.model.config import ModelConfig, settings_dict
 
 # Each setting with a fixed set of choices is declared once, as a Literal here (or model.config.Pooling);
 # TrainConfig checks against it and the CLI builds its options from it.

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
-
-from model.sequences import left_pad  # noqa: F401  (callers import it from here)
-from training import dataset
+from elcrec.model.sequences import left_pad  # noqa: F401  (callers import it from here)
+from elcrec.training import dataset
 
 
 class DataError(Exception):

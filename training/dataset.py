@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
-
-from model.artifact import sha256_file
-from model.catalog import Catalog, CatalogError, read_stored
+from elcrec.model.artifact import sha256_file
+from elcrec.model.catalog import Catalog, CatalogError, read_stored
 
 FORMAT = "elcrec-dataset"
 VERSION = 1

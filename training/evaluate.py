@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-
-from model.encoder import ELCRec
-from training.data import EvalSplit, Histories, Interactions, Windows, eval_split, row_lengths
-from training.metrics import hit_ndcg, mask_scores, target_ranks
+from elcrec.model.encoder import ELCRec
+from elcrec.training.data import EvalSplit, Histories, Interactions, Windows, eval_split, row_lengths
+from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks
 
 
 def length_order(inputs: np.ndarray | Windows) -> np.ndarray:

@@ -9,16 +9,21 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from model.artifact import load_artifact, write_version
-from model.catalog import Catalog
-from model.encoder import ELCRec
-from model.intents import IntentSpace
-from model.official import load_official
-from training.data import Interactions, Windows, eval_split, read_interactions
-from training.evaluate import evaluate, pooled_states
-from training.intent_health import calibrate, fitted_centers, model_health, trained_balanced, training_states
-from training.intent_settle import settle_model
+from elcrec.model.artifact import load_artifact, write_version
+from elcrec.model.catalog import Catalog
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intents import IntentSpace
+from elcrec.model.official import load_official
+from elcrec.training.data import Interactions, Windows, eval_split, read_interactions
+from elcrec.training.evaluate import evaluate, pooled_states
+from elcrec.training.intent_health import (
+    calibrate,
+    fitted_centers,
+    model_health,
+    trained_balanced,
+    training_states,
+)
+from elcrec.training.intent_settle import settle_model
 
 POPULAR_TOP = 100
 
@@ -137,7 +142,7 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
     the ranking metrics are the parent's."""
     import dataclasses
 
-    from training.intent_ids import LiveIntents, keep_intent_ids
+    from elcrec.training.intent_ids import LiveIntents, keep_intent_ids
 
     art = load_artifact(store, device)
     data = read_interactions(data_path, n_items=art.config.n_items)

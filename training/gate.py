@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from model.encoder import ELCRec
-from training.data import EvalSplit, eval_split, left_pad
-from training.evaluate import evaluate_split, user_vectors
-from training.merge import Merged
-from training.metrics import hit_ndcg, mask_scores, target_ranks
+from elcrec.model.encoder import ELCRec
+from elcrec.training.data import EvalSplit, eval_split, left_pad
+from elcrec.training.evaluate import evaluate_split, user_vectors
+from elcrec.training.merge import Merged
+from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks
 
 GATE_METRIC = "NDCG@10"
 

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from model.catalog import Catalog
-from training import dataset
-from training.data import DataError
+from elcrec.model.catalog import Catalog
+from elcrec.training import dataset
+from elcrec.training.data import DataError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}

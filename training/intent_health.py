@@ -33,13 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from model.catalog import Catalog, ItemCategories, item_categories
-from model.encoder import ELCRec
-from model.intent_labels import value_counts
-from model.intents import IntentSpace
-from training.data import EvalSplit, Interactions, Windows, eval_split, min_length_users
-from training.evaluate import pooled_states
+from elcrec.model.catalog import Catalog, ItemCategories, item_categories
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intent_labels import value_counts
+from elcrec.model.intents import IntentSpace
+from elcrec.training.data import EvalSplit, Interactions, Windows, eval_split, min_length_users
+from elcrec.training.evaluate import pooled_states
 
 OVERLAP_TOP = 20
 LIFT_TOP = 100

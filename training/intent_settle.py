@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from model.encoder import ELCRec
-from training.data import EvalSplit, Interactions
-from training.intent_health import IntentHealth, calibrate, split_health, training_states
-from training.losses import balanced_clustering
+from elcrec.model.encoder import ELCRec
+from elcrec.training.data import EvalSplit, Interactions
+from elcrec.training.intent_health import IntentHealth, calibrate, split_health, training_states
+from elcrec.training.losses import balanced_clustering
 
 # Rows of each balanced assignment while settling: 16 a center at K = 256, 8 at K = 512 (the gain against batches
 # of 256, on Beauty and Toys: bench/intent_settle.py, docs/INTENTS.md).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from training.intent_count import intents_for
+from elcrec.training.intent_count import intents_for
 
 # Collapsed: an effective number below a tenth of K, most users in a few intents: what ELCM does on the benchmarks and
 # on a real log, where the balanced loss stays near K (docs/INTENTS.md).

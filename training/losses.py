@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from model.intents import squared_distances
+from elcrec.model.intents import squared_distances
 
 
 def next_item_bce(hidden: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from model.events import decode_event
-from training.data import Interactions
-from training.retrain_errors import RetrainError
+from elcrec.model.events import decode_event
+from elcrec.training.data import Interactions
+from elcrec.training.retrain_errors import RetrainError
 
 
 @dataclass

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from model.artifact import Store, write_text_atomic
-from model.events import WATERMARK_KEY
-from training.data import DataError, Interactions, read_interactions
-from training.export import item_ids_for
-from training.merge import Merged
-from training.retrain_errors import RetrainError, RetrainUnavailable
+from elcrec.model.artifact import Store, write_text_atomic
+from elcrec.model.events import WATERMARK_KEY
+from elcrec.training.data import DataError, Interactions, read_interactions
+from elcrec.training.export import item_ids_for
+from elcrec.training.merge import Merged
+from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 
 DATA_DIR = Store.DATA_DIR
 LOCK_FILE = Store.LOCK_FILE

@@ -10,14 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from model.artifact import Artifact, Store, load_artifact
-from model.catalog import Catalog, ItemCategories, item_categories
-from model.intent_labels import version_labels
-from training.data import Interactions, eval_split, left_pad
-from training.evaluate import pooled_states
-from training.intent_count import describe_record
-from training.intent_health import catalog_coherence, model_health
+from elcrec.model.artifact import Artifact, Store, load_artifact
+from elcrec.model.catalog import Catalog, ItemCategories, item_categories
+from elcrec.model.intent_labels import version_labels
+from elcrec.training.data import Interactions, eval_split, left_pad
+from elcrec.training.evaluate import pooled_states
+from elcrec.training.intent_count import describe_record
+from elcrec.training.intent_health import catalog_coherence, model_health
 
 
 def find_log(store: Path, art: Artifact) -> Path | None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.artifact import (
+from elcrec.model.artifact import (
     Artifact,
     ArtifactError,
     current_version,
@@ -40,19 +40,19 @@ from model.artifact import (
     set_current,
     write_version,
 )
-from model.catalog import Catalog
-from model.encoder import ELCRec
-from training.config import TrainConfig
-from training.data import train_split
-from training.event_log import EventLog
-from training.export import full_metrics, version_info
-from training.gate import GATE_METRIC, compare
-from training.intent_health import trained_balanced
-from training.intent_ids import LiveIntents, intent_ids_line, keep_intent_ids
-from training.merge import Merged, merge
-from training.merged_store import find_base, read_base, remove_stale_tmp, store_lock, write_merged
-from training.retrain_errors import RetrainError, RetrainUnavailable
-from training.trainer import Trainer
+from elcrec.model.catalog import Catalog
+from elcrec.model.encoder import ELCRec
+from elcrec.training.config import TrainConfig
+from elcrec.training.data import train_split
+from elcrec.training.event_log import EventLog
+from elcrec.training.export import full_metrics, version_info
+from elcrec.training.gate import GATE_METRIC, compare
+from elcrec.training.intent_health import trained_balanced
+from elcrec.training.intent_ids import LiveIntents, intent_ids_line, keep_intent_ids
+from elcrec.training.merge import Merged, merge
+from elcrec.training.merged_store import find_base, read_base, remove_stale_tmp, store_lock, write_merged
+from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
+from elcrec.training.trainer import Trainer
 
 __all__ = ["RetrainError", "RetrainOptions", "RetrainUnavailable", "Summary", "retrain"]
 

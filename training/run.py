@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.artifact import MANIFEST, Store
-from model.catalog import Catalog
-from model.config import ModelConfig
-from model.device import describe_device
-from training import distributed
-from training.config import NO_PRESET, SETTLE_EPOCHS, TrainConfig, check_compatible, preset_settings
-from training.data import Interactions
-from training.export import export_model, full_metrics
-from training.intent_count import describe_record
-from training.trainer import Trainer
+from elcrec.model.artifact import MANIFEST, Store
+from elcrec.model.catalog import Catalog
+from elcrec.model.config import ModelConfig
+from elcrec.model.device import describe_device
+from elcrec.training import distributed
+from elcrec.training.config import NO_PRESET, SETTLE_EPOCHS, TrainConfig, check_compatible, preset_settings
+from elcrec.training.data import Interactions
+from elcrec.training.export import export_model, full_metrics
+from elcrec.training.intent_count import describe_record
+from elcrec.training.trainer import Trainer
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from training.data import Interactions
+from elcrec.training.data import Interactions
 
 
 @dataclass(frozen=True)

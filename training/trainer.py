@@ -17,22 +17,21 @@ import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
+from elcrec.model.artifact import Store
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intents import IntentSpace
+from elcrec.training import losses
+from elcrec.training.augment import augment_batch
+from elcrec.training.config import ADDED_LATER, AFTER_TRAINING, STOPPING, TrainConfig, check_compatible
+from elcrec.training.data import Interactions, eval_split, prefix_split, train_split
+from elcrec.training.distributed import Dist
+from elcrec.training.evaluate import evaluate_split, pooled_states
+from elcrec.training.intent_health import calibrate, split_health, training_states
+from elcrec.training.intent_ids import LiveIntents
+from elcrec.training.intent_settle import settle_model
+from elcrec.training.sampling import NegativeSampler
 from tqdm import tqdm
-
-from model.artifact import Store
-from model.config import ModelConfig
-from model.encoder import ELCRec
-from model.intents import IntentSpace
-from training import losses
-from training.augment import augment_batch
-from training.config import ADDED_LATER, AFTER_TRAINING, STOPPING, TrainConfig, check_compatible
-from training.data import Interactions, eval_split, prefix_split, train_split
-from training.distributed import Dist
-from training.evaluate import evaluate_split, pooled_states
-from training.intent_health import calibrate, split_health, training_states
-from training.intent_ids import LiveIntents
-from training.intent_settle import settle_model
-from training.sampling import NegativeSampler
 
 CHECKPOINT = Store.RUN_CHECKPOINT
 LOG = Store.RUN_LOG

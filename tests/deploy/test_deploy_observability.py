@@ -157,7 +157,7 @@ def test_dashboard_covers_the_operational_signals():
 
 def test_metric_names_match_the_service():
     """When the service's metrics are importable, everything the dashboard and alerts query must exist."""
-    metrics_module = pytest.importorskip("service.metrics", reason="service.metrics not importable")
+    metrics_module = pytest.importorskip("elcrec.service.metrics", reason="elcrec.service.metrics not importable")
     metrics = metrics_module.Metrics()
     exported: set[str] = set()
     labels: set[str] = set()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.synthetic import SyntheticSpec, planted_item_intents
+from elcrec.training.synthetic import SyntheticSpec, planted_item_intents
 
 ELCREC = [sys.executable, "-m", "elcrec"]
 SPEC = SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=0)  # what `data synthetic` below writes

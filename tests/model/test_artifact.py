@@ -2,8 +2,7 @@ import json
 
 import pytest
 import torch
-
-from model.artifact import (
+from elcrec.model.artifact import (
     ArtifactError,
     current_version,
     list_versions,
@@ -11,8 +10,8 @@ from model.artifact import (
     resolve,
     write_version,
 )
-from model.config import ModelConfig
-from model.encoder import ELCRec
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
 
 IDS = [None] + [str(i) for i in range(1, 21)] + [None]
 
@@ -39,8 +38,8 @@ def test_write_then_load_round_trips_and_moves_current(tmp_path):
 
 
 def test_an_intent_calibration_round_trips_and_a_wrong_one_is_refused(tmp_path):
-    from model.artifact import INTENTS, sha256_file
-    from model.intents import IntentSpace
+    from elcrec.model.artifact import INTENTS, sha256_file
+    from elcrec.model.intents import IntentSpace
 
     m = small_model()
     bias, profiles = torch.tensor([0.1, -0.2, 0.0]), torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)

@@ -1,9 +1,8 @@
 import copy
 
 import torch
-
-from model.config import ModelConfig
-from model.encoder import ELCRec, attention_mask
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec, attention_mask
 
 
 def test_mask_blocks_padding_keys_and_the_future():
@@ -59,7 +58,7 @@ def test_frequency_filter_keeps_the_trimmed_batch_rule():
 
 
 def test_frequency_filter_passes_a_constant_sequence_and_scales_the_rest():
-    from model.encoder import FrequencyFilter
+    from elcrec.model.encoder import FrequencyFilter
 
     cfg = ModelConfig(n_items=5, max_len=8, mix_alpha=0.5, freq_bins=1, dropout=0.0)
     filt = FrequencyFilter(cfg).eval()
@@ -76,7 +75,7 @@ def test_frequency_filter_passes_a_constant_sequence_and_scales_the_rest():
 def test_frequency_filter_equals_the_fft_low_pass_over_t_positions_for_trimmed_inputs():
     """The filter applies the low-pass as a (T, T) matrix; it must equal BSARec's FFT round trip over T positions
     (rfft, the lowest bins kept, irfft), for every trimmed width, odd and even T, and any number of bins."""
-    from model.encoder import FrequencyFilter
+    from elcrec.model.encoder import FrequencyFilter
 
     torch.manual_seed(0)
     for max_len, bins in ((8, 1), (10, 3), (11, 2), (50, 3), (50, 26)):
@@ -98,7 +97,7 @@ def test_frequency_filter_equals_the_fft_low_pass_over_t_positions_for_trimmed_i
 def test_a_filter_model_runs_in_half_precision_close_to_float32():
     """The service may serve in bf16/fp16 (model.to(dtype) converts the low-pass buffer too); the filter itself
     runs in float32 whatever the model's dtype."""
-    from service.precision import to_precision
+    from elcrec.service.precision import to_precision
 
     torch.manual_seed(0)
     model = ELCRec(ModelConfig(n_items=50, n_layers=2, n_intents=4, max_len=10, mix_alpha=0.7, pooling="real")).eval()

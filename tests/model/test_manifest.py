@@ -3,8 +3,8 @@ documented default, never a wrong value."""
 
 from __future__ import annotations
 
-from model.intents import DEFAULT_TEMPERATURE
-from model.manifest import ManifestInfo
+from elcrec.model.intents import DEFAULT_TEMPERATURE
+from elcrec.model.manifest import ManifestInfo
 
 
 def test_well_formed_fields_are_read_typed() -> None:

@@ -6,11 +6,17 @@ import faiss
 import numpy as np
 import pytest
 import torch
-
-from model.artifact import INDEX, ArtifactError, list_versions, load_artifact, sha256_file, write_version
-from model.config import ModelConfig
-from model.encoder import ELCRec
-from model.item_index import build_item_index, item_rows, read_item_index, write_item_index
+from elcrec.model.artifact import (
+    INDEX,
+    ArtifactError,
+    list_versions,
+    load_artifact,
+    sha256_file,
+    write_version,
+)
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.model.item_index import build_item_index, item_rows, read_item_index, write_item_index
 
 N = 300
 IDS = [None] + [f"item-{i}" for i in range(1, N + 1)] + [None]

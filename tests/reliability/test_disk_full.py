@@ -14,15 +14,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import elcrec.model.artifact as artifact
 import pytest
+from elcrec.model.artifact import current_version, list_versions, load_artifact, write_version
+from elcrec.training.data import write_interactions
+from elcrec.training.synthetic import SyntheticSpec, generate
 from typer.testing import CliRunner
 
-import model.artifact as artifact
 from elcrec.cli import app
-from model.artifact import current_version, list_versions, load_artifact, write_version
 from tests.support.service import ITEM_IDS, add_version, tiny_model
-from training.data import write_interactions
-from training.synthetic import SyntheticSpec, generate
 
 
 def _listing(store: Path) -> list[str]:

@@ -14,18 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import elcrec.model.artifact as artifact
+import elcrec.training.merged_store as merged_store
+import elcrec.training.retrain as job
 import pytest
+from elcrec.model.artifact import current_version, list_versions
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.training.export import export_model
+from elcrec.training.retrain import RetrainOptions, retrain
 
-import model.artifact as artifact
-import training.merged_store as merged_store
-import training.retrain as job
-from model.artifact import current_version, list_versions
-from model.config import ModelConfig
-from model.encoder import ELCRec
 from tests.support.retrain import add_events, watermark, write_base
 from tests.support.service import RedisServer
-from training.export import export_model
-from training.retrain import RetrainOptions, retrain
 
 EVENTS = [(f"new-{i}", ["5", f"sku-{i % 2}", "7", str(10 + i)]) for i in range(6)] + [("1", ["sku-0", "3"])]
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import elcrec.service.retrieval as retrieval_module
 import numpy as np
 import pytest
+from elcrec.model.artifact import INDEX, ArtifactError, sha256_file, write_version
+from elcrec.model.item_index import build_item_index, write_item_index
+from elcrec.service.retrieval import ItemIndex
 
-import service.retrieval
-from model.artifact import INDEX, ArtifactError, sha256_file, write_version
-from model.item_index import build_item_index, write_item_index
-from service.retrieval import ItemIndex
 from tests.support.service import ITEM_IDS, N_ITEMS, POPULAR, running_app, settings_for, tiny_model
 
 APPROXIMATE = [("IVF32,Flat", "nprobe=8"), ("HNSW32", "efSearch=64")]
@@ -112,7 +112,7 @@ async def test_stored_index_is_used_at_start_up_and_seen_items_stay_out(
     def no_build(*_: object, **__: object) -> None:
         raise AssertionError("the stored index should have been used, not rebuilt")
 
-    monkeypatch.setattr(service.retrieval, "build_item_index", no_build)
+    monkeypatch.setattr(retrieval_module, "build_item_index", no_build)
     async with running_app(settings_for(store, index=spec, index_params=params)) as c:
         assert c.resources.holder.bundle is not None and c.resources.holder.bundle.index.stored
         history = [f"i{r}" for r in range(1, 31)]  # 30 of 40 items seen: 10 left

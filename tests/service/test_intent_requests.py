@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from elcrec.model.artifact import load_artifact
+from elcrec.service.inference import interleave
 
-from model.artifact import load_artifact
-from service.inference import interleave
 from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -84,7 +84,7 @@ async def test_bad_intent_requests_get_a_clear_4xx(store: Path) -> None:
 
 
 async def test_served_intents_are_counted_with_bounded_labels(tmp_path: Path) -> None:
-    from service.bundle import INTENT_LABELS, _labels
+    from elcrec.service.bundle import INTENT_LABELS, _labels
 
     labels = _labels([0.0] * 30 + [0.5, 0.5], 32)
     assert len(set(labels)) == INTENT_LABELS + 1 and labels[30] == "30" and labels[31] == "31"

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
 
-from model.artifact import MANIFEST, WEIGHTS, set_current
 from tests.support.service import TOKEN, AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -144,7 +144,7 @@ async def test_requests_in_flight_during_swaps_all_succeed(store: Path) -> None:
 
 
 async def test_startup_without_a_model_fails_clearly(tmp_path: Path) -> None:
-    from model.artifact import ArtifactError
+    from elcrec.model.artifact import ArtifactError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ArtifactError, match="no CURRENT pointer"):

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from elcrec.model.artifact import load_artifact
+from elcrec.model.encoder import ELCRec
+from elcrec.training.data import eval_split, left_pad, read_interactions
+from elcrec.training.evaluate import user_vectors
+from elcrec.training.metrics import mask_scores
 
-from model.artifact import load_artifact
-from model.encoder import ELCRec
 from tests.support.service import TOYS_DATA, AppClient, add_version, running_app, settings_for
-from training.data import eval_split, left_pad, read_interactions
-from training.evaluate import user_vectors
-from training.metrics import mask_scores
 
 pytestmark = pytest.mark.anyio
 

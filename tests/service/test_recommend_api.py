@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from elcrec.model.artifact import load_artifact
+from elcrec.model.intents import assign_intents
 
-from model.artifact import load_artifact
-from model.intents import assign_intents
 from tests.support.service import (
     ITEM_IDS,
     MAX_LEN,
@@ -329,7 +329,7 @@ async def test_health_and_metrics(client: AppClient) -> None:
 def test_serve_refuses_a_missing_store_or_bad_settings(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.main import serve
+    from elcrec.service.main import serve
 
     with pytest.raises(SystemExit) as exit_info:
         serve(artifacts=tmp_path / "nowhere", host="127.0.0.1", port=1)
@@ -382,7 +382,7 @@ async def test_inference_thread_gives_the_same_answers(store: Path) -> None:
 
 
 async def test_intents_come_as_a_distribution_with_the_items_behind_them(client: AppClient, store: Path) -> None:
-    from model.intents import intent_distribution
+    from elcrec.model.intents import intent_distribution
 
     r = (await client.post("/v1/recommend", json={"history": ["i3", "i7", "i2", "i9"], "k": 3})).json()["intent"]
     ranked = [r, *r["runners_up"]]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from elcrec.service.retrieval import IndexSpecError, ItemIndex, top_unseen
 
-from service.retrieval import IndexSpecError, ItemIndex, top_unseen
 from tests.support.service import random_table as table
 from tests.support.service import running_app, settings_for
 
@@ -64,7 +64,7 @@ async def test_service_with_an_hnsw_index(store: Path) -> None:
 
 @pytest.mark.anyio
 async def test_service_refuses_to_start_with_a_bad_index_spec(store: Path) -> None:
-    from model.artifact import ArtifactError
+    from elcrec.model.artifact import ArtifactError
 
     with pytest.raises(ArtifactError, match="invalid FAISS index spec"):
         async with running_app(settings_for(store, index="Bogus")):

@@ -18,14 +18,13 @@ import httpx
 import numpy as np
 import redis
 import torch
-
-from model.artifact import write_version
-from model.config import ModelConfig
-from model.encoder import ELCRec
-from model.intents import IntentSpace
-from service.deps import Resources
-from service.main import create_app
-from service.settings import Settings
+from elcrec.model.artifact import write_version
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.model.intents import IntentSpace
+from elcrec.service.deps import Resources
+from elcrec.service.main import create_app
+from elcrec.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("ELCREC_SHARED", REPO.parent / "shared"))

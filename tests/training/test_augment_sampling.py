@@ -1,8 +1,7 @@
 import numpy as np
-
-from training.augment import augment_batch
-from training.data import parse_lines
-from training.sampling import NegativeSampler
+from elcrec.training.augment import augment_batch
+from elcrec.training.data import parse_lines
+from elcrec.training.sampling import NegativeSampler
 
 
 def test_every_view_is_a_crop_a_mask_or_a_reorder_of_its_row():

@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from model.artifact import current_version, load_artifact
-from training.bootstrap import BootstrapError, bootstrap
+from elcrec.model.artifact import current_version, load_artifact
+from elcrec.training.bootstrap import BootstrapError, bootstrap
 
 
 @pytest.fixture(scope="module")

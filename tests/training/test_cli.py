@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from elcrec.model.artifact import load_artifact
+from elcrec.model.catalog import item_categories
+from elcrec.model.intent_labels import version_labels
+from elcrec.training import download as dl
+from elcrec.training.config import PRESETS, SETTLE_EPOCHS
+from elcrec.training.intent_count import RULE, intents_for
+from elcrec.training.intent_health import IntentHealth
+from elcrec.training.intent_settle import better_settled
 
-from model.artifact import load_artifact
-from model.catalog import item_categories
-from model.intent_labels import version_labels
 from tests.support.shared_data import DATA, need
-from training import download as dl
-from training.config import PRESETS, SETTLE_EPOCHS
-from training.intent_count import RULE, intents_for
-from training.intent_health import IntentHealth
-from training.intent_settle import better_settled
 
 ELCREC = [sys.executable, "-m", "elcrec"]
 
@@ -204,7 +204,7 @@ def test_the_frequency_filter_option_trains_exports_and_evaluates(tmp_path):
 
 
 def test_the_improved_settings_per_data_set():
-    from training.config import preset_settings
+    from elcrec.training.config import preset_settings
 
     for name in ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp"):  # the filter and the moving average:
         assert preset_settings(name, improved=True)[1]["ema"] == 0.999  # measured better on validation on each

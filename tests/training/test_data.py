@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from training.data import (
+from elcrec.training.data import (
     DataError,
     eval_split,
     left_pad,

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from elcrec.model.config import ModelConfig
+from elcrec.training import distributed
+from elcrec.training.config import TrainConfig
+from elcrec.training.data import Interactions, read_interactions, write_interactions
+from elcrec.training.distributed import Dist
+from elcrec.training.synthetic import SyntheticSpec, generate
+from elcrec.training.trainer import CHECKPOINT, LOG, Trainer
 
 from elcrec.cli import app
-from model.config import ModelConfig
-from training import distributed
-from training.config import TrainConfig
-from training.data import Interactions, read_interactions, write_interactions
-from training.distributed import Dist
-from training.synthetic import SyntheticSpec, generate
-from training.trainer import CHECKPOINT, LOG, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

@@ -4,11 +4,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from elcrec.training.data import DataError, read_interactions
+from elcrec.training.importer import ImportSpec, import_logs
 from typer.testing import CliRunner
 
 from elcrec.cli import app
-from training.data import DataError, read_interactions
-from training.importer import ImportSpec, import_logs
 
 HEADER = ["user", "item", "ts", "rating", "event"]
 
@@ -218,7 +218,7 @@ def test_a_malformed_row_deep_in_a_csv_names_its_line(tmp_path):
 
 
 def test_a_failure_midway_leaves_nothing_and_keeps_an_existing_dataset(tmp_path, monkeypatch):
-    from training import importer
+    from elcrec.training import importer
 
     log = write_csv(tmp_path / "log.csv", ROWS)
     import_logs([log], tmp_path / "ds", SPEC)
@@ -260,7 +260,7 @@ def test_the_cli_imports_and_reports_errors_without_a_traceback(tmp_path):
 
 
 def test_the_exported_items_are_the_external_ids(tmp_path):
-    from training.export import item_ids_for
+    from elcrec.training.export import item_ids_for
 
     import_logs([write_csv(tmp_path / "log.csv", ROWS)], tmp_path / "ds", SPEC)
     data = read_interactions(tmp_path / "ds")
@@ -270,7 +270,7 @@ def test_the_exported_items_are_the_external_ids(tmp_path):
 
 
 def test_string_tables_read_ids_back_as_written(tmp_path):
-    from training.dataset import StringTable, write_lines
+    from elcrec.training.dataset import StringTable, write_lines
 
     ids = [f"user-{k}-ü" for k in range(70_000)] + ["", "x y"]
     write_lines(tmp_path / "ids.txt", ids, "user id")
@@ -281,7 +281,7 @@ def test_string_tables_read_ids_back_as_written(tmp_path):
 
 
 def test_a_model_trained_on_an_imported_log_serves_its_external_ids(tmp_path):
-    from training.synthetic import SyntheticSpec, generate
+    from elcrec.training.synthetic import SyntheticSpec, generate
 
     synthetic, _ = generate(SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=0))
     rows = [(f"user-{u}", f"sku-{i}", 1000 + k) for u in range(synthetic.n_users)

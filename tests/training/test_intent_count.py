@@ -1,9 +1,8 @@
 import re
 
 import pytest
-
-from training.config import PRESETS, TrainConfig
-from training.intent_count import (
+from elcrec.training.config import PRESETS, TrainConfig
+from elcrec.training.intent_count import (
     MAX_INTENTS,
     MIN_INTENTS,
     RULE,
@@ -12,8 +11,8 @@ from training.intent_count import (
     describe_record,
     intents_for,
 )
-from training.intent_verdict import collapse_warning, collapsed, health_line
-from training.run import base_settings, resolve_settings
+from elcrec.training.intent_verdict import collapse_warning, collapsed, health_line
+from elcrec.training.run import base_settings, resolve_settings
 
 
 def test_the_rule_is_the_power_of_two_nearest_users_per_intent_within_bounds() -> None:

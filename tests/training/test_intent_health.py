@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from model.intents import IntentSpace
-from training.intent_health import (
+from elcrec.model.intents import IntentSpace
+from elcrec.training.intent_health import (
     balancing_bias,
     calibrate,
     effective_number,
@@ -163,7 +162,7 @@ def test_only_centers_trained_balanced_get_a_bias():
 
 
 def test_matching_gives_each_new_center_the_id_of_the_old_one_it_matches():
-    from training.intent_ids import match
+    from elcrec.training.intent_ids import match
 
     old = torch.nn.functional.normalize(torch.randn(6, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
     perm = torch.tensor([3, 0, 5, 1, 4, 2])

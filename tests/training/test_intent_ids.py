@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from training.intent_health import calibrate
-from training.intent_ids import carry, match, transitions
-from training.intent_settle import settle_centers
+from elcrec.training.intent_health import calibrate
+from elcrec.training.intent_ids import carry, match, transitions
+from elcrec.training.intent_settle import settle_centers
 
 K, PER, D = 8, 300, 16
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from model.catalog import Catalog, item_categories
-from model.config import ModelConfig
-from model.intent_labels import version_labels
-from training.config import TrainConfig
-from training.data import eval_split
-from training.intent_health import calibrate, coherence, fitted_centers, split_coherence, training_states
-from training.synthetic import SyntheticSpec, generate, planted_item_intents
-from training.trainer import Trainer
+from elcrec.model.catalog import Catalog, item_categories
+from elcrec.model.config import ModelConfig
+from elcrec.model.intent_labels import version_labels
+from elcrec.training.config import TrainConfig
+from elcrec.training.data import eval_split
+from elcrec.training.intent_health import (
+    calibrate,
+    coherence,
+    fitted_centers,
+    split_coherence,
+    training_states,
+)
+from elcrec.training.synthetic import SyntheticSpec, generate, planted_item_intents
+from elcrec.training.trainer import Trainer
 
 SPEC = SyntheticSpec(n_users=1000, n_items=200, n_intents=4, seed=0)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-from training.config import TrainConfig
-from training.intent_health import IntentHealth, shares
-from training.intent_settle import better_settled, settle_centers
-from training.run import resolve_settings
+from elcrec.training.config import TrainConfig
+from elcrec.training.intent_health import IntentHealth, shares
+from elcrec.training.intent_settle import better_settled, settle_centers
+from elcrec.training.run import resolve_settings
 
 
 def planted_states(k: int = 8, per: int = 300, d: int = 16, noise: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,9 +3,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from model.intents import assign_intents, squared_distances
-from training import losses
+from elcrec.model.intents import assign_intents, squared_distances
+from elcrec.training import losses
 
 
 def test_squared_distances_by_hand():
@@ -121,7 +120,7 @@ def test_sampled_softmax_ignores_a_negative_equal_to_the_target():
 
 
 def test_sinkhorn_spreads_rows_evenly_over_the_centers():
-    from training.losses import sinkhorn
+    from elcrec.training.losses import sinkhorn
 
     # every row prefers center 0: the balanced assignment still gives each center B / K rows in all
     scores = torch.tensor([[0.9, 0.1, 0.0, 0.0]] * 8) + 0.01 * torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
@@ -131,7 +130,7 @@ def test_sinkhorn_spreads_rows_evenly_over_the_centers():
 
 
 def test_balanced_clustering_pulls_a_sequence_towards_its_own_center():
-    from training.losses import balanced_clustering
+    from elcrec.training.losses import balanced_clustering
 
     centers = torch.nn.functional.normalize(torch.eye(4)[:2] + 0.0, dim=-1)  # two centers, e1 and e2
     z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, 0.0, 0.0], [0.2, 1.0, 0.0, 0.0]]), dim=-1)
@@ -145,7 +144,7 @@ def test_balanced_clustering_pulls_a_sequence_towards_its_own_center():
 
 
 def test_a_queue_lets_a_batch_follow_its_nearest_center():
-    from training.losses import balanced_clustering
+    from elcrec.training.losses import balanced_clustering
 
     e = torch.eye(2)
     centers = e  # two centers, e1 and e2
@@ -163,7 +162,7 @@ def test_elcm_depends_only_on_the_means_which_is_why_intents_collapse():
     # For unit vectors, ELCM (the paper's pull to every center plus push between centers) equals
     # 2 |mean center|^2 - 2 mean z . mean center: it sees only the batch mean of the sequences, and is lowest when
     # all sequences point one way. Nothing in it ties a sequence to its own center (docs/INTENTS.md).
-    from training.losses import elcm
+    from elcrec.training.losses import elcm
 
     g = torch.Generator().manual_seed(0)
     z = torch.nn.functional.normalize(torch.randn(32, 16, generator=g), dim=-1)

@@ -3,12 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from model.config import ModelConfig
-from model.encoder import ELCRec
-from training.data import EvalSplit
-from training.evaluate import evaluate_split
-from training.metrics import hit_ndcg, mask_scores, standard_errors, target_ranks
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.training.data import EvalSplit
+from elcrec.training.evaluate import evaluate_split
+from elcrec.training.metrics import hit_ndcg, mask_scores, standard_errors, target_ranks
 
 
 def test_hit_and_ndcg_from_ranks_by_hand():

@@ -1,11 +1,11 @@
 import json
 
-from model.config import ModelConfig
-from training.config import TrainConfig
-from training.export import export_model
-from training.report import write_report
-from training.synthetic import SyntheticSpec, generate
-from training.trainer import Trainer
+from elcrec.model.config import ModelConfig
+from elcrec.training.config import TrainConfig
+from elcrec.training.export import export_model
+from elcrec.training.report import write_report
+from elcrec.training.synthetic import SyntheticSpec, generate
+from elcrec.training.trainer import Trainer
 
 
 def test_report_draws_curves_user_map_and_intent_sizes(tmp_path):
@@ -25,8 +25,8 @@ def test_report_draws_curves_user_map_and_intent_sizes(tmp_path):
 
 
 def test_report_shows_labels_titles_and_coherence_where_the_version_has_a_catalog(tmp_path):
-    from model.catalog import Catalog
-    from training.synthetic import planted_item_intents
+    from elcrec.model.catalog import Catalog
+    from elcrec.training.synthetic import planted_item_intents
 
     spec = SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=1)
     data, _ = generate(spec)
@@ -44,8 +44,8 @@ def test_report_shows_labels_titles_and_coherence_where_the_version_has_a_catalo
 
 
 def test_the_report_says_how_k_was_chosen_through_a_calibration_but_not_past_intents_fit():
-    from training.intent_count import choose_intents
-    from training.report import intent_count_note
+    from elcrec.training.intent_count import choose_intents
+    from elcrec.training.report import intent_count_note
 
     trained = {"kind": "trained", "intent_count": choose_intents(None, None, 943).to_dict()}
     note = intent_count_note(trained)

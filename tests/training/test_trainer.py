@@ -4,16 +4,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from elcrec.model.config import ModelConfig
+from elcrec.model.intents import assign_intents
+from elcrec.training.config import TrainConfig
+from elcrec.training.data import eval_split, left_pad
+from elcrec.training.evaluate import evaluate, pooled_states
+from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks
+from elcrec.training.synthetic import SyntheticSpec, generate
+from elcrec.training.trainer import Trainer
 from sklearn.metrics import normalized_mutual_info_score
-
-from model.config import ModelConfig
-from model.intents import assign_intents
-from training.config import TrainConfig
-from training.data import eval_split, left_pad
-from training.evaluate import evaluate, pooled_states
-from training.metrics import hit_ndcg, mask_scores, target_ranks
-from training.synthetic import SyntheticSpec, generate
-from training.trainer import Trainer
 
 
 @pytest.fixture
@@ -136,7 +135,7 @@ def test_settling_moves_only_the_centers_and_a_finished_run_takes_it_on_resume(p
 
 
 def test_settled_centers_are_kept_only_where_at_least_as_good_on_validation(planted, monkeypatch, fixed_threads):
-    from training import intent_settle
+    from elcrec.training import intent_settle
 
     data, _ = planted
     mcfg, tcfg = small_configs(data, epochs=2, intent_loss="balanced")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from elcrec.model.artifact import CATALOG, load_artifact, read_manifest
+from elcrec.model.catalog import read_catalog
+from elcrec.training.export import publish_catalog
+from elcrec.training.retrain import RetrainOptions, retrain
 from typer.testing import CliRunner
 
 from elcrec.cli import app
-from model.artifact import CATALOG, load_artifact, read_manifest
-from model.catalog import read_catalog
 from tests.support.retrain import add_events
-from training.export import publish_catalog
-from training.retrain import RetrainOptions, retrain
 
 
 def write_catalog(path: Path, title: str) -> Path:

@@ -13,15 +13,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import elcrec.training.retrain as job
 import numpy as np
 import pytest
 import redis
 import torch
+from elcrec.model.artifact import current_version, load_artifact, set_current
+from elcrec.training.data import read_interactions
+from elcrec.training.event_log import EventLog
+from elcrec.training.retrain import RetrainOptions, retrain
+from elcrec.training.trainer import Trainer
 from typer.testing import CliRunner
 
-import training.retrain as job
 from elcrec.cli import app
-from model.artifact import current_version, load_artifact, set_current
 from tests.support.retrain import (
     ELCREC_CLI,
     WATERMARK_KEY,
@@ -32,10 +36,6 @@ from tests.support.retrain import (
     train_store,
     watermark,
 )
-from training.data import read_interactions
-from training.event_log import EventLog
-from training.retrain import RetrainOptions, retrain
-from training.trainer import Trainer
 
 
 def options(store: Path, base: Path, url: str, **kw: Any) -> RetrainOptions:

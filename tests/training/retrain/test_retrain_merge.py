@@ -8,17 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from model.config import ModelConfig
-from model.encoder import ELCRec
-from model.events import decode_event
-from training.data import EvalSplit, Interactions, left_pad
-from training.evaluate import evaluate_split
-from training.event_log import stream_id_key
-from training.gate import evaluate_known
-from training.merge import merge
-from training.retrain_errors import RetrainError
-from training.trainer import copy_weights
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.model.events import decode_event
+from elcrec.training.data import EvalSplit, Interactions, left_pad
+from elcrec.training.evaluate import evaluate_split
+from elcrec.training.event_log import stream_id_key
+from elcrec.training.gate import evaluate_known
+from elcrec.training.merge import merge
+from elcrec.training.retrain_errors import RetrainError
+from elcrec.training.trainer import copy_weights
 
 
 def event(user: str, *items: str) -> tuple[str, dict[str, str]]:
@@ -110,7 +109,7 @@ def test_the_current_model_never_hits_items_it_does_not_know() -> None:
 
 
 def test_a_warm_started_retrain_fine_tunes_at_a_tenth_of_the_learning_rate_unless_told() -> None:
-    from training.retrain import train_config
+    from elcrec.training.retrain import train_config
 
     saved = {"lr": 0.002, "epochs": 30, "rec_loss": "softmax"}  # the manifest's origin.train_config
     assert train_config(saved, {}, "real").lr == pytest.approx(0.0002)
@@ -119,8 +118,8 @@ def test_a_warm_started_retrain_fine_tunes_at_a_tenth_of_the_learning_rate_unles
 
 
 def test_an_imported_base_data_set_keeps_its_external_item_ids(tmp_path) -> None:
-    from training.importer import Engine, ImportSpec, import_logs
-    from training.merged_store import read_base
+    from elcrec.training.importer import Engine, ImportSpec, import_logs
+    from elcrec.training.merged_store import read_base
 
     log = tmp_path / "log.csv"
     log.write_text("user,item,ts\nu1,sku-b,1\nu1,sku-a,2\nu2,sku-b,1\nu2,sku-c,3\n")
