@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from bench import write_json
 from elcrec.model.catalog import item_categories, read_catalog, read_stored
 from elcrec.model.intent_labels import version_labels
 from elcrec.model.intents import IntentSpace
 from elcrec.service.catalog import serve_catalog
-
-from bench import write_json
 
 
 def write_csv(path: Path, n: int, seed: int = 0) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from elcrec.model.item_index import build_item_index
 
 K = 10

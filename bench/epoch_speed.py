@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+
 from elcrec.model.config import ModelConfig
 from elcrec.training.config import TrainConfig, preset_settings
 from elcrec.training.data import read_interactions

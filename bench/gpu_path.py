@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from elcrec.model.artifact import resolve
 from elcrec.service.bundle import LoadOptions, ModelBundle, build_bundle, pick_device
 from elcrec.service.inference import run_batch

@@ -145,6 +145,7 @@ def train_memory(path: Path, list_users: bool) -> dict[str, Any]:
     training/ for the flat arrays; for the figures before them, with the parent commit's training/ on PYTHONPATH
     (plus training/dataset.py to load the arrays) and `--list-users`, as its read_interactions gave a list."""
     import numpy as np
+
     from elcrec.model.config import ModelConfig
     from elcrec.training import dataset
     from elcrec.training.config import TrainConfig

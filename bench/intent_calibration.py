@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from bench import write_json
 from elcrec.model.artifact import load_artifact
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 from elcrec.training import intent_health as ih
 from elcrec.training.data import Interactions, eval_split, read_interactions
 from elcrec.training.evaluate import pooled_states
-
-from bench import write_json
 
 
 def reading(test: torch.Tensor, intents: IntentSpace, items: torch.Tensor, nxt: torch.Tensor) -> dict[str, Any]:

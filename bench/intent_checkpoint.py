@@ -15,6 +15,9 @@ import json
 from pathlib import Path
 
 import torch
+
+from bench import write_json
+from bench.intent_calibration import intent_inputs, reading
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import DEFAULT_TEMPERATURE
@@ -22,9 +25,6 @@ from elcrec.training import intent_health as ih
 from elcrec.training.config import SETTLE_EPOCHS
 from elcrec.training.intent_settle import settle_centers
 from elcrec.training.trainer import CHECKPOINT
-
-from bench import write_json
-from bench.intent_calibration import intent_inputs, reading
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from bench import write_json
 from elcrec.model.artifact import load_artifact
 from elcrec.model.intents import IntentSpace
 from elcrec.training.data import Interactions, left_pad, read_interactions
@@ -31,8 +33,6 @@ from elcrec.training.intent_health import calibrate, model_health, trained_balan
 from elcrec.training.intent_ids import LiveIntents, transitions
 from elcrec.training.intent_settle import SETTLE_BATCH, SETTLE_LR
 from elcrec.training.losses import sinkhorn
-
-from bench import write_json
 
 
 def anchored_settle(

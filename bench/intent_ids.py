@@ -38,12 +38,12 @@ from typing import Any
 import httpx
 import numpy as np
 import redis
-from elcrec.model.artifact import CURRENT, MANIFEST, resolve
-from elcrec.model.events import SINGLE
-from elcrec.training.data import Interactions, read_interactions
 
 from bench import write_json
 from bench.load import free_port, start_service, stop_processes, wait_until
+from elcrec.model.artifact import CURRENT, MANIFEST, resolve
+from elcrec.model.events import SINGLE
+from elcrec.training.data import Interactions, read_interactions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from elcrec.training.data import Interactions, read_interactions, write_interactions
-from elcrec.training.intent_count import intents_for
 
 from bench import write_json
+from elcrec.training.data import Interactions, read_interactions, write_interactions
+from elcrec.training.intent_count import intents_for
 
 
 def subsample(data: Interactions, users: int, seed: int) -> Interactions:

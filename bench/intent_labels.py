@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench import write_json
+from bench.intent_calibration import intent_inputs, reading
 from elcrec.model.artifact import Artifact, load_artifact
 from elcrec.model.catalog import Catalog, ItemCategories, item_categories, read_catalog
 from elcrec.model.intent_labels import version_labels
 from elcrec.model.intents import IntentSpace
 from elcrec.training import intent_health as ih
-
-from bench import write_json
-from bench.intent_calibration import intent_inputs, reading
 
 SHOWN = 8  # labels printed per reading, largest intents first
 

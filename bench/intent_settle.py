@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 import torch
-from elcrec.model.artifact import ArtifactError, load_artifact
-from elcrec.training import intent_health as ih
-from elcrec.training.intent_settle import SETTLE_BATCH, settle_centers
 
 from bench import write_json
 from bench.intent_calibration import intent_inputs, reading
+from elcrec.model.artifact import ArtifactError, load_artifact
+from elcrec.training import intent_health as ih
+from elcrec.training.intent_settle import SETTLE_BATCH, settle_centers
 
 
 def main() -> None:

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from bench import write_json
 from elcrec.model.artifact import resolve
 from elcrec.service.bundle import LoadOptions, build_bundle
 from elcrec.service.inference import run_batch
 from elcrec.service.queries import Query
 from elcrec.training.data import eval_split, read_interactions
-
-from bench import write_json
 
 RUNNERS_UP = 3  # the service's default (Settings.runner_up_intents)
 

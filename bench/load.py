@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from elcrec.model.artifact import ITEMS, resolve
 
 from bench import write_json
+from elcrec.model.artifact import ITEMS, resolve
 
 HOST = "127.0.0.1"
 ELCREC = Path(sys.executable).parent / "elcrec"

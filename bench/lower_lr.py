@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import torch
+
 from elcrec.model.artifact import load_artifact
 from elcrec.training.config import TrainConfig
 from elcrec.training.data import read_interactions

@@ -25,12 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench import write_json
+from bench.intent_labels import readings
 from elcrec.model.artifact import ArtifactError, load_artifact
 from elcrec.model.catalog import read_catalog
 from elcrec.training.config import NO_PRESET
-
-from bench import write_json
-from bench.intent_labels import readings
 
 METRICS = ("NDCG@10", "HIT@10")
 # ELCM at the default's intent-loss weight, so that the two runs differ in the loss alone (`--intent-loss elcm` by

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import uvicorn
-from elcrec.model.artifact import load_artifact
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
+
+from elcrec.model.artifact import load_artifact
 
 
 class Request(BaseModel):

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from elcrec.model.events import history_key
-from elcrec.service.history import _READ_LIST_AS_JSON
-from elcrec.service.resp import PipelinedReader
 from redis.asyncio import Redis
 from redis.utils import HIREDIS_AVAILABLE
 
 from bench import write_json
 from bench.load import free_port, wait_until
+from elcrec.model.events import history_key
+from elcrec.service.history import _READ_LIST_AS_JSON
+from elcrec.service.resp import PipelinedReader
 
 BATCHES = (1, 8, 32, 128)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from elcrec.model.artifact import load_artifact
 
 BATCHES = (1, 4, 16, 32)

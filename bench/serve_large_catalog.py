@@ -34,12 +34,12 @@ from typing import Any
 
 import httpx
 import torch
-from elcrec.model.artifact import write_version
-from elcrec.model.config import ModelConfig
-from elcrec.model.encoder import ELCRec
 
 from bench.catalog_scale import synthetic_catalog
 from bench.load import LUA_RECOMMEND_HISTORY, free_port, run_httpx, run_wrk
+from elcrec.model.artifact import write_version
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
 
 HOST = "127.0.0.1"
 ELCREC = Path(sys.executable).parent / "elcrec"

@@ -36,14 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
 from elcrec.model.catalog import Catalog, CatalogError, covered, read_stored
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 from elcrec.model.item_index import build_item_index, item_rows, write_item_index
 from elcrec.model.manifest import ManifestInfo
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -6,8 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from elcrec.model.config import ModelConfig
 from torch import nn
+
+from elcrec.model.config import ModelConfig
 
 LN_EPS = 1e-12
 MASK_VALUE = -10000.0

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from elcrec.model.catalog import ItemCategories
 from elcrec.model.intents import IntentSpace, characteristic_items
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import torch
+
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 

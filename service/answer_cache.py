@@ -11,6 +11,7 @@ version (`ModelBundle.answers`) and goes with it at a swap.
 from __future__ import annotations
 
 import numpy as np
+
 from elcrec.service.queries import Answer, Query
 
 Key = tuple[bytes, bytes, int, int, int, bool, float]

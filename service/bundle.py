@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.artifact import Artifact, ArtifactError, load_artifact
 from elcrec.model.catalog import item_categories
 from elcrec.model.config import ModelConfig

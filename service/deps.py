@@ -6,6 +6,9 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from elcrec.service.bundle import ModelBundle
 from elcrec.service.engine import Engine
 from elcrec.service.history import HistoryStore
@@ -13,8 +16,6 @@ from elcrec.service.metrics import Metrics
 from elcrec.service.recommender import Recommender
 from elcrec.service.reload import ModelHolder
 from elcrec.service.settings import Settings
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 
 @dataclass

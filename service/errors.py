@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from elcrec.service.history import HistoryUnavailable
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
+
+from elcrec.service.history import HistoryUnavailable
 
 
 class InvalidInput(Exception):

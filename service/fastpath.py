@@ -9,10 +9,11 @@ responses (service/errors.py); anything else goes on to the app unchanged.
 
 from __future__ import annotations
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from elcrec.service import routes
 from elcrec.service.deps import app_resources
 from elcrec.service.errors import error_response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class RecommendFastPath:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
 from elcrec.service.deps import ResourcesDep
 from elcrec.service.history import HistoryUnavailable
 from elcrec.service.schemas import Problem, Readiness
-from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
 
 router = APIRouter()
 # The metrics are text; the 503 of a service starting or stopping is JSON like every other error.

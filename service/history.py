@@ -14,6 +14,15 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MovedError, RedisError, ResponseError
+
 from elcrec.model.events import (
     EVENTS_STREAM,
     SINGLE,
@@ -26,14 +35,6 @@ from elcrec.model.events import (
 from elcrec.model.redis_target import sentinel_target
 from elcrec.service.metrics import Metrics
 from elcrec.service.resp import PipelinedReader
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, RedisError, ResponseError
 
 log = logging.getLogger("elcrec.history")
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.sequences import left_pad
 from elcrec.service.bundle import ModelBundle
 from elcrec.service.queries import Answer, Query

@@ -14,6 +14,11 @@ from pathlib import Path
 import faiss
 import torch
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
+from pydantic import ValidationError
+
 from elcrec.model.artifact import ArtifactError, resolve
 from elcrec.service import health, routes
 from elcrec.service.bundle import LoadOptions, pick_device
@@ -27,10 +32,6 @@ from elcrec.service.middleware import BodyLimit, RequestMetrics
 from elcrec.service.recommender import Recommender
 from elcrec.service.reload import ModelHolder
 from elcrec.service.settings import Settings, default_threads, usable_cpus
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from fastapi.telemetry import TelemetryConfig
-from pydantic import ValidationError
 
 log = logging.getLogger("elcrec.service")
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}

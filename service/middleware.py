@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from elcrec.service.metrics import Metrics
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from elcrec.service.metrics import Metrics
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 

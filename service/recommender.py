@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+
 from elcrec.service.bundle import ModelBundle
 from elcrec.service.catalog import no_catalog
 from elcrec.service.engine import Engine

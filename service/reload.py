@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from elcrec.model.artifact import ArtifactError, current_version
 from elcrec.service.bundle import LoadOptions, ModelBundle, build_bundle
 from elcrec.service.metrics import Metrics

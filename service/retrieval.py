@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 import faiss
 import numpy as np
 import torch
+
 from elcrec.model.item_index import build_item_index, item_rows
 
 BLAS_MIN_QUERIES = 4

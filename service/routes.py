@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from pydantic import ValidationError
+from pydantic_core import to_json
+
 from elcrec.model.artifact import ArtifactError
 from elcrec.service.deps import AdminDep, BundleDep, HolderDep, RecommenderDep, Resources, ResourcesDep
 from elcrec.service.schemas import (
@@ -22,9 +26,6 @@ from elcrec.service.schemas import (
     ReloadResponse,
     UserIntentResponse,
 )
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from pydantic import ValidationError
-from pydantic_core import to_json
 
 # Every status a route can answer is documented with its body, so that the OpenAPI document is a contract a
 # client (or a fuzzer: tests/reliability/test_api_fuzz.py) can check responses against.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from elcrec.model.events import ID_PATTERN, ID_RULE, MAX_ID_LENGTH, valid_id
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -14,6 +13,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from elcrec.model.events import ID_PATTERN, ID_RULE, MAX_ID_LENGTH, valid_id
 
 
 def _check_id(value: str) -> str:

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from elcrec.model.redis_target import SENTINEL_SCHEME, sentinel_target
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from elcrec.model.redis_target import SENTINEL_SCHEME, sentinel_target
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
+
 from elcrec.model.sequences import left_pad  # noqa: F401  (callers import it from here)
 from elcrec.training import dataset
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
+
 from elcrec.model.artifact import sha256_file
 from elcrec.model.catalog import Catalog, CatalogError, read_stored
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
 from elcrec.model.encoder import ELCRec
 from elcrec.training.data import EvalSplit, Histories, Interactions, Windows, eval_split, row_lengths
 from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
+from redis.exceptions import RedisError, ResponseError
+from redis.sentinel import Sentinel
+
 from elcrec.model.events import EVENTS_STREAM, SINGLE, WATERMARK_KEY, Layout, cluster_url, layout_for
 from elcrec.model.redis_target import sentinel_target
 from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
-from redis.exceptions import RedisError, ResponseError
-from redis.sentinel import Sentinel
 
 PAGE = 10_000  # stream entries per XRANGE call
 

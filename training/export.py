@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.artifact import load_artifact, write_version
 from elcrec.model.catalog import Catalog
 from elcrec.model.encoder import ELCRec

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from elcrec.model.encoder import ELCRec
 from elcrec.training.data import EvalSplit, eval_split, left_pad
 from elcrec.training.evaluate import evaluate_split, user_vectors

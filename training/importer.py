@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from elcrec.model.catalog import Catalog
 from elcrec.training import dataset
 from elcrec.training.data import DataError

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.catalog import Catalog, ItemCategories, item_categories
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intent_labels import value_counts

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 from elcrec.training.data import Interactions, left_pad
 from elcrec.training.evaluate import pooled_states
 from elcrec.training.intent_health import calibrate, training_states
-from scipy.optimize import linear_sum_assignment
 
 # An old intent continues as the new intent that holds at least this share of its users (at most one can).
 CONTINUES = 0.5

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.encoder import ELCRec
 from elcrec.training.data import EvalSplit, Interactions
 from elcrec.training.intent_health import IntentHealth, calibrate, split_health, training_states

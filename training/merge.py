@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from elcrec.model.events import decode_event
 from elcrec.training.data import Interactions
 from elcrec.training.retrain_errors import RetrainError

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from elcrec.model.artifact import Artifact, Store, load_artifact
 from elcrec.model.catalog import Catalog, ItemCategories, item_categories
 from elcrec.model.intent_labels import version_labels

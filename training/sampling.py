@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from elcrec.training.data import Interactions
 
 COMPACT_BLOCK = 1 << 22

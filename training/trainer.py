@@ -17,6 +17,8 @@ import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
+
 from elcrec.model.artifact import Store
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
@@ -31,7 +33,6 @@ from elcrec.training.intent_health import calibrate, split_health, training_stat
 from elcrec.training.intent_ids import LiveIntents
 from elcrec.training.intent_settle import settle_model
 from elcrec.training.sampling import NegativeSampler
-from tqdm import tqdm
 
 CHECKPOINT = Store.RUN_CHECKPOINT
 LOG = Store.RUN_LOG

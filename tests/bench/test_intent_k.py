@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from elcrec.training.data import Interactions
 
 from bench.intent_k import from_csv, pick, subsample
+from elcrec.training.data import Interactions
 
 
 def test_a_subsample_keeps_whole_users_and_renumbers_their_items() -> None:

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+
 from elcrec.model.artifact import (
     ArtifactError,
     current_version,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from elcrec.model.artifact import CATALOG, ArtifactError, load_artifact, read_manifest, write_version
 from elcrec.model.catalog import Catalog, CatalogError, item_categories, read_catalog
-
 from tests.support.service import ITEM_IDS, tiny_model
 
 MOVIES = "id,title,genre,studio\ni1,Toy Story,Animation|Comedy,Pixar\ni2,Heat,Action,\ni3,,Drama ,Warner\n"

@@ -1,6 +1,7 @@
 import copy
 
 import torch
+
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec, attention_mask
 

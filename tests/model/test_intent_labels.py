@@ -4,6 +4,7 @@ support, and its titles."""
 from __future__ import annotations
 
 import numpy as np
+
 from elcrec.model.catalog import Catalog, item_categories
 from elcrec.model.intent_labels import MIN_SUPPORT, category_lift, intent_labels, value_counts
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 import torch
-from elcrec.model.official import CheckpointError, config_from_state, load_official, map_state_dict
 
+from elcrec.model.official import CheckpointError, config_from_state, load_official, map_state_dict
 from tests.support.shared_data import DATA, OFFICIAL_TOYS, need
 
 ELCREC = [sys.executable, "-m", "elcrec"]

@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 import pytest
 import torch
+
 from elcrec.model.artifact import (
     INDEX,
     ArtifactError,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from elcrec.service.main import create_app
 
+from elcrec.service.main import create_app
 from tests.support.service import TOKEN, RedisServer, settings_for
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a test dependency (pyproject dev)")

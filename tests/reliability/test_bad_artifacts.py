@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from elcrec.model.artifact import CURRENT, ITEMS, MANIFEST, WEIGHTS, set_current, sha256_file, write_version
 
+from elcrec.model.artifact import CURRENT, ITEMS, MANIFEST, WEIGHTS, set_current, sha256_file, write_version
 from tests.support.service import ITEM_IDS, AppClient, add_version, running_app, settings_for, tiny_model
 
 pytestmark = pytest.mark.anyio

@@ -14,14 +14,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import elcrec.model.artifact as artifact
 import pytest
+from typer.testing import CliRunner
+
+import elcrec.model.artifact as artifact
+from elcrec.cli import app
 from elcrec.model.artifact import current_version, list_versions, load_artifact, write_version
 from elcrec.training.data import write_interactions
 from elcrec.training.synthetic import SyntheticSpec, generate
-from typer.testing import CliRunner
-
-from elcrec.cli import app
 from tests.support.service import ITEM_IDS, add_version, tiny_model
 
 

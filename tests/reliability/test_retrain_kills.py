@@ -14,16 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import elcrec.model.artifact as artifact
 import elcrec.training.merged_store as merged_store
 import elcrec.training.retrain as job
-import pytest
 from elcrec.model.artifact import current_version, list_versions
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.training.export import export_model
 from elcrec.training.retrain import RetrainOptions, retrain
-
 from tests.support.retrain import add_events, watermark, write_base
 from tests.support.service import RedisServer
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 import redis
 import torch
+
 from elcrec.model.artifact import MANIFEST
 from elcrec.service.bundle import build_bundle
 from elcrec.service.settings import Settings
-
 from tests.support.service import (
     ELCREC_CLI,
     RedisServer,
@@ -100,6 +100,7 @@ def test_the_token_is_compared_in_constant_time_and_hidden_in_settings(
 
     monkeypatch.setattr(hmac, "compare_digest", spy)
     import anyio
+
     from elcrec.service.deps import require_admin
 
     async def check(token: str) -> int:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from elcrec.service.answer_cache import AnswerCache, key_of
 from elcrec.service.queries import Answer, Query
-
 from tests.support.service import AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import elcrec.service.retrieval as retrieval_module
 import numpy as np
 import pytest
+
+import elcrec.service.retrieval as retrieval_module
 from elcrec.model.artifact import INDEX, ArtifactError, sha256_file, write_version
 from elcrec.model.item_index import build_item_index, write_item_index
 from elcrec.service.retrieval import ItemIndex
-
 from tests.support.service import ITEM_IDS, N_ITEMS, POPULAR, running_app, settings_for, tiny_model
 
 APPROXIMATE = [("IVF32,Flat", "nprobe=8"), ("HNSW32", "efSearch=64")]

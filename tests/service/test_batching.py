@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+
 from elcrec.model.artifact import load_artifact
 from elcrec.service.bundle import build_bundle, pick_device
 from elcrec.service.inference import run_batch
 from elcrec.service.queries import Query
-
 from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.artifact import load_artifact, write_version
 from elcrec.model.catalog import Catalog
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace, characteristic_items
-
 from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

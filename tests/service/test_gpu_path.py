@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
-import elcrec.service.bundle as bundle_module
 import numpy as np
 import pytest
 import torch
+
+import elcrec.service.bundle as bundle_module
 from elcrec.model.artifact import ArtifactError
 from elcrec.service.bundle import LoadOptions, build_bundle
 from elcrec.service.precision import PrecisionCheck, probe_histories, to_precision
 from elcrec.service.retrieval import ItemIndex, TorchExactIndex
-
 from tests.support.service import N_ITEMS, running_app, settings_for, tiny_model
 from tests.support.service import random_table as table
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from elcrec.model.events import CLUSTER, CLUSTER_SHARDS
 
+from elcrec.model.events import CLUSTER, CLUSTER_SHARDS
 from tests.support.failover import EventRounds
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.service import running_app, settings_for, wait_for

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from elcrec.model.events import EVENTS_STREAM, history_key
 
+from elcrec.model.events import EVENTS_STREAM, history_key
 from tests.support.failover import EventRounds
 from tests.support.redis_sentinel import SentinelSetup
 from tests.support.service import running_app, settings_for, wait_for

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.artifact import load_artifact
 from elcrec.service.inference import interleave
-
 from tests.support.service import add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
 
+from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
 from tests.support.service import TOKEN, AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

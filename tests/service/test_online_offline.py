@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from elcrec.model.artifact import load_artifact
 from elcrec.model.encoder import ELCRec
 from elcrec.training.data import eval_split, left_pad, read_interactions
 from elcrec.training.evaluate import user_vectors
 from elcrec.training.metrics import mask_scores
-
 from tests.support.service import TOYS_DATA, AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio

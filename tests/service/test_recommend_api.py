@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.artifact import load_artifact
 from elcrec.model.intents import assign_intents
-
 from tests.support.service import (
     ITEM_IDS,
     MAX_LEN,

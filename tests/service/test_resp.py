@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hiredis
 import pytest
-from elcrec.service.resp import PipelinedReader, encode
 
+from elcrec.service.resp import PipelinedReader, encode
 from tests.support.service import RedisServer
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from elcrec.service.retrieval import IndexSpecError, ItemIndex, top_unseen
 
+from elcrec.service.retrieval import IndexSpecError, ItemIndex, top_unseen
 from tests.support.service import random_table as table
 from tests.support.service import running_app, settings_for
 

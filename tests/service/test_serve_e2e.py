@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
 
+from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
 from tests.support.service import RedisServer, clean_env, serve_process, wait_for
 
 TOKEN = "e2e-admin-token-9f2c"

@@ -4,8 +4,9 @@ what is wrong and never repeats the value (it may carry a password)."""
 from __future__ import annotations
 
 import pytest
-from elcrec.service.settings import Settings
 from pydantic import ValidationError
+
+from elcrec.service.settings import Settings
 
 
 @pytest.mark.parametrize(

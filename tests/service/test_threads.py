@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from elcrec.service.settings import default_threads, usable_cpus
 
+from elcrec.service.settings import default_threads, usable_cpus
 from tests.support.service import running_app, settings_for
 
 pytestmark = pytest.mark.anyio

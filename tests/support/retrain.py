@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from elcrec.model.config import ModelConfig
 from elcrec.model.events import EVENTS_STREAM, WATERMARK_KEY
 from elcrec.training.config import TrainConfig
@@ -18,7 +19,6 @@ from elcrec.training.data import Interactions, write_interactions
 from elcrec.training.export import export_model
 from elcrec.training.synthetic import SyntheticSpec, generate
 from elcrec.training.trainer import Trainer
-
 from tests.support import service as support
 from tests.support.service import REDIS_SERVER, RedisServer, free_port, wait_for  # noqa: F401 (re-exported)
 

@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import redis
 import torch
+
 from elcrec.model.artifact import write_version
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec

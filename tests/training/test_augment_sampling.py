@@ -1,4 +1,5 @@
 import numpy as np
+
 from elcrec.training.augment import augment_batch
 from elcrec.training.data import parse_lines
 from elcrec.training.sampling import NegativeSampler

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from elcrec.model.artifact import current_version, load_artifact
 from elcrec.training.bootstrap import BootstrapError, bootstrap
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from elcrec.model.artifact import load_artifact
 from elcrec.model.catalog import item_categories
 from elcrec.model.intent_labels import version_labels
@@ -18,7 +19,6 @@ from elcrec.training.config import PRESETS, SETTLE_EPOCHS
 from elcrec.training.intent_count import RULE, intents_for
 from elcrec.training.intent_health import IntentHealth
 from elcrec.training.intent_settle import better_settled
-
 from tests.support.shared_data import DATA, need
 
 ELCREC = [sys.executable, "-m", "elcrec"]

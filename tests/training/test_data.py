@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from elcrec.training.data import (
     DataError,
     eval_split,

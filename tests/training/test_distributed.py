@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
+from elcrec.cli import app
 from elcrec.model.config import ModelConfig
 from elcrec.training import distributed
 from elcrec.training.config import TrainConfig
@@ -26,8 +28,6 @@ from elcrec.training.data import Interactions, read_interactions, write_interact
 from elcrec.training.distributed import Dist
 from elcrec.training.synthetic import SyntheticSpec, generate
 from elcrec.training.trainer import CHECKPOINT, LOG, Trainer
-
-from elcrec.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

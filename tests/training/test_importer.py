@@ -4,11 +4,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-from elcrec.training.data import DataError, read_interactions
-from elcrec.training.importer import ImportSpec, import_logs
 from typer.testing import CliRunner
 
 from elcrec.cli import app
+from elcrec.training.data import DataError, read_interactions
+from elcrec.training.importer import ImportSpec, import_logs
 
 HEADER = ["user", "item", "ts", "rating", "event"]
 

@@ -1,6 +1,7 @@
 import re
 
 import pytest
+
 from elcrec.training.config import PRESETS, TrainConfig
 from elcrec.training.intent_count import (
     MAX_INTENTS,

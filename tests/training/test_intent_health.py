@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.intents import IntentSpace
 from elcrec.training.intent_health import (
     balancing_bias,

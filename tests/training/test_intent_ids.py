@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from elcrec.training.intent_health import calibrate
 from elcrec.training.intent_ids import carry, match, transitions
 from elcrec.training.intent_settle import settle_centers

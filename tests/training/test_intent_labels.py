@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from elcrec.model.catalog import Catalog, item_categories
 from elcrec.model.config import ModelConfig
 from elcrec.model.intent_labels import version_labels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from elcrec.training.config import TrainConfig
 from elcrec.training.intent_health import IntentHealth, shares
 from elcrec.training.intent_settle import better_settled, settle_centers

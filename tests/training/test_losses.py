@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from elcrec.model.intents import assign_intents, squared_distances
 from elcrec.training import losses
 

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.training.data import EvalSplit

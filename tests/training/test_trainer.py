@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import normalized_mutual_info_score
+
 from elcrec.model.config import ModelConfig
 from elcrec.model.intents import assign_intents
 from elcrec.training.config import TrainConfig
@@ -12,7 +14,6 @@ from elcrec.training.evaluate import evaluate, pooled_states
 from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks
 from elcrec.training.synthetic import SyntheticSpec, generate
 from elcrec.training.trainer import Trainer
-from sklearn.metrics import normalized_mutual_info_score
 
 
 @pytest.fixture

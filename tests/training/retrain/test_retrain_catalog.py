@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from elcrec.cli import app
 from elcrec.model.artifact import CATALOG, load_artifact, read_manifest
 from elcrec.model.catalog import read_catalog
 from elcrec.training.export import publish_catalog
 from elcrec.training.retrain import RetrainOptions, retrain
-from typer.testing import CliRunner
-
-from elcrec.cli import app
 from tests.support.retrain import add_events
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from elcrec.model.events import CLUSTER, WATERMARK_KEY
 from elcrec.training.event_log import parse_mark
 from elcrec.training.retrain import RetrainOptions, retrain
-
 from tests.support.redis_cluster import RedisClusterNodes
 from tests.support.service import running_app, settings_for
 

@@ -13,19 +13,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import elcrec.training.retrain as job
 import numpy as np
 import pytest
 import redis
 import torch
+from typer.testing import CliRunner
+
+import elcrec.training.retrain as job
+from elcrec.cli import app
 from elcrec.model.artifact import current_version, load_artifact, set_current
 from elcrec.training.data import read_interactions
 from elcrec.training.event_log import EventLog
 from elcrec.training.retrain import RetrainOptions, retrain
 from elcrec.training.trainer import Trainer
-from typer.testing import CliRunner
-
-from elcrec.cli import app
 from tests.support.retrain import (
     ELCREC_CLI,
     WATERMARK_KEY,

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.events import decode_event

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from elcrec.training.retrain import RetrainOptions, retrain
 
+from elcrec.training.retrain import RetrainOptions, retrain
 from tests.support.redis_sentinel import SentinelSetup
 from tests.support.service import running_app, settings_for, wait_for
 
