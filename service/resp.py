@@ -2,7 +2,8 @@
 
 redis-py's asyncio client spends several times more CPU on a pipeline (connection pool, command objects,
 per-reply callbacks) than writing the commands ourselves and parsing with hiredis, and the history read is on every
-recommendation (measured: docs/SERVING.md, *The path of a recommendation*, python -m bench.redis_reads). Writes (MULTI/EXEC with the event stream) stay with redis-py.
+recommendation (measured: docs/SERVING.md, *The path of a recommendation*, python -m bench.redis_reads).
+Writes (MULTI/EXEC with the event stream) stay with redis-py.
 
 Only plain `redis://` URLs are read here (host, port, db, user and password); for `rediss://` or unix sockets
 `RedisHistory` keeps using redis-py (`PipelinedReader.supports`).
