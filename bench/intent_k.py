@@ -1,5 +1,5 @@
 """How many intents a default `elcrec train` should learn for a data set of a given size: the measurement behind
-training/intent_count.py's rule (docs/INTENTS.md, *How many intents without a preset*).
+training/intent_count.py's rule (docs/research/INTENTS-NOTES.md, *How many intents without a preset*).
 
     python -m bench.intent_k subsample --data ../shared/data/Beauty.txt --users 1000 --out /work/scratch/beauty-1k.txt
     python -m bench.intent_k from-csv --csv /work/realdata/ml-100k/interactions.csv --out /work/scratch/ml-100k.txt
@@ -104,7 +104,7 @@ def pick(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def table(results: list[Path]) -> str:
-    """The markdown table of docs/INTENTS.md from measure's JSON files, the K kept per data set marked, and each
+    """The markdown table of docs/research/INTENTS-NOTES.md from measure's JSON files, the K kept per data set marked, and each
     kept K's users per intent beside the K training/intent_count.py's rule gives."""
     lines = ["| data | users | K | epochs (best) | valid NDCG@20 | valid effective / largest / overlap / lift@100 "
              "| test NDCG@5 | test lift@100 |", "|---|---:|---:|---|---:|---|---:|---:|"]

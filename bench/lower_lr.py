@@ -6,7 +6,7 @@
 Trains with the version's own model and training settings except the learning rate (a fresh Adam), validates
 after every epoch, and prints the validation and test metrics (reference protocol) of the best epoch, where
 epoch 0 is the model as exported. Nothing is written. A probe for whether a learning-rate decay would lift a
-plateau; results in docs/logs/experiments/README.md.
+plateau; results in docs/research/EXPERIMENTS.md.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Catalog:
 def _no_gc() -> Iterator[None]:
     """The cyclic garbage collector paused while millions of small containers (one per item and value) are made,
     none of them cyclic: otherwise it walks them again and again, and parsing a stored catalog of a million items
-    took 3 times as long (8.5 s against 2.6 s, measured)."""
+    takes several times as long (docs/SERVING.md, *Intents in the API*)."""
     was = gc.isenabled()
     gc.disable()
     try:

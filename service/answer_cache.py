@@ -30,9 +30,9 @@ def key_of(query: Query) -> Key:
 
 
 # An answer as a tuple of tuples of numbers: objects the garbage collector stops tracking, so that a full cache
-# (tens of thousands of answers) adds nothing to its passes. Kept as Answer objects (lists inside), 20,000 answers
-# made each full collection scan 140,000 more objects: 86 ms against 0.01 ms, measured with the objects of
-# start-up frozen as the service does (gc.freeze).
+# (tens of thousands of answers) adds nothing to its passes. Kept as Answer objects (lists inside), a full cache
+# made every full collection scan all of them and slowed the requests that missed it (measured: docs/SERVING.md,
+# *Load figures*, "A full cache must cost the collector nothing").
 Packed = tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...], tuple[float, ...], tuple[float, ...],
                tuple[int, ...], int]
 

@@ -260,8 +260,8 @@ def _bundle(
 
 
 def _traced(model: ELCRec, device: torch.device, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The encoder traced by TorchScript: 30-45% less time for the small batches of a service on CPU (the
-    per-op Python and dispatch overhead dominates there). The trace follows batch size and length; outputs
+    """The encoder traced by TorchScript: less time for the small batches of a service on CPU, where the per-op
+    Python and dispatch overhead dominates (docs/SERVING.md, *The path of a recommendation*). The trace follows batch size and length; outputs
     are checked equal to the module's on other shapes than the example's, else the module is used."""
     try:
         with torch.inference_mode(), warnings.catch_warnings():
@@ -279,7 +279,7 @@ def _traced(model: ELCRec, device: torch.device, name: str) -> Callable[[torch.T
 
 
 # Traces by (architecture, device, dtype), the most recent few. Each torch.jit.trace leaves its compiled types in
-# TorchScript's global compilation unit for good (about 3 MiB a trace of a 3-layer encoder, measured): a service
+# TorchScript's global compilation unit for good (docs/SERVING.md, *The path of a recommendation*): a service
 # that traced every version it loads grew with every reload. A version of an architecture traced before gets a
 # copy of that trace with its own weights loaded instead, which leaves nothing behind.
 _TRACES: OrderedDict[tuple[Any, ...], torch.jit.ScriptModule] = OrderedDict()

@@ -1,8 +1,9 @@
 """A pipelined Redis connection for the hot reads: commands in RESP, replies parsed by hiredis (C).
 
-redis-py's asyncio client spends about 0.3 ms of CPU on a one-command pipeline here (connection pool, command
-objects, per-reply callbacks); writing the commands ourselves and parsing with hiredis costs about 0.08 ms, and
-the history read is on every recommendation. Writes (MULTI/EXEC with the event stream) stay with redis-py.
+redis-py's asyncio client spends several times more CPU on a pipeline (connection pool, command objects,
+per-reply callbacks) than writing the commands ourselves and parsing with hiredis, and the history read is on every
+recommendation (measured: docs/SERVING.md, *The path of a recommendation*, python -m bench.redis_reads).
+Writes (MULTI/EXEC with the event stream) stay with redis-py.
 
 Only plain `redis://` URLs are read here (host, port, db, user and password); for `rediss://` or unix sockets
 `RedisHistory` keeps using redis-py (`PipelinedReader.supports`).

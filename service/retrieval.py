@@ -56,8 +56,8 @@ class ItemIndex:
         k = min(k, self.n_items)
         if self._flat:
             # Exact search: one matrix product (BLAS) for a micro-batch of 4 or more queries, a scan per query
-            # below that. This FAISS build's default threshold never uses BLAS here: 2.3x slower for a batch of
-            # 32 over the Beauty items, while for 1-2 queries the scan is 2-3x faster than BLAS.
+            # below that. This FAISS build's default threshold never uses BLAS here, much slower for a batch of
+            # 32, while for 1-2 queries the scan is faster than BLAS (docs/SERVING.md, *The path of a recommendation*).
             faiss.cvar.distance_compute_blas_threshold = 1 if len(queries) >= BLAS_MIN_QUERIES else 2**31 - 1
         scores, labels = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
         rows = np.where(labels >= 0, labels + 1, -1)

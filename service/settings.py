@@ -47,8 +47,7 @@ class Settings(BaseSettings):
     jit: bool = True  # TorchScript-trace the encoder at load (checked equal to the module; untraced if not)
     precision_min_overlap: Annotated[float, Field(ge=0, le=1)] = 0.9
     # Answers kept per loaded version for repeat requests (the same history, k and options): a hit skips the
-    # encoder and the retrieval. About 2 KB an entry (40 MB at the default, measured with k = 10 and histories of
-    # 20); 0 turns it off (service/answer_cache.py).
+    # encoder and the retrieval; 0 turns it off (service/answer_cache.py; its memory: docs/SERVING.md).
     answer_cache: Annotated[int, Field(ge=0, le=10_000_000)] = 20_000
     threads: Annotated[int | None, Field(ge=1)] = (
         None  # torch and FAISS CPU threads; None: chosen from the usable CPUs (default_threads)
@@ -102,7 +101,7 @@ def default_threads(cpus: int) -> int:
     """Intra-op threads for the encoder and FAISS when ELCREC_THREADS is unset: a quarter of the usable CPUs, at
     least one. The service's batches are small (a few to 64 histories), its event loop runs in the same process,
     and Redis, the load balancer's connections and other processes share the machine: OpenMP threads that outnumber
-    the free cores spin-wait for each other. On the 2-core machine, the imported 3-layer Toys checkpoint with
-    every request new: 1 thread served 1,079 req/s at 32 connections and p99 7.7 ms at 4, torch's default (2)
-    898-997 req/s and p99 13.5-14.7 ms (docs/SERVING.md). More processes (`--workers`) use more cores."""
+    the free cores spin-wait for each other: on a 2-core machine one thread served more requests, with a shorter
+    tail, than torch's default of two (measured: docs/SERVING.md, *Load figures*, "Threads"). More processes
+    (`--workers`) use more cores."""
     return max(1, cpus // 4)

@@ -112,8 +112,7 @@ def _train_demo(store: Path, data_out: Path | None, log: Callable[[str], None]) 
     data = read_interactions(data_path)
     settings = resolve_settings(data.n_items, ({}, {}), DEMO_MODEL, DEMO_TRAIN)
     # One thread: this model is too small to gain from more, and OpenMP threads that share a core with another
-    # busy process spin-wait for each other (measured: 35 s an epoch in a container beside a training job, 1 s
-    # with one thread).
+    # busy process spin-wait for each other, which made an epoch many times slower (README, *The command line*).
     torch.set_num_threads(1)
     origin = {"kind": "trained", "preset": None, "improved": False, "improved_intents": False, "demo": True}
     with tempfile.TemporaryDirectory(prefix="elcrec-demo-run-") as run:  # the checkpoint is not kept

@@ -49,7 +49,7 @@ class TrainConfig:
     samples: Samples = "sequence"
     # With bucket: "length" puts rows of similar length in one batch (each batch one width, the fastest);
     # "random" draws batches uniformly, as the reference and BSARec do, and runs each batch's encoder pass in
-    # groups of similar length, each trimmed to its own width (the same values, about 1.25 times the work).
+    # groups of similar length, each trimmed to its own width (the same values, more work a step: docs/research/EXPERIMENTS.md).
     batches: Batches = "length"
     # Per-step decay of an exponential moving average of the weights (0 = off). With it, each epoch validates the
     # average instead of the raw weights, and the best average is what is kept and exported; training itself
@@ -125,14 +125,15 @@ ADDED_LATER = {
     "samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0, "intent_loss": "elcm",
     "intent_temperature": 0.1, "intent_queue": 0, "intent_settle": 0,
 }
-# Settling epochs of a balanced run unless told otherwise (the choice and its measurements: docs/INTENTS.md).
+# Settling epochs of a balanced run unless told otherwise (the choice and its measurements:
+# docs/research/INTENTS-NOTES.md, *Settling the centers*).
 SETTLE_EPOCHS = 100
 
 # `elcrec train` without --preset: (model, training) settings under the flags. The intents are learned balanced (and
 # settled, SETTLE_EPOCHS): the paper's ELCM collapsed on a log that is not a benchmark where the balanced loss kept
 # every intent in use. Its weight is a tenth of ELCM's: beside the default one-negative BCE its cross-entropy over K
-# outweighed the next-item loss, and at weight 1 it ranked far below ELCM on a real log (docs/INTENTS.md, *Defaults
-# without a preset*). K follows from the data (training/intent_count.py). The presets keep the paper's ELCM;
+# outweighed the next-item loss, and at weight 1 it ranked far below ELCM on a real log (docs/research/INTENTS-NOTES.md,
+# *Defaults without a preset*). K follows from the data (training/intent_count.py). The presets keep the paper's ELCM;
 # `--intent-loss elcm` chooses it here, with none of these settings.
 NO_PRESET: tuple[dict[str, Any], dict[str, Any]] = ({}, {"intent_loss": "balanced", "trade_off": 0.1})
 
@@ -158,12 +159,12 @@ IMPROVED_INTENTS: dict[str, dict[str, Any]] = {
 # `--improved`: the best ranking found per data set, on top of the paper's preset: BSARec's frequency filter in each
 # block, one row per prefix with a softmax over all items, a moving average of the weights validated and exported,
 # patience 10; on Beauty also ELCM weight 1, hidden size 128 and label smoothing 0.1. Each of these was kept only
-# where it ranked better on every seed tried; the runs and figures are in docs/RESULTS.md and docs/logs/experiments/.
+# where it ranked better on every seed tried; the runs and figures are in docs/RESULTS.md and docs/research/EXPERIMENTS.md.
 # On Beauty, Toys and Yelp the intents are learned balanced (settled after training) instead of by ELCM: ranking the
 # same within one standard error over users, the intents beating a k-means fitted after training on evenness,
-# distinctness and lift@100 where ELCM put most users in a few intents (docs/INTENTS.md). Sports keeps ELCM: its
-# balanced run (seed 1), its intents as good, ranked lower on the test users (NDCG@5 0.0281 +- 0.0008 against 0.0298)
-# though not on validation; `--intent-loss balanced` trains it.
+# distinctness and lift@100 where ELCM put most users in a few intents. Sports keeps ELCM: its balanced run, its
+# intents as good, ranked lower on the test users though not on validation (docs/research/INTENTS-NOTES.md, *What the
+# balanced intents cost in ranking*); `--intent-loss balanced` trains it.
 _BEST_MODEL: dict[str, Any] = {"mix_alpha": 0.7}
 _BEST_TRAIN: dict[str, Any] = {"rec_loss": "softmax", "samples": "prefixes", "patience": 10, "ema": 0.999}
 IMPROVED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

@@ -35,7 +35,7 @@ from elcrec.training.data import DataError
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 COMPRESSED = (".gz", ".zst")
-DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share: peak RSS about 3.1 GiB at 100 M rows, under 4 GiB (docs/IMPORT.md)
+DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share: keeps the peak RSS of a 100 M-row import under 4 GiB (docs/IMPORT.md)
 FETCH_ROWS = 8_000_000  # interactions written per chunk: 32 MB of int32
 LINE_ROWS = 100_000
 
@@ -322,7 +322,7 @@ class Importer:
     # -- 3. the rows kept --------------------------------------------------------------------------
     def keep_rows(self) -> None:
         # Ids stay strings (DuckDB keeps those up to 12 bytes inline): numbering them first (DISTINCT and two joins)
-        # cost more than the later steps saved, 55 s against 44-49 s for the whole import of 15 M rows here.
+        # cost more than the later steps saved (docs/IMPORT.md, *At scale*).
         if self.count("SELECT count(*) FROM raw WHERE keep IS NOT TRUE OR u IS NULL OR i IS NULL"):
             self.sql("DELETE FROM raw WHERE keep IS NOT TRUE OR u IS NULL OR i IS NULL")
         self.sql("ALTER TABLE raw RENAME TO ev")

@@ -2,7 +2,8 @@
 
 K comes from `--intents` where given, else from the preset, else from the data: the power of two nearest (on a log
 scale) to users / USERS_PER_INTENT, clamped to [MIN_INTENTS, MAX_INTENTS]. USERS_PER_INTENT is measured
-(bench/intent_k.py; the table and the commands: docs/INTENTS.md, *How many intents without a preset*): with the
+(bench/intent_k.py; the table and the commands: docs/research/INTENTS-NOTES.md, *How many intents without a
+preset*): with the
 balanced loss of a default run (at weight 1, before the default became 0.1), the K that kept the effective number at
 K/2 or more with the best lift@100 on the validation users, without costing validation NDCG, per log;
 USERS_PER_INTENT is the power of two nearest the geometric mean of the logs' users per kept intent. Too few users an

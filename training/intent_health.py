@@ -20,8 +20,8 @@ Where the model has an item catalog (model/catalog.py), beside these:
 calibrate() fits a version's calibration on the training users (every user's sequence but its last two items, so
 that neither the validation nor the test item is seen): the profiles always, the balancing bias for intents trained
 to be balanced (the equipartition of `--intent-loss balanced`, applied at assignment). Not for ELCM's or k-means'
-centers: on the authors' collapsed Toys checkpoint a bias that spreads the training users left the test users in
-one intent (92%), docs/INTENTS.md.
+centers: on the authors' collapsed Toys checkpoint a bias that spreads the training users left the test users
+crowded in one intent (docs/research/INTENTS-NOTES.md, *The version's intent calibration*).
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def balancing_bias(sim: torch.Tensor, steps: int = 200, rate: float = 0.01) -> t
 
     Crowded columns shed rows to their neighbours; an empty column is never raised. Raising it (an earlier version)
     let the bias of a center that nobody is near grow until it reached into a dense region, where a small shift of
-    the states moves many users across: on Toys the test users then crowded into one intent (largest 20%)."""
+    the states moves many users across: on Toys the test users then crowded into one intent (docs/research/INTENTS-NOTES.md)."""
     k = sim.shape[1]
     bias = torch.zeros(k)
     for _ in range(steps):

@@ -18,8 +18,8 @@ requests would see their intents shuffled. Three parts, one mechanism:
   what became of each live intent (`transitions`): kept, renumbered, merged with others, dissolved; and the new
   intents that were born.
 
-Measured, and the variants that did worse (anchored or free settling): docs/INTENTS.md, *Intent ids across
-versions*.
+Measured, and the variants that did worse (anchored or free settling): docs/research/INTENTS-NOTES.md, *Intent ids
+across versions*.
 """
 
 from __future__ import annotations

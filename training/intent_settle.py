@@ -8,12 +8,11 @@ each center at most one row. Settling runs the same objective (losses.balanced_c
 temperature) for a number of epochs over the normalised pooled states of the users' training sequences, with the
 encoder frozen and batches large enough that each center receives several rows of each.
 
-Measured (docs/INTENTS.md, *Settling the centers*): on all four data sets the settled centers, calibrated as every
-version is, are more even and more distinct than a k-means fitted on the same states and more predictive of the
-next item; the unsettled ones trailed it in lift@100 on Beauty and Toys, in distinctness on Sports and Yelp. On
-Yelp, read early in training, they were worse on all three; at the end of its run, more distinct by a fifth for 3%
-less lift (validation). So training keeps the settled centers only where they are at least as good on at least two
-of the three measures on the validation users (settle_model). It needs seconds to a few minutes on a CPU.
+Settled centers can still be worse than the trained ones on a data set (on one, read early in training, they
+were), and no single measure of intent health says which is better: settling can make the intents more distinct at
+the cost of a little lift. So training keeps the settled centers only where they are at least as good on at least
+two of the three measures on the validation users (settle_model). The measurements on the four benchmark files,
+against a k-means of the same states, with their commands: docs/research/INTENTS-NOTES.md, *Settling the centers*.
 """
 
 from __future__ import annotations
@@ -29,8 +28,9 @@ from elcrec.training.data import EvalSplit, Interactions
 from elcrec.training.intent_health import IntentHealth, calibrate, split_health, training_states
 from elcrec.training.losses import balanced_clustering
 
-# Rows of each balanced assignment while settling: 16 a center at K = 256, 8 at K = 512 (the gain against batches
-# of 256, on Beauty and Toys: bench/intent_settle.py, docs/INTENTS.md).
+# Rows of each balanced assignment while settling: several a center at the benchmarks' K, where a training batch
+# of 256 rows gives each center at most one (the gain, measured: docs/research/INTENTS-NOTES.md, *What the balanced
+# intents cost in ranking*).
 SETTLE_BATCH = 4096
 SETTLE_LR = 1e-3
 
@@ -94,9 +94,9 @@ def better_settled(before: IntentHealth, after: IntentHealth) -> bool:
     """Whether the settled centers (`after`) are at least as good as the trained ones (`before`) on at least two of
     the three measures of intent health: effective number (higher), overlap (lower), lift@100 (higher).
 
-    A vote rather than one measure: where settling was kept by lift alone, Yelp's settled centers lost 3% of
-    validation lift while their overlap fell by a fifth, and on the test users they beat k-means on all three where
-    the trained centers lost to it on overlap (docs/INTENTS.md). A missing overlap or lift counts as the worst."""
+    A vote rather than one measure: judged by lift alone, settling was refused on a data set where it made the
+    intents far more distinct for a little lift, and there the trained centers then lost to k-means on the test
+    users (docs/research/INTENTS-NOTES.md, *Settling the centers*). A missing overlap or lift counts as the worst."""
     votes = (
         after.effective >= before.effective,
         (after.overlap if after.overlap is not None else 1.0) <= (before.overlap if before.overlap is not None else 1.0),

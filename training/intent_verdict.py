@@ -9,7 +9,7 @@ from typing import Any
 from elcrec.training.intent_count import intents_for
 
 # Collapsed: an effective number below a tenth of K, most users in a few intents: what ELCM does on the benchmarks and
-# on a real log, where the balanced loss stays near K (docs/INTENTS.md).
+# on a real log, where the balanced loss stays near K (docs/research/INTENTS-NOTES.md).
 COLLAPSED_SHARE = 0.1
 
 

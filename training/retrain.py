@@ -99,8 +99,8 @@ WARM_LR_SCALE = 0.1  # a warm-started retrain's learning rate, relative to the o
 def train_config(saved: dict[str, Any] | None, overrides: dict[str, Any], pooling: str) -> TrainConfig:
     """The current version's training config (`saved`: manifest origin.train_config) with the given overrides, and a tenth of
     its learning rate unless one is given: a warm start fine-tunes. At the training rate a converged Beauty model's
-    candidate lost ranking that the gate refuses, and more users changed intent (docs/INTENTS.md, *The retrain's
-    learning rate*)."""
+    candidate lost ranking that the gate refuses, and more users changed intent (docs/research/INTENTS-NOTES.md,
+    *The retrain's learning rate*)."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     raw: dict[str, Any] = {"bucket": pooling == "real"}
     if saved is not None:

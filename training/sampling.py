@@ -13,8 +13,8 @@ class NegativeSampler:
     def __init__(self, data: Interactions, vocab_size: int) -> None:
         self.high = vocab_size  # draws in [1, vocab_size) = 1..N+1, as the reference
         self.vocab = np.int64(vocab_size)
-        # Sorted distinct (user, item) pairs. Sorted in place and deduplicated by hand: np.unique (NumPy 2.4) took
-        # 49 s on 15 M keys where the sort takes 2 s (docs/IMPORT.md).
+        # Sorted distinct (user, item) pairs. Sorted in place and deduplicated by hand: np.unique was many times
+        # slower than the sort on a large log (docs/IMPORT.md, *What training holds for such a data set*).
         keys = np.repeat(np.arange(data.n_users, dtype=np.int64) * self.vocab, data.lengths)
         keys += data.items
         keys.sort()

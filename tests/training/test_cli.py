@@ -214,7 +214,7 @@ def test_the_improved_settings_per_data_set():
     assert "label_smoothing" not in preset_settings("Toys_and_Games", improved=True)[1]
     assert "d" not in preset_settings("Toys_and_Games", improved=True)[0]
     for name, intent_loss in (("Beauty", "balanced"), ("Toys_and_Games", "balanced"), ("Sports_and_Outdoors", None),
-                              ("Yelp", "balanced")):  # intents learned balanced where measured (docs/INTENTS.md)
+                              ("Yelp", "balanced")):  # intents learned balanced where measured (docs/research/INTENTS-NOTES.md)
         assert preset_settings(name, improved=True)[1].get("intent_loss") == intent_loss
     assert preset_settings("Yelp", improved_intents=True) == preset_settings("Yelp")  # the sampled softmax overfits there
     assert "ema" not in preset_settings("Toys_and_Games")[1]  # the paper's preset stays the paper's

@@ -162,7 +162,7 @@ def test_a_queue_lets_a_batch_follow_its_nearest_center():
 def test_elcm_depends_only_on_the_means_which_is_why_intents_collapse():
     # For unit vectors, ELCM (the paper's pull to every center plus push between centers) equals
     # 2 |mean center|^2 - 2 mean z . mean center: it sees only the batch mean of the sequences, and is lowest when
-    # all sequences point one way. Nothing in it ties a sequence to its own center (docs/INTENTS.md).
+    # all sequences point one way. Nothing in it ties a sequence to its own center (docs/research/INTENTS-NOTES.md).
     from elcrec.training.losses import elcm
 
     g = torch.Generator().manual_seed(0)
