@@ -484,8 +484,3 @@ def copy_weights(model: ELCRec, previous: ELCRec, n_known: int) -> list[str]:
         else:
             skipped.append(name)
     return skipped
-
-
-def remove_run(run_dir: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (run_dir / CHECKPOINT).unlink()
