@@ -11,20 +11,34 @@ For long runs: whether a change to intent training closes the gap to k-means sho
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from bench import write_json
 from bench.intent_calibration import intent_inputs, reading
-from elcrec.model.config import ModelConfig
-from elcrec.model.encoder import ELCRec
-from elcrec.model.intents import DEFAULT_TEMPERATURE
 from elcrec.training import intent_health as ih
 from elcrec.training.config import SETTLE_EPOCHS
 from elcrec.training.intent_settle import settle_centers
-from elcrec.training.trainer import CHECKPOINT
+from elcrec.training.trainer import CHECKPOINT, RunCheckpoint, read_checkpoint
+
+
+def readings(run: RunCheckpoint, data: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The validation users' count and each way of reading their intents."""
+    model = run.model()  # the best weights so far: what export would take
+    got = intent_inputs(model, data, "valid")
+    valid, nxt, train, centers, items = got.states, got.nxt, got.train, got.centers, got.items
+    fitted = ih.fitted_centers(model, got.data, centers.shape[0])
+    rows = {
+        "learned, calibrated": reading(valid, ih.calibrate(train, centers, balance=True), items, nxt),
+        "k-means (intents fit)": reading(valid, ih.calibrate(train, fitted, balance=False), items, nxt),
+        "k-means + bias": reading(valid, ih.calibrate(train, fitted, balance=True), items, nxt),
+    }
+    cfg = run.train_config
+    if cfg.intent_loss == "balanced":  # what training will end with
+        settled = settle_centers(train, centers, cfg.intent_settle or SETTLE_EPOCHS, cfg.intent_temperature,
+                                 seed=cfg.seed)
+        rows["learned, settled"] = reading(valid, ih.calibrate(train, settled, balance=True), items, nxt)
+    return len(valid), rows
 
 
 def main() -> None:
@@ -33,33 +47,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    if not (args.run / CHECKPOINT).exists():
-        parser.error(f"{args.run / CHECKPOINT} does not exist: pass a run directory of `elcrec train`")
-    blob = torch.load(args.run / CHECKPOINT, map_location="cpu", weights_only=True)
-    state, configs = json.loads(blob["state"]), json.loads(blob["configs"])
-    model = ELCRec(ModelConfig.from_dict(configs["model"]))
-    model.load_state_dict(blob["best"] or blob["model"])  # the best weights so far: what export would take
-    model.eval()
-    got = intent_inputs(model, args.data, "valid")
-    valid, nxt, train, centers, items = got.states, got.nxt, got.train, got.centers, got.items
-    fitted = ih.fitted_centers(model, got.data, centers.shape[0])
-    rows = {
-        "learned, calibrated": reading(valid, ih.calibrate(train, centers, balance=True), items, nxt),
-        "k-means (intents fit)": reading(valid, ih.calibrate(train, fitted, balance=False), items, nxt),
-        "k-means + bias": reading(valid, ih.calibrate(train, fitted, balance=True), items, nxt),
-    }
-    run_cfg = configs["train"]
-    if run_cfg.get("intent_loss") == "balanced":  # what training will end with (runs started before it: the default)
-        epochs = run_cfg.get("intent_settle") or SETTLE_EPOCHS
-        settled = settle_centers(train, centers, epochs, run_cfg.get("intent_temperature", DEFAULT_TEMPERATURE),
-                                 seed=run_cfg.get("seed", 1))
-        rows["learned, settled"] = reading(valid, ih.calibrate(train, settled, balance=True), items, nxt)
-    print(f"epoch {state['epoch']}, best {state['best_epoch']} (valid NDCG@20 {state['best_metric']:.4f})")
+    try:
+        run = read_checkpoint(args.run)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    users, rows = readings(run, args.data)
+    state = run.state
+    print(f"epoch {state.epoch}, best {state.best_epoch} (valid NDCG@20 {state.best_metric:.4f})")
     for name, r in rows.items():
         print(f"{name:<22} effective {r['effective']:6.1f}  largest {r['largest']:.4f}  overlap {r['overlap']:.4f}  "
               f"lift@100 {r['lift']:.2f}")
-    write_json({"run": str(args.run), "epoch": state["epoch"], "best_epoch": state["best_epoch"],
-                "users": len(valid), "readings": rows}, args.out)
+    write_json({"run": str(args.run), "epoch": state.epoch, "best_epoch": state.best_epoch,
+                "users": users, "readings": rows}, args.out)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,10 @@ def equivalent_spec(spec: str) -> str:
     raise SystemExit(f"no equivalent spelling of {spec!r} is known: give one with --rebuild-spec")
 
 
-def main() -> None:
+Say = Callable[..., None]
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -149,7 +153,107 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.duration <= 120:
         parser.error("--duration must be between 1 and 120 seconds")
-    say = (
+    return args
+
+
+def export(args: argparse.Namespace, store: Path, report: dict[str, Any], say: Say) -> tuple[ELCRec, list[str | None]]:
+    """Step 1: the model written with its index stored -> (the model, row -> item id)."""
+    t0 = time.perf_counter()
+    model = build_model(args.items)
+    ids: list[str | None] = [None] + [f"item-{r}" for r in range(1, args.items + 1)] + [None]
+    report["model_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    info = {"popular_items": ids[1:101], "intent_shares": [1 / 8] * 8, "origin": {"kind": "synthetic"}}
+    version = write_version(store, model, ids, info, index_spec=args.index)
+    report["export_s"] = time.perf_counter() - t0
+    report["artifact_mb"] = {p.name: p.stat().st_size / 2**20 for p in sorted(version.iterdir())}
+    say(
+        f"exported {version} in {report['export_s']:.1f} s: "
+        + ", ".join(f"{k} {v:.0f} MB" for k, v in report["artifact_mb"].items())
+    )
+    return model, ids
+
+
+def served_recall(base: str, model: ELCRec, ids: list[str | None], rng: random.Random) -> float:
+    """Step 3: recall@10 of 200 served requests against exact search."""
+    n_items = model.cfg.n_items
+    histories = [rng.sample(range(1, n_items + 1), HISTORY) for _ in range(200)]
+    truth = exact_unseen(model, histories, 10)
+    hits = 0
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for h, t in zip(histories, truth, strict=True):
+            r = c.post("/v1/recommend", json={"history": [ids[x] for x in h], "k": 10})
+            r.raise_for_status()
+            got = [it["item_id"] for it in r.json()["items"]]
+            assert len(got) == 10 and not set(got) & {ids[x] for x in h}, got
+            hits += len(set(got) & {ids[x] for x in t})
+    return hits / (10 * len(histories))
+
+
+def measure_load(args: argparse.Namespace, base: str, ids: list[str | None], rng: random.Random) -> dict[str, Any]:
+    """Step 4: a warm-up, then --duration seconds of explicit-history requests."""
+    bodies = [
+        {"history": [ids[x] for x in rng.sample(range(1, args.items + 1), HISTORY)], "k": 10}
+        for _ in range(200)
+    ]
+    script = LUA_RECOMMEND_HISTORY % {
+        "bodies": ", ".join("'" + json.dumps(b, separators=(",", ":")) + "'" for b in bodies)
+    }
+    wrk = shutil.which("wrk") is not None
+
+    def load(conns: int, duration: int) -> dict[str, Any]:
+        if wrk:
+            return run_wrk(base + "/v1/recommend", conns, duration, script)
+        return run_httpx(base, "POST", "/v1/recommend", bodies, conns, duration)
+
+    load(args.connections, 3)  # warm-up
+    result = load(args.connections, args.duration)
+    return {"generator": "wrk" if wrk else "httpx", "connections": args.connections, "duration_s": args.duration,
+            **result}
+
+
+def serve_stored(
+    args: argparse.Namespace, store: Path, workdir: Path, model: ELCRec, ids: list[str | None],
+    report: dict[str, Any], say: Say,
+) -> None:
+    """Steps 2-4 on a service that loads the stored index."""
+    proc, base, ready_s = start_service(store, args.index, args.params, args.threads, workdir / "serve.log")
+    try:
+        report["startup_stored_s"] = ready_s
+        log_text = (workdir / "serve.log").read_text()
+        report["stored_index_used"] = f"stored index {args.index!r}" in log_text
+        report["service_rss_mb"] = rss_mb(proc.pid)
+        say(
+            f"ready after {ready_s:.1f} s (stored index used: {report['stored_index_used']}, "
+            f"RSS {report['service_rss_mb']:.0f} MB)"
+        )
+        rng = random.Random(0)
+        report["served_recall@10"] = served_recall(base, model, ids, rng)
+        say(f"served recall@10 against exact search: {report['served_recall@10']:.3f} (200 requests)")
+        report["load"] = measure_load(args, base, ids, rng)
+        report["load_avg_1m"] = os.getloadavg()[0]
+        result = report["load"]
+        say(
+            f"{args.connections} connections, {args.duration} s: {result['rps']:.0f} req/s, "
+            f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, non-2xx {result['non_2xx']}"
+        )
+    finally:
+        stop(proc)
+
+
+def time_rebuild(args: argparse.Namespace, store: Path, workdir: Path, report: dict[str, Any], say: Say) -> None:
+    """Step 2's other half: start-up when the service builds the same index itself."""
+    other = args.rebuild_spec or equivalent_spec(args.index)
+    proc, _, ready_s = start_service(store, other, args.params, args.threads, workdir / "serve2.log")
+    stop(proc)
+    report["startup_rebuild_s"] = ready_s
+    report["rebuild_spec"] = other
+    say(f"ready after {ready_s:.1f} s when it builds {other!r} itself")
+
+
+def main() -> None:
+    args = parse_args()
+    say: Say = (
         (lambda *a: print(*a, file=sys.stderr, flush=True))
         if args.json
         else (lambda *a: print(*a, flush=True))
@@ -164,84 +268,10 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     try:
-        t0 = time.perf_counter()
-        model = build_model(args.items)
-        ids: list[str | None] = [None] + [f"item-{r}" for r in range(1, args.items + 1)] + [None]
-        report["model_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        info = {"popular_items": ids[1:101], "intent_shares": [1 / 8] * 8, "origin": {"kind": "synthetic"}}
-        version = write_version(store, model, ids, info, index_spec=args.index)
-        report["export_s"] = time.perf_counter() - t0
-        report["artifact_mb"] = {p.name: p.stat().st_size / 2**20 for p in sorted(version.iterdir())}
-        say(
-            f"exported {version} in {report['export_s']:.1f} s: "
-            + ", ".join(f"{k} {v:.0f} MB" for k, v in report["artifact_mb"].items())
-        )
-
-        proc, base, ready_s = start_service(
-            store, args.index, args.params, args.threads, workdir / "serve.log"
-        )
-        try:
-            report["startup_stored_s"] = ready_s
-            log_text = (workdir / "serve.log").read_text()
-            report["stored_index_used"] = f"stored index {args.index!r}" in log_text
-            report["service_rss_mb"] = rss_mb(proc.pid)
-            say(
-                f"ready after {ready_s:.1f} s (stored index used: {report['stored_index_used']}, "
-                f"RSS {report['service_rss_mb']:.0f} MB)"
-            )
-
-            rng = random.Random(0)
-            histories = [rng.sample(range(1, args.items + 1), HISTORY) for _ in range(200)]
-            truth = exact_unseen(model, histories, 10)
-            hits = 0
-            with httpx.Client(base_url=base, timeout=30) as c:
-                for h, t in zip(histories, truth, strict=True):
-                    r = c.post("/v1/recommend", json={"history": [ids[x] for x in h], "k": 10})
-                    r.raise_for_status()
-                    got = [it["item_id"] for it in r.json()["items"]]
-                    assert len(got) == 10 and not set(got) & {ids[x] for x in h}, got
-                    hits += len(set(got) & {ids[x] for x in t})
-            report["served_recall@10"] = hits / (10 * len(histories))
-            say(f"served recall@10 against exact search: {report['served_recall@10']:.3f} (200 requests)")
-
-            bodies = [
-                {"history": [ids[x] for x in rng.sample(range(1, args.items + 1), HISTORY)], "k": 10}
-                for _ in range(200)
-            ]
-            script = LUA_RECOMMEND_HISTORY % {
-                "bodies": ", ".join("'" + json.dumps(b, separators=(",", ":")) + "'" for b in bodies)
-            }
-            wrk = shutil.which("wrk") is not None
-
-            def load(conns: int, duration: int) -> dict[str, Any]:
-                if wrk:
-                    return run_wrk(base + "/v1/recommend", conns, duration, script)
-                return run_httpx(base, "POST", "/v1/recommend", bodies, conns, duration)
-
-            load(args.connections, 3)  # warm-up
-            result = load(args.connections, args.duration)
-            report["load"] = {
-                "generator": "wrk" if wrk else "httpx",
-                "connections": args.connections,
-                "duration_s": args.duration,
-                **result,
-            }
-            report["load_avg_1m"] = os.getloadavg()[0]
-            say(
-                f"{args.connections} connections, {args.duration} s: {result['rps']:.0f} req/s, "
-                f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, non-2xx {result['non_2xx']}"
-            )
-        finally:
-            stop(proc)
-
+        model, ids = export(args, store, report, say)
+        serve_stored(args, store, workdir, model, ids, report, say)
         if args.rebuild:
-            other = args.rebuild_spec or equivalent_spec(args.index)
-            proc, _, ready_s = start_service(store, other, args.params, args.threads, workdir / "serve2.log")
-            stop(proc)
-            report["startup_rebuild_s"] = ready_s
-            report["rebuild_spec"] = other
-            say(f"ready after {ready_s:.1f} s when it builds {other!r} itself")
+            time_rebuild(args, store, workdir, report, say)
         if args.json:
             print(json.dumps(report, indent=2))
     finally:

@@ -141,6 +141,25 @@ def retrain(opts: RetrainOptions, log: Callable[[str], None] = print) -> Summary
     summary says what happened (published, gated, superseded or no_new_events)."""
     started = time.perf_counter()
     store = opts.store
+    live = _check(opts)
+    summary = Summary(status="", message="", store=str(store), current=live)
+    events = EventLog(opts.redis_url)
+    try:
+        events.ping()
+        with store_lock(store):
+            removed = remove_stale_tmp(store)
+            if removed:
+                log(f"removed temporary files of interrupted writers: {', '.join(removed)}")
+            _run(opts, events, summary, live, log)
+    finally:
+        events.close()
+    summary.seconds = round(time.perf_counter() - started, 2)
+    return summary
+
+
+def _check(opts: RetrainOptions) -> str:
+    """The options checked against the store -> the live version (RetrainError naming what is wrong)."""
+    store = opts.store
     if opts.gate_tolerance > 1.0:
         raise RetrainError(
             f"--gate-tolerance must be at most 1 (1 publishes whatever comes out), got {opts.gate_tolerance}"
@@ -160,26 +179,41 @@ def retrain(opts: RetrainOptions, log: Callable[[str], None] = print) -> Summary
             raise RetrainError(f"{store} has no CURRENT version (train a first version with `elcrec train`)")
     except ArtifactError as exc:
         raise RetrainError(str(exc)) from exc
+    return live
 
-    summary = Summary(status="", message="", store=str(store), current=live)
-    events = EventLog(opts.redis_url)
-    try:
-        events.ping()
-        with store_lock(store):
-            removed = remove_stale_tmp(store)
-            if removed:
-                log(f"removed temporary files of interrupted writers: {', '.join(removed)}")
-            _run(opts, events, summary, live, log)
-    finally:
-        events.close()
-    summary.seconds = round(time.perf_counter() - started, 2)
-    return summary
+
+@dataclass(frozen=True)
+class _Window:
+    """The events one run folds in: those after `mark` (None: from the stream's start) up to `upto`."""
+
+    mark: str | None
+    upto: str
+    added: int | None  # stream entries ever added up to `upto` (Redis >= 7; None before)
 
 
 def _run(
     opts: RetrainOptions, events: EventLog, summary: Summary, live: str, log: Callable[[str], None]
 ) -> None:
-    store = opts.store
+    """The job's steps in order. A step that ends the run early has said why in `summary`."""
+    window = _new_events(events, summary)
+    if window is None:
+        return
+    current = _load_current(opts, live)
+    got = _merge_events(opts, events, window, current, summary, log)
+    if got is None:
+        return
+    merged, base_source = got
+    model = _train(opts, current, merged, summary, log)
+    if not _gate(opts, model, current, merged, live, summary, log) or _superseded(opts.store, live, summary):
+        return
+    version = _write(opts, model, merged, base_source, window, current, live, summary)
+    if _superseded(opts.store, live, summary):
+        return
+    _publish(opts, events, version, window, live, summary, log)
+
+
+def _new_events(events: EventLog, summary: Summary) -> _Window | None:
+    """The stream's events after the watermark, or None (the summary says "no_new_events") where there are none."""
     mark = events.watermark()
     upto, added = events.snapshot()
     summary.watermark = {"before": mark, "after": mark}
@@ -189,24 +223,35 @@ def _run(
             "no_new_events",
             f"no events after {mark or 'the start'} in {events.streams}",
         )
-        return
+        return None
+    return _Window(mark, upto, added)
 
+
+def _load_current(opts: RetrainOptions, live: str) -> Artifact:
     try:
-        current = load_artifact(store / live, opts.device)
+        return load_artifact(opts.store / live, opts.device)
     except ArtifactError as exc:
         raise RetrainError(f"the current version cannot be loaded: {exc}") from exc
-    found = find_base(store, mark)
-    base, base_ids, base_source = read_base(store, opts.base_data, found[0] if found else None)
-    merged = merge(base, base_ids, current.item_ids, events.read(mark, upto), source=base_source)
-    # Entries ever added up to `upto`, minus those up to `mark`, minus those read: trimmed before we came.
-    added_before = found[1].get("entries_added") if found else 0
-    lost = None
-    if added is not None and isinstance(added_before, int):
-        lost = added - added_before - merged.events - merged.skipped
-        lost = lost if lost >= 0 else None  # the stream was recreated: cannot tell
+
+
+def _merge_events(
+    opts: RetrainOptions,
+    events: EventLog,
+    window: _Window,
+    current: Artifact,
+    summary: Summary,
+    log: Callable[[str], None],
+) -> tuple[Merged, str] | None:
+    """The window's events folded into the data cut at its mark -> (merged, where that data came from); None
+    where none of the entries was a usable event."""
+    mark = window.mark
+    found = find_base(opts.store, mark)
+    base, base_ids, base_source = read_base(opts.store, opts.base_data, found[0] if found else None)
+    merged = merge(base, base_ids, current.item_ids, events.read(mark, window.upto), source=base_source)
+    lost = _lost_before_read(window, found[1].get("entries_added") if found else 0, merged)
     summary.events = {
         "from": mark,
-        "to": upto,
+        "to": window.upto,
         "read": merged.events + merged.skipped,
         "used": merged.events,
         "skipped": merged.skipped,
@@ -230,19 +275,46 @@ def _run(
     if merged.events == 0:
         summary.status = "no_new_events"
         summary.message = f"{merged.skipped} entries after {mark or 'the start'}, none of them a usable event"
-        return
+        return None
     log(
         f"merged {merged.events} events into {base_source}: {merged.data.n_users} users "
         f"({merged.new_users} new), {merged.data.n_items} items ({len(merged.new_items)} new)"
     )
+    return merged, base_source
 
+
+def _lost_before_read(window: _Window, added_before: Any, merged: Merged) -> int | None:
+    """Entries ever added up to the window's end, minus those up to its mark (`added_before`, from the base's
+    sidecar), minus those read: trimmed before we came. None where it cannot be told."""
+    if window.added is None or not isinstance(added_before, int):
+        return None
+    lost = window.added - added_before - merged.events - merged.skipped
+    return lost if lost >= 0 else None  # the stream was recreated: cannot tell
+
+
+def _train(
+    opts: RetrainOptions, current: Artifact, merged: Merged, summary: Summary, log: Callable[[str], None]
+) -> ELCRec:
+    """The candidate, warm-started from the current version, its intent ids matched to the live ones."""
     tcfg = train_config(current.info.train_config, opts.train_overrides, current.config.pooling)
-    model, train_info = train_candidate(current, merged, tcfg, opts.device, log, opts.progress)
-    summary.train = train_info
+    model, summary.train = train_candidate(current, merged, tcfg, opts.device, log, opts.progress)
     followed = LiveIntents(current.model, current.intents, merged.n_known, current.version)
     summary.intents = keep_intent_ids(model, followed, merged.data, trained_balanced(current.info.origin), opts.device)
     if summary.intents["matched"]:
         log(intent_ids_line(summary.intents))
+    return model
+
+
+def _gate(
+    opts: RetrainOptions,
+    model: ELCRec,
+    current: Artifact,
+    merged: Merged,
+    live: str,
+    summary: Summary,
+    log: Callable[[str], None],
+) -> bool:
+    """Whether the candidate is not worse than the live version (else the summary says "gated")."""
     gate = compare(model, current.model, merged, opts.gate_tolerance, opts.device)
     summary.gate = gate
     log(
@@ -256,22 +328,39 @@ def _run(
             f"{gate['threshold']:.4f} "
             f"(current {gate['current']:.4f} x (1 - {opts.gate_tolerance})); {live} stays live"
         )
-        return
-    if current_version(store) != live:
-        summary.status = "superseded"
-        summary.message = (
-            f"not published: CURRENT moved from {live} to {current_version(store)} during the run"
-        )
-        return
+    return bool(gate["passed"])
 
+
+def _superseded(store: Path, live: str, summary: Summary) -> bool:
+    """Whether CURRENT moved away from the version the run started from (someone else published meanwhile)."""
+    now = current_version(store)
+    if now == live:
+        return False
+    summary.status = "superseded"
+    summary.message = f"not published: CURRENT moved from {live} to {now} during the run"
+    return True
+
+
+def _write(
+    opts: RetrainOptions,
+    model: ELCRec,
+    merged: Merged,
+    base_source: str,
+    window: _Window,
+    current: Artifact,
+    live: str,
+    summary: Summary,
+) -> str:
+    """The candidate as a new version (not yet current) and the merged data it was trained on -> its name."""
+    store = opts.store
     metrics = full_metrics(model, merged.data, opts.device)
     origin = {
         "kind": "retrained",
         "parent": live,
         "events": {k: summary.events[k] for k in ("from", "to", "used", "new_users", "new_items")},
-        "gate": {k: v for k, v in gate.items() if not k.endswith("_metrics")},
+        "gate": {k: v for k, v in summary.gate.items() if not k.endswith("_metrics")},
         "intent_ids": summary.intents,
-        **train_info,
+        **summary.train,
     }
     info, intents = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
     info["data"]["merged_from"] = base_source
@@ -284,8 +373,8 @@ def _run(
         version,
         merged,
         {
-            "watermark": upto,
-            "entries_added": added,  # stream entries ever added up to the watermark (Redis >= 7)
+            "watermark": window.upto,
+            "entries_added": window.added,  # stream entries ever added up to the watermark (Redis >= 7)
             "base": base_source,
             "users": merged.data.n_users,
             "n_items": merged.data.n_items,
@@ -294,24 +383,32 @@ def _run(
         },
     )
     summary.data["merged"] = str(merged_path)
-    if current_version(store) != live:
-        summary.status = "superseded"
-        summary.message = (
-            f"not published: CURRENT moved from {live} to {current_version(store)} during the run"
-        )
-        return
-    set_current(store, version)
+    return version
+
+
+def _publish(
+    opts: RetrainOptions,
+    events: EventLog,
+    version: str,
+    window: _Window,
+    live: str,
+    summary: Summary,
+    log: Callable[[str], None],
+) -> None:
+    """CURRENT to the new version, then the watermark to the window's end."""
+    set_current(opts.store, version)
     summary.published = version
     summary.status = "published"
+    gate = summary.gate
     summary.message = (
         f"published {version} (was {live}): {GATE_METRIC} {gate['candidate']:.4f} vs {gate['current']:.4f}"
     )
     try:
-        events.set_watermark(upto)
+        events.set_watermark(window.upto)
     except RetrainUnavailable as exc:
         # Published, but the mark stays behind: the next run starts again from the data cut at the old mark
         # (this run's data is not chosen), so the events are folded in again, once.
         summary.message += f"; the watermark was not stored ({exc}), the next run reads these events again"
         log(f"warning: {exc}")
         return
-    summary.watermark["after"] = upto
+    summary.watermark["after"] = window.upto

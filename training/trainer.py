@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,7 @@ class Trainer:
     def try_resume(self) -> bool:
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).is_file():
             return False
-        blob = torch.load(self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
+        blob = _load_checkpoint(self.run_dir, self.device)
         saved = json.loads(blob["configs"])
         saved_train = {k: v for k, v in saved["train"].items() if k not in STOPPING + AFTER_TRAINING}
         if saved["model"] != self.mcfg.to_dict() or saved_train != self.cfg.trajectory():
@@ -486,6 +486,39 @@ def copy_weights(model: ELCRec, previous: ELCRec, n_known: int) -> list[str]:
     return skipped
 
 
-def remove_run(run_dir: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (run_dir / CHECKPOINT).unlink()
+def _load_checkpoint(run_dir: Path, device: str | torch.device) -> dict[str, Any]:
+    blob: dict[str, Any] = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=True)
+    return blob
+
+
+@dataclass(frozen=True)
+class RunCheckpoint:
+    """A run's checkpoint as readers outside the trainer see it; the run may still be training."""
+
+    model_config: ModelConfig
+    train_config: TrainConfig
+    state: TrainState
+    weights: dict[str, torch.Tensor]  # the best so far (what export would take), else the latest
+
+    def model(self) -> ELCRec:
+        """The model with these weights, in eval mode."""
+        model = ELCRec(self.model_config)
+        model.load_state_dict(self.weights)
+        return model.eval()
+
+
+def read_checkpoint(run_dir: Path, device: str = "cpu") -> RunCheckpoint:
+    """The checkpoint of the run in `run_dir` (written by `Trainer.save_checkpoint`). Raises FileNotFoundError
+    naming the file where the directory holds none."""
+    if not (run_dir / CHECKPOINT).is_file():
+        raise FileNotFoundError(f"{run_dir / CHECKPOINT} does not exist: pass a run directory of `elcrec train`")
+    blob = _load_checkpoint(run_dir, device)
+    configs = json.loads(blob["configs"])
+    known = {f.name for f in fields(TrainConfig)}
+    return RunCheckpoint(
+        model_config=ModelConfig.from_dict(configs["model"]),
+        # Settings left out of the saved dict are at their defaults (TrainConfig.to_dict).
+        train_config=TrainConfig(**{k: v for k, v in configs["train"].items() if k in known}),
+        state=TrainState(**json.loads(blob["state"])),
+        weights=blob["best"] or blob["model"],
+    )

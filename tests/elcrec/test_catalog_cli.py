@@ -4,18 +4,12 @@ catalog, no retraining), versions made from another keeping it, and malformed ca
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from elcrec.training.synthetic import SyntheticSpec, planted_item_intents
+from tests.support.cli import run_cli
 
-ELCREC = [sys.executable, "-m", "elcrec"]
 SPEC = SyntheticSpec(n_users=300, n_items=60, n_intents=3, seed=0)  # what `data synthetic` below writes
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ELCREC, *args], capture_output=True, text=True, timeout=300)
 
 
 def manifest(store: Path, version: str) -> dict:

@@ -1,20 +1,13 @@
 """Must show 1: the authors' Toys_and_Games checkpoint reproduces its published test numbers."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from elcrec.model.official import CheckpointError, config_from_state, load_official, map_state_dict
+from tests.support.cli import run_cli
 from tests.support.shared_data import DATA, OFFICIAL_TOYS, need
-
-ELCREC = [sys.executable, "-m", "elcrec"]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ELCREC, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_import_then_evaluate_reproduces_the_paper_to_four_decimals(tmp_path):

@@ -13,7 +13,7 @@ from elcrec.training.data import eval_split, left_pad
 from elcrec.training.evaluate import evaluate, pooled_states
 from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks
 from elcrec.training.synthetic import SyntheticSpec, generate
-from elcrec.training.trainer import Trainer
+from elcrec.training.trainer import Trainer, read_checkpoint
 
 
 @pytest.fixture
@@ -99,6 +99,27 @@ def test_resume_with_other_settings_is_refused(planted, tmp_path):
     Trainer(mcfg, tcfg, data, tmp_path, log=lambda _: None).fit()
     with pytest.raises(ValueError, match="other settings"):
         Trainer(mcfg, small_configs(data, epochs=1, lr=1e-2)[1], data, tmp_path, log=lambda _: None).fit()
+
+
+def test_a_run_still_training_is_read_from_its_checkpoint(planted, tmp_path):
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=3, intent_loss="balanced", intent_settle=5)
+    with pytest.raises(FileNotFoundError, match="checkpoint.pt does not exist"):
+        read_checkpoint(tmp_path)
+    trainer = Trainer(mcfg, tcfg, data, tmp_path, log=lambda _: None)
+    trainer.run_epoch()
+    with torch.no_grad():  # the weights move on past the best so far, as in the next epoch
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    trainer.save_checkpoint()
+    run = read_checkpoint(tmp_path)
+    assert (run.model_config, run.train_config) == (mcfg, tcfg)
+    assert (run.state.epoch, run.state.best_epoch) == (1, trainer.state.best_epoch)
+    model = run.model()
+    assert not model.training
+    assert trainer.best_weights is not None
+    for k, v in trainer.best_weights.items():  # the best weights so far, what export would take
+        assert torch.equal(v, model.state_dict()[k]), k
 
 
 def test_a_run_resumes_under_other_stopping_rules(planted, tmp_path):

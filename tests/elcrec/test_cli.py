@@ -1,10 +1,11 @@
+"""The command line: train and evaluate, bad input, downloads, presets and their settings, intents fit, and the
+intents a run ends with."""
+
 import functools
 import hashlib
 import http.server
 import json
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,13 +20,8 @@ from elcrec.training.config import PRESETS, SETTLE_EPOCHS
 from elcrec.training.intent_count import RULE, intents_for
 from elcrec.training.intent_health import IntentHealth
 from elcrec.training.intent_settle import better_settled
+from tests.support.cli import run_cli
 from tests.support.shared_data import DATA, need
-
-ELCREC = [sys.executable, "-m", "elcrec"]
-
-
-def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*ELCREC, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_train_exports_a_version_and_evaluate_reads_it(tmp_path):
