@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from elcrec.model.artifact import ITEMS, resolve
+from elcrec.model.artifact import ITEMS, MANIFEST, resolve
 
 HOST = "127.0.0.1"
 # `python -m elcrec` rather than the console script: the code of the checkout the benchmark runs from
@@ -160,6 +160,11 @@ def _descendants(pid: int) -> Iterator[int]:
 def known_items(store: Path) -> list[str]:
     ids = json.loads((resolve(store) / ITEMS).read_text())["ids"]
     return [i for i in ids if i is not None]
+
+
+def max_len(store: Path) -> int:
+    """The served version's T: histories the service stores and encodes are its last T items."""
+    return int(json.loads((resolve(store) / MANIFEST).read_text())["model_config"]["max_len"])
 
 
 def parse_wrk(text: str) -> dict[str, Any]:

@@ -1,26 +1,27 @@
 """Serving load benchmark: `elcrec serve` with a real redis-server, driven by wrk (or httpx as fallback).
 
-    python -m bench.load --artifacts STORE --data FILE [--duration 10] [--peer] [--out FILE]
+    python -m bench.load --artifacts STORE --data FILE [--duration 5] [--rounds 3] [--peer] [--out FILE]
 
-Starts a redis-server and the service on free loopback ports, then measures side by side in one run:
+Starts a redis-server, the service and (with --peer) the plain service of bench/peer.py on free loopback ports,
+then measures side by side, every phase once a round for --rounds rounds (medians reported; ratios are the
+median of each round's ratio, so that other load on the machine, which comes and goes, touches both sides):
 
   1. GET /health/live at 32 connections: the HTTP stack's own ceiling on this machine (the bare endpoint);
   2. **every request new** (the headline): POST /v1/recommend with an explicit history that no request of the run
      has sent before, at 32 connections (throughput, target >= 0.5 of 1) and at 4 (p50/p99, target p99 <= 10 ms).
-     With --data the histories are every prefix of every user's sequence (the last 50 known items), as a user's
-     history stands after each of their events: a cache keyed on the history never sees one twice. The bodies are
-     shuffled and each phase (and the peer's phases) takes its own slice, each body once: no body twice in the
-     run. The service's answer-cache counters (/metrics) are read around each phase and shown (they should say
-     0 hits here);
-  3. the cached path: recommendations by user_id (history from Redis) drawn among --users seeded users, at 32 and
+     With --data the histories are every prefix of every user's sequence (its last T known items, T the model's
+     max_len), as a user's history stands after each of their events: a cache keyed on the history never sees
+     one twice. The bodies are shuffled and each phase and round takes its own slice, each body once: no body twice in the run. The
+     service's answer-cache counters (/metrics) are read around each phase and shown (0 hits here);
+  3. with --peer: the peer on new histories of the same pool (its own slices) at 32 and 4 connections
+     (target: the service >= 8x at 32);
+  4. the cached path: recommendations by user_id (history from Redis) drawn among --users seeded users, at 32 and
      4 connections, and 200 explicit histories sent again and again at 32: after the first answers they come
-     from the answer cache (ELCREC_ANSWER_CACHE), as a page shown again does;
-  4. with --peer, after the service has stopped: the plain service of bench/peer.py on new histories of the
-     same pool (its own slices), at 32 and 4 connections.
+     from the answer cache (ELCREC_ANSWER_CACHE), as a page shown again does.
 
 Without --data the histories are random known items. ELCREC_* variables in the environment reach the service
-(e.g. ELCREC_BATCH_WINDOW_MS, ELCREC_PRECISION); --workers starts that many service processes. The report
-includes the load average before and after (the machine may be shared: compare the phases of one run, not runs).
+(e.g. ELCREC_INFERENCE_THREAD, ELCREC_PRECISION); --workers starts that many service processes. The peer gets
+the same environment (OMP_NUM_THREADS included). The report includes the load average before and after.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from bench.harness import (
     json_line,
     known_items,
     lua_strings,
+    max_len,
     rss_mib,
     run_httpx,
     run_wrk,
@@ -59,7 +62,8 @@ from bench.harness import (
 )
 
 # Shares of the pool of new histories per phase that takes them: the 32-connection phases run fastest.
-SLICES = {"warm_up": 0.05, "new_32": 0.45, "new_4": 0.25, "peer_new_32": 0.15, "peer_new_4": 0.10}
+SLICES = {"warm_up": 0.04, "peer_warm_up": 0.01, "new_32": 0.45, "new_4": 0.25, "peer_new_32": 0.15,
+          "peer_new_4": 0.10}
 
 
 @dataclass
@@ -97,10 +101,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         run = start(args, plan, workdir, procs)
-        measure_service(run)
-        stop_processes([procs.pop()])  # the service: the peer gets the cores to itself
-        if args.peer:
-            measure_peer(run, args.artifacts)
+        measure(run, args.artifacts, args.peer, args.rounds)
         report = summarise(run, args, load_before)
     finally:
         stop_processes(procs)
@@ -112,7 +113,8 @@ def main() -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, required=True, help="artifact store to serve")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (1-120)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per phase and round (1-120)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all phases (medians reported)")
     parser.add_argument("--users", type=int, default=1000, help="users seeded with histories (the cached path)")
     parser.add_argument("--history", type=int, default=20, help="items per random history (no --data)")
     parser.add_argument("--data", type=Path, help="the model's data file: real users' histories instead of random")
@@ -123,6 +125,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if not 1 <= args.duration <= 120:
         parser.error("--duration must be between 1 and 120 seconds")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be between 1 and 20")
     if args.generator == "auto":
         args.generator = "wrk" if shutil.which("wrk") else "httpx"
     if args.generator == "wrk" and not shutil.which("wrk"):
@@ -139,10 +143,10 @@ def setup(args: argparse.Namespace) -> Plan:
     items = known_items(args.artifacts)
     rng = random.Random(0)
     if args.data:
-        pool = new_histories(args.data, set(items), rng)
+        pool = new_histories(args.data, set(items), rng, max_len(args.artifacts))
         described = f"every prefix of every user's sequence in {args.data}"
     else:
-        pool = random_histories(items, args.history, 200_000, rng)
+        pool = random_histories(items, min(args.history, max_len(args.artifacts)), 200_000, rng)
         described = f"random, 1-{args.history} items"
     if not pool:
         raise SystemExit("error: no history with a known item to send")
@@ -158,7 +162,8 @@ def setup(args: argparse.Namespace) -> Plan:
 
 
 def new_histories(data: Path, known: set[str], rng: random.Random, max_len: int = 50) -> list[list[str]]:
-    """Every prefix of every user's sequence (known items only, the last `max_len`), each history once, shuffled."""
+    """Every prefix of every user's sequence (known items only, the last `max_len`: all that the service stores and
+    encodes of a history), each history once, shuffled."""
     seen: set[tuple[str, ...]] = set()
     for line in data.read_text().splitlines():
         ids = [i for i in line.split()[1:] if i in known]
@@ -201,83 +206,133 @@ def start(args: argparse.Namespace, plan: Plan, workdir: Path, procs: list[subpr
     return run
 
 
-def measure_service(run: Run) -> None:
-    """The bare endpoint, every request new (headline), then the cached path."""
-    user_script = LUA_RECOMMEND_USER % {"users": len(run.plan.seeded), "seed": 1}
-    user_bodies = [json_line({"user_id": u, "k": 10}) for u in run.plan.seeded]
-    history_script = LUA_RECOMMEND_HISTORY % {"bodies": lua_strings(run.plan.repeated)}
-    phase(run, "warm_up", "warm-up (new histories)", run.base, "/v1/recommend", 8, new=True, duration=3)
-    phase(run, "live_32", "GET /health/live (bare endpoint)", run.base, "/health/live", 32, method="GET")
-    phase(run, "new_32", "recommend, every request new", run.base, "/v1/recommend", 32, new=True)
-    phase(run, "new_4", "recommend, every request new", run.base, "/v1/recommend", 4, new=True)
-    phase(run, "user_32", "recommend by user (Redis), cached", run.base, "/v1/recommend", 32,
-          script=user_script, bodies=user_bodies)
-    phase(run, "user_4", "recommend by user (Redis), cached", run.base, "/v1/recommend", 4,
-          script=user_script, bodies=user_bodies)
-    phase(run, "history_32", "recommend, 200 histories repeated", run.base, "/v1/recommend", 32,
-          script=history_script, bodies=run.plan.repeated)
-    run.rss_mib = rss_mib(run.procs[-1].pid)
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    title: str
+    base: str
+    path: str
+    conns: int
+    method: str = "POST"
+    new: bool = False  # the phase's own slice of new bodies, each sent once
+    script: str | None = None
+    bodies: list[str] | None = None
+    cache: bool = True  # the server has the answer-cache counters (the service; not the peer)
 
 
-def measure_peer(run: Run, store: Path) -> None:
-    peer, base = start_peer(store, free_port(), run.workdir / "peer.log")
-    run.procs.append(peer)
-    phase(run, "peer_new_32", "peer, every request new", base, "/recommend", 32, new=True, cache=False)
-    phase(run, "peer_new_4", "peer, every request new", base, "/recommend", 4, new=True, cache=False)
+def phases(run: Run, peer: str | None) -> list[Phase]:
+    """The bare endpoint, every request new (the headline), the peer on new histories, then the cached path."""
+    user = {"script": LUA_RECOMMEND_USER % {"users": len(run.plan.seeded), "seed": 1},
+            "bodies": [json_line({"user_id": u, "k": 10}) for u in run.plan.seeded]}
+    repeated = {"script": LUA_RECOMMEND_HISTORY % {"bodies": lua_strings(run.plan.repeated)},
+                "bodies": run.plan.repeated}
+    rec = "/v1/recommend"
+    out = [
+        Phase("live_32", "GET /health/live (bare endpoint)", run.base, "/health/live", 32, method="GET"),
+        Phase("new_32", "recommend, every request new", run.base, rec, 32, new=True),
+        Phase("new_4", "recommend, every request new", run.base, rec, 4, new=True),
+    ]
+    if peer is not None:
+        out += [Phase("peer_new_32", "peer, every request new", peer, "/recommend", 32, new=True, cache=False),
+                Phase("peer_new_4", "peer, every request new", peer, "/recommend", 4, new=True, cache=False)]
+    return out + [
+        Phase("user_32", "recommend by user (Redis), cached", run.base, rec, 32, **user),  # type: ignore[arg-type]
+        Phase("user_4", "recommend by user (Redis), cached", run.base, rec, 4, **user),  # type: ignore[arg-type]
+        Phase("history_32", "recommend, 200 histories repeated", run.base, rec, 32, **repeated),  # type: ignore[arg-type]
+    ]
 
 
-def phase(
-    run: Run, name: str, title: str, base: str, path: str, conns: int, *, method: str = "POST",
-    new: bool = False, script: str | None = None, bodies: list[str] | None = None, cache: bool = True,
-    duration: int | None = None,
-) -> None:
-    """One measurement; new: the phase's own slice of new bodies, each sent once."""
-    seconds = min(duration or run.plan.duration, run.plan.duration)
-    before = cache_counts(base) if cache else None
-    if new:
-        bodies = run.plan.slices[name]
+def measure(run: Run, store: Path, with_peer: bool, rounds: int) -> None:
+    """Every phase once a round, round after round: a machine whose other load comes and goes disturbs each
+    phase alike, and each round's ratios compare phases measured a few seconds apart. The peer is started
+    beside the service and idles while the service is measured (and the other way round)."""
+    peer = None
+    if with_peer:
+        proc, peer = start_peer(store, free_port(), run.workdir / "peer.log")
+        run.procs.append(proc)
+    warm = [Phase("warm_up", "warm-up (new histories)", run.base, "/v1/recommend", 8, new=True)]
+    if peer is not None:
+        warm.append(Phase("peer_warm_up", "peer warm-up", peer, "/recommend", 8, new=True, cache=False))
+    for p in warm:
+        run.results[p.name] = measure_once(run, p, 0, 1, min(3, run.plan.duration))
+    rounds_of: dict[str, list[dict[str, Any]]] = {}
+    for r in range(rounds):
+        print(f"round {r + 1} of {rounds}, load average {os.getloadavg()[0]:.2f}", flush=True)
+        for p in phases(run, peer):
+            rounds_of.setdefault(p.name, []).append(measure_once(run, p, r, rounds, run.plan.duration))
+    run.rss_mib = rss_mib(run.procs[1].pid)
+    for name, results in rounds_of.items():
+        run.results[name] = combine(results)
+
+
+def measure_once(run: Run, p: Phase, r: int, rounds: int, seconds: int) -> dict[str, Any]:
+    before = cache_counts(p.base) if p.cache else None
+    script, bodies = p.script, p.bodies
+    if p.new:
+        share = run.plan.slices[p.name]
+        bodies = share[r * len(share) // rounds : (r + 1) * len(share) // rounds]  # this round's part
         if not bodies:
-            raise SystemExit(f"error: no new histories left for phase {name} (a larger --data is needed)")
-        file = run.workdir / f"{name}.jsonl"
+            raise SystemExit(f"error: no new histories left for phase {p.name} (a larger --data is needed)")
+        file = run.workdir / f"{p.name}-{r}.jsonl"
         file.write_text("\n".join(bodies) + "\n")
-        script = LUA_BODIES_FILE % {"file": file, "path": path}
+        script = LUA_BODIES_FILE % {"file": file, "path": p.path}
     if run.plan.generator == "wrk":
-        result = run_wrk(base + path, conns, seconds, script)
+        result = run_wrk(p.base + p.path, p.conns, seconds, script)
     else:
-        result = run_httpx(base, method, path, bodies, conns, seconds, once=new)
+        result = run_httpx(p.base, p.method, p.path, bodies, p.conns, seconds, once=p.new)
         run.sent += result.pop("sent_bodies", [])
-    if new:
+    if p.new:
         assert bodies is not None
         # wrk draws at most one body per completed request, one per connection still in flight at the end and
         # one when it checks the script: below the slice's length, no body was sent twice. The httpx
         # generator sends each body once by construction (and returns them: checked in summarise).
         result["slice"] = len(bodies)
-        result["repeats_possible"] = run.plan.generator == "wrk" and result["requests"] + conns + 1 > len(bodies)
+        result["repeats_possible"] = run.plan.generator == "wrk" and result["requests"] + p.conns + 1 > len(bodies)
     if before is not None:
-        after = cache_counts(base)
+        after = cache_counts(p.base)
         result["answer_cache"] = {k: int(after[k] - before[k]) for k in ("hit", "miss")}
-    run.results[name] = result
     hits = result.get("answer_cache")
-    print(f"{title:<40} {conns:>3} conns {result['rps']:9.0f} req/s  p50 {result.get('p50_ms', 0):6.2f} ms"
+    print(f"{p.title:<40} {p.conns:>3} conns {result['rps']:9.0f} req/s  p50 {result.get('p50_ms', 0):6.2f} ms"
           f"  p99 {result.get('p99_ms', 0):6.2f} ms  non-2xx {result['non_2xx']}"
           + (f"  cache hits {hits['hit']} of {hits['hit'] + hits['miss']}" if hits else ""), flush=True)
+    return result
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A phase over its rounds: medians of throughput and latencies, sums of counts."""
+    out: dict[str, Any] = {k: statistics.median(r[k] for r in rounds)
+                           for k in ("rps", "p50_ms", "p75_ms", "p90_ms", "p99_ms") if k in rounds[0]}
+    out["requests"] = sum(r["requests"] for r in rounds)
+    out["non_2xx"] = sum(r["non_2xx"] for r in rounds)
+    if "slice" in rounds[0]:
+        out["slice"] = sum(r["slice"] for r in rounds)
+        out["repeats_possible"] = any(r["repeats_possible"] for r in rounds)
+    if "answer_cache" in rounds[0]:
+        out["answer_cache"] = {k: sum(r["answer_cache"][k] for r in rounds) for k in ("hit", "miss")}
+    out["rounds"] = rounds
+    return out
+
+
+def ratio(results: dict[str, dict[str, Any]], top: str, bottom: str) -> float:
+    """The median over rounds of `top`'s throughput over `bottom`'s in the same round."""
+    pairs = zip(results[top]["rounds"], results[bottom]["rounds"], strict=True)
+    return statistics.median(a["rps"] / b["rps"] for a, b in pairs)
 
 
 def summarise(run: Run, args: argparse.Namespace, load_before: tuple[float, float, float]) -> dict[str, Any]:
     r = run.results
-    live = r["live_32"]["rps"]
     new_phases = [n for n in SLICES if n in r]
     summary: dict[str, Any] = {
-        "new_vs_live_32": r["new_32"]["rps"] / live,
+        "new_vs_live_32": ratio(r, "new_32", "live_32"),
         "new_p50_ms_at_4": r["new_4"]["p50_ms"],
         "new_p99_ms_at_4": r["new_4"]["p99_ms"],
         "new_cache_hits": sum(r[n]["answer_cache"]["hit"] for n in ("new_32", "new_4")),
         "new_requests": sum(r[n]["requests"] for n in ("new_32", "new_4")),
         "no_body_twice": not any(r[n]["repeats_possible"] for n in new_phases)
         and len(run.sent) == len(set(run.sent)),
-        "cached_user_vs_live_32": r["user_32"]["rps"] / live,
+        "cached_user_vs_live_32": ratio(r, "user_32", "live_32"),
         "cached_user_p99_ms_at_4": r["user_4"]["p99_ms"],
-        "cached_history_vs_live_32": r["history_32"]["rps"] / live,
+        "cached_history_vs_live_32": ratio(r, "history_32", "live_32"),
         "errors": sum(x.get("non_2xx", 0) for x in r.values()),
     }
     summary["targets_met"] = {
@@ -286,7 +341,7 @@ def summarise(run: Run, args: argparse.Namespace, load_before: tuple[float, floa
         "errors == 0": summary["errors"] == 0,
     }
     if args.peer:
-        summary["new_vs_peer_32"] = r["new_32"]["rps"] / r["peer_new_32"]["rps"]
+        summary["new_vs_peer_32"] = ratio(r, "new_32", "peer_new_32")
         summary["targets_met"]["new_vs_peer_32 >= 8"] = summary["new_vs_peer_32"] >= 8
     m = run.model
     return {
