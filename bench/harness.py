@@ -108,10 +108,14 @@ def start_service(
     return start_server(argv, port, "/health/ready", "the service", log, env)
 
 
-def start_peer(store: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the plain peer of bench/peer.py on `store`; return it and its base URL once it answers."""
+def start_peer(store: Path, port: int, log: Path, threads: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the plain peer of bench/peer.py on `store`; return it and its base URL once it answers. threads: its
+    torch threads (OMP_NUM_THREADS); None: torch's default, as the peer would run where nobody set it."""
     argv = [sys.executable, "-m", "bench.peer", "--artifacts", str(store.resolve()), "--host", HOST, "--port", str(port)]
-    return start_server(argv, port, "/health", "the peer", log, None)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return start_server(argv, port, "/health", "the peer", log, env)
 
 
 def start_server(

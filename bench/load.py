@@ -20,8 +20,9 @@ median of each round's ratio, so that other load on the machine, which comes and
      from the answer cache (ELCREC_ANSWER_CACHE), as a page shown again does.
 
 Without --data the histories are random known items. ELCREC_* variables in the environment reach the service
-(e.g. ELCREC_INFERENCE_THREAD, ELCREC_PRECISION); --workers starts that many service processes. The peer gets
-the same environment (OMP_NUM_THREADS included). The report includes the load average before and after.
+(e.g. ELCREC_INFERENCE_THREAD, ELCREC_PRECISION); --workers starts that many service processes. The peer runs as
+it would where nobody tuned it: torch's default threads (OMP_NUM_THREADS unset for it), or --peer-threads N.
+The report includes the load average before and after.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,7 @@ class Run:
     model: dict[str, Any] = field(default_factory=dict)
     sent: list[str] = field(default_factory=list)  # new bodies sent (httpx only: wrk does not say)
     rss_mib: float = 0.0  # the service's (all its processes') after its phases
+    workers: int = 1
 
 
 def main() -> None:
@@ -101,7 +103,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         run = start(args, plan, workdir, procs)
-        measure(run, args.artifacts, args.peer, args.rounds)
+        measure(run, args.artifacts, args.peer, args.rounds, args.peer_threads)
         report = summarise(run, args, load_before)
     finally:
         stop_processes(procs)
@@ -119,6 +121,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--history", type=int, default=20, help="items per random history (no --data)")
     parser.add_argument("--data", type=Path, help="the model's data file: real users' histories instead of random")
     parser.add_argument("--peer", action="store_true", help="also measure the plain service (bench/peer.py)")
+    parser.add_argument("--peer-threads", type=int,
+                        help="the peer's torch threads (default: torch's own choice, OMP_NUM_THREADS unset for it)")
     parser.add_argument("--workers", type=int, default=1, help="service processes (elcrec serve --workers)")
     parser.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -193,7 +197,7 @@ def start(args: argparse.Namespace, plan: Plan, workdir: Path, procs: list[subpr
     env = {**os.environ, "ELCREC_REDIS_URL": f"redis://{HOST}:{redis_port}/0", "ELCREC_LOG_LEVEL": "warning"}
     server, base = start_service(args.artifacts, free_port(), env, workdir / "serve.log", args.workers)
     procs.append(server)
-    run = Run(plan, workdir, base, procs)
+    run = Run(plan, workdir, base, procs, workers=args.workers)
     with httpx.Client(base_url=base, timeout=10) as c:
         for user, history in plan.seeded.items():
             c.post(f"/v1/users/{user}/events", json={"item_ids": history}).raise_for_status()
@@ -242,23 +246,26 @@ def phases(run: Run, peer: str | None) -> list[Phase]:
     ]
 
 
-def measure(run: Run, store: Path, with_peer: bool, rounds: int) -> None:
+def measure(run: Run, store: Path, with_peer: bool, rounds: int, peer_threads: int | None) -> None:
     """Every phase once a round, round after round: a machine whose other load comes and goes disturbs each
     phase alike, and each round's ratios compare phases measured a few seconds apart. The peer is started
     beside the service and idles while the service is measured (and the other way round)."""
     peer = None
     if with_peer:
-        proc, peer = start_peer(store, free_port(), run.workdir / "peer.log")
+        proc, peer = start_peer(store, free_port(), run.workdir / "peer.log", peer_threads)
         run.procs.append(proc)
     warm = [Phase("warm_up", "warm-up (new histories)", run.base, "/v1/recommend", 8, new=True)]
     if peer is not None:
         warm.append(Phase("peer_warm_up", "peer warm-up", peer, "/recommend", 8, new=True, cache=False))
+    if run.workers > 1:  # each process counts its own answers, and /metrics shows whichever one answers it
+        warm = [replace(p, cache=False) for p in warm]
     for p in warm:
         run.results[p.name] = measure_once(run, p, 0, 1, min(3, run.plan.duration))
     rounds_of: dict[str, list[dict[str, Any]]] = {}
     for r in range(rounds):
         print(f"round {r + 1} of {rounds}, load average {os.getloadavg()[0]:.2f}", flush=True)
         for p in phases(run, peer):
+            p = replace(p, cache=p.cache and run.workers == 1)
             rounds_of.setdefault(p.name, []).append(measure_once(run, p, r, rounds, run.plan.duration))
     run.rss_mib = rss_mib(run.procs[1].pid)
     for name, results in rounds_of.items():
@@ -326,7 +333,8 @@ def summarise(run: Run, args: argparse.Namespace, load_before: tuple[float, floa
         "new_vs_live_32": ratio(r, "new_32", "live_32"),
         "new_p50_ms_at_4": r["new_4"]["p50_ms"],
         "new_p99_ms_at_4": r["new_4"]["p99_ms"],
-        "new_cache_hits": sum(r[n]["answer_cache"]["hit"] for n in ("new_32", "new_4")),
+        "new_cache_hits": sum(r[n]["answer_cache"]["hit"] for n in ("new_32", "new_4"))
+        if "answer_cache" in r["new_32"] else None,
         "new_requests": sum(r[n]["requests"] for n in ("new_32", "new_4")),
         "no_body_twice": not any(r[n]["repeats_possible"] for n in new_phases)
         and len(run.sent) == len(set(run.sent)),
@@ -353,6 +361,7 @@ def summarise(run: Run, args: argparse.Namespace, load_before: tuple[float, floa
         "histories": run.plan.histories,
         "new_histories": run.plan.pool,
         "workers": args.workers,
+        "peer_threads": args.peer_threads if args.peer else None,
         "service_rss_mib": run.rss_mib,
         "settings": {k: v for k, v in os.environ.items() if k.startswith("ELCREC_") and "TOKEN" not in k},
         "duration_s": args.duration,
@@ -366,7 +375,9 @@ def print_summary(report: dict[str, Any]) -> None:
     s = report["summary"]
     line = (f"every request new: {s['new_vs_live_32']:.2f} of the bare endpoint at 32 connections (target >= 0.5), "
             f"p50/p99 at 4 connections {s['new_p50_ms_at_4']:.2f}/{s['new_p99_ms_at_4']:.2f} ms (target p99 <= 10), "
-            f"cache hits {s['new_cache_hits']} of {s['new_requests']}, no body twice: {s['no_body_twice']}")
+            + (f"cache hits {s['new_cache_hits']} of {s['new_requests']}, " if s["new_cache_hits"] is not None
+               else "cache hits not counted (several processes), ")
+            + f"no body twice: {s['no_body_twice']}")
     if "new_vs_peer_32" in s:
         line += f"; {s['new_vs_peer_32']:.1f}x the plain peer (target >= 8x)"
     line += (f". Cached: by user {s['cached_user_vs_live_32']:.2f} of the bare endpoint, p99 at 4 "
