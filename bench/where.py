@@ -2,13 +2,14 @@
 
     python -m bench.where --artifacts STORE --data FILE --py-spy PATH/py-spy [--duration 10] [--out FILE]
 
-Starts a redis-server and `elcrec serve` (settings from ELCREC_* variables), drives POST /v1/recommend with
-histories never sent before (bench/load.py's pool, each once) at --connections, and meanwhile samples the
-service's stacks with py-spy (`record --format raw`: the samples of a busy thread). The event loop's thread's samples
-are sorted into the parts of a request (rules in PARTS: the first that names a frame of the stack wins), and each
-part's share of the samples is turned into milliseconds a request by the process's CPU time (/proc) over the
-requests answered. The arithmetic of the encoder and the retrieval (FLOPs and bytes a request, from the model's
-config and the mean batch size in /metrics) is set against this CPU's measured peak (bench/peak.py).
+Starts a redis-server and `elcrec serve` (settings from ELCREC_* variables) and measures the bare endpoint's CPU
+a request (GET /health/live, 3 s). Then drives POST /v1/recommend with histories never sent before (bench/load.py's
+pool, each once) at --connections, and meanwhile samples the service's stacks with py-spy (`record --format raw`:
+the samples of a busy thread). The samples of the event loop's thread are sorted into the parts of a request
+(PARTS: the innermost frame a rule names decides), and each part's share is turned into milliseconds a request by
+the process's CPU time (/proc) over the requests answered. The arithmetic of the encoder and the retrieval (FLOPs
+and bytes a request, from the model's config and the mean batch size in /metrics) is set against this CPU's
+measured peak (bench/peak.py's matmul at the encoder's shape, measured at the end).
 
 py-spy is not a dependency of elcrec: install it anywhere (`pip install --target DIR py-spy`) and pass its path.
 """
@@ -140,6 +141,9 @@ def main() -> None:
             script = LUA_BODIES_FILE % {"file": work / "warm.jsonl", "path": "/v1/recommend"}
             run_wrk(base + "/v1/recommend", args.connections, 3, script)
             model = httpx.get(base + "/v1/model").json()
+            cpu0 = cpu_seconds(server.pid)  # the bare endpoint's CPU a request: what 0.5 of its rate allows twice
+            live = run_wrk(base + "/health/live", args.connections, 3, None)
+            live["cpu_ms_per_request"] = (cpu_seconds(server.pid) - cpu0) * 1e3 / max(live["requests"], 1)
             before = metrics(base)
             spy = subprocess.Popen(
                 [str(args.py_spy), "record", "--pid", str(server.pid), "--rate", str(args.rate), "--format", "raw",
@@ -162,6 +166,7 @@ def main() -> None:
         finally:
             stop_processes(procs)
     report = assemble(stacks, load, cpu, before, after, model)
+    report["live"] = live
     print_table(report)
     write_json(report, args.out)
 
@@ -210,6 +215,7 @@ def assemble(stacks: Counter[tuple[str, ...]], load: dict[str, Any], cpu: float,
 
 
 def print_table(report: dict[str, Any]) -> None:
+    print(f"GET /health/live: {report['live']['cpu_ms_per_request']:.3f} ms of service CPU a request")
     print(f"{report['requests']} requests, {report['load']['rps']:.0f} req/s, {report['cpu_ms_per_request']:.3f} ms "
           f"of service CPU a request, mean batch {report['mean_batch']:.1f} ({report['batch_ms_mean']:.2f} ms), "
           f"{report['samples']} samples, load average {report['load_average'][0]:.2f}")
