@@ -40,7 +40,7 @@ import numpy as np
 import redis
 
 from bench import write_json
-from bench.load import free_port, start_service, stop_processes, wait_until
+from bench.harness import free_port, start_service, stop_processes, wait_until
 from elcrec.model.artifact import CURRENT, MANIFEST, resolve
 from elcrec.model.events import SINGLE
 from elcrec.training.data import Interactions, read_interactions

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.utils import HIREDIS_AVAILABLE
 
 from bench import write_json
-from bench.load import free_port, wait_until
+from bench.harness import free_port, wait_until
 from elcrec.model.events import history_key
 from elcrec.service.history import _READ_LIST_AS_JSON
 from elcrec.service.resp import PipelinedReader

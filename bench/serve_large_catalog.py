@@ -12,7 +12,7 @@
    factory string that differs as text (HNSW32,Flat for HNSW32), so the service builds the same index.
 3. Checks served results against exact search: recall@10 of 200 requests (history of 20 items, seen
    items excluded) against the exact top 10 computed here from the same weights.
-4. Runs a bounded load at 4 connections on loopback (wrk when installed, else bench.load's httpx
+4. Runs a bounded load at 4 connections on loopback (wrk when installed, else bench.harness's httpx
    generator): POST /v1/recommend with explicit histories, k=10; reports throughput and p50/p99.
 
 The in-process history store is used (no Redis): the figures are the model, retrieval and HTTP path.
@@ -37,7 +37,7 @@ import httpx
 import torch
 
 from bench.catalog_scale import synthetic_catalog
-from bench.load import LUA_RECOMMEND_HISTORY, free_port, run_httpx, run_wrk
+from bench.harness import LUA_RECOMMEND_HISTORY, free_port, run_httpx, run_wrk
 from elcrec.model.artifact import write_version
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec

@@ -43,7 +43,7 @@ import httpx
 import torch
 
 from bench import write_json
-from bench.load import HOST, free_port, parse_wrk, start_service, stop_processes
+from bench.harness import HOST, free_port, parse_wrk, start_service, stop_processes
 from elcrec.model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec

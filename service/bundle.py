@@ -26,6 +26,7 @@ from elcrec.model.intents import DEFAULT_TEMPERATURE, IntentSpace
 from elcrec.model.item_index import read_item_index
 from elcrec.service.answer_cache import AnswerCache
 from elcrec.service.catalog import ServedCatalog, serve_catalog
+from elcrec.service.fused import FusedEncoder, fused
 from elcrec.service.precision import PrecisionCheck, to_precision
 from elcrec.service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
 
@@ -213,7 +214,8 @@ def _bundle(
     popular_rows = [rows[i] for i in info.popular_items if i in rows]
     for p in model.parameters():
         p.requires_grad_(False)
-    encode = _traced(model, device, version_dir.name) if options.jit else model
+    encoder = fused(model)  # the same states from fewer, larger operations (service/fused.py)
+    encode = _traced(encoder, device, version_dir.name) if options.jit else encoder
     # missing or from another K: no share rather than a wrong one; no mean state: intents by their centers alone
     mean = torch.tensor(info.intent_mean_state, dtype=torch.float32) if info.intent_mean_state else None
     shares = list(info.intent_shares) if info.intent_shares is not None else None
@@ -259,7 +261,7 @@ def _bundle(
     return bundle
 
 
-def _traced(model: ELCRec, device: torch.device, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _traced(model: ELCRec | FusedEncoder, device: torch.device, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The encoder traced by TorchScript: less time for the small batches of a service on CPU, where the per-op
     Python and dispatch overhead dominates (docs/SERVING.md, *The path of a recommendation*). The trace follows batch size and length; outputs
     are checked equal to the module's on other shapes than the example's, else the module is used."""
@@ -286,9 +288,9 @@ _TRACES: OrderedDict[tuple[Any, ...], torch.jit.ScriptModule] = OrderedDict()
 _TRACES_KEPT = 2
 
 
-def _trace_of(model: ELCRec, device: torch.device) -> torch.jit.ScriptModule:
+def _trace_of(model: ELCRec | FusedEncoder, device: torch.device) -> torch.jit.ScriptModule:
     dtype = next(model.parameters()).dtype
-    key = (model.cfg, str(device), dtype)
+    key = (type(model).__name__, model.cfg, str(device), dtype)
     template = _TRACES.get(key)
     if template is None:
         example = torch.ones(4, min(20, model.cfg.max_len), dtype=torch.long, device=device)

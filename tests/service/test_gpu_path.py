@@ -16,6 +16,7 @@ import torch
 import elcrec.service.bundle as bundle_module
 from elcrec.model.artifact import ArtifactError
 from elcrec.service.bundle import LoadOptions, build_bundle
+from elcrec.service.fused import FusedEncoder
 from elcrec.service.precision import PrecisionCheck, probe_histories, to_precision
 from elcrec.service.retrieval import ItemIndex, TorchExactIndex
 from tests.support.service import N_ITEMS, running_app, settings_for, tiny_model
@@ -149,7 +150,7 @@ def test_a_failed_trace_serves_the_module(store: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(torch.jit, "trace", broken)
     monkeypatch.setattr(bundle_module, "_TRACES", OrderedDict())  # no trace of this architecture kept from before
     bundle = build_bundle(store / "v0001", torch.device("cpu"))
-    assert bundle.encoder is bundle.model
+    assert isinstance(bundle.encoder, FusedEncoder) and bundle.encoder.model is bundle.model  # untraced
     assert "serving the encoder untraced (RuntimeError: no tracing today)" in caplog.text
 
 

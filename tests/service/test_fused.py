@@ -1,0 +1,56 @@
+"""The service's fused encoder gives the model's hidden states; where it would not, the model serves."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+
+from elcrec.model.config import ModelConfig
+from elcrec.model.encoder import ELCRec
+from elcrec.service.fused import FusedEncoder, fused
+
+
+def trained_like(cfg: ModelConfig) -> ELCRec:
+    torch.manual_seed(0)
+    model = ELCRec(cfg).eval()
+    with torch.no_grad():  # weights of a trained model's size, not the initial 0.02
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model
+
+
+def histories(cfg: ModelConfig, batch: int, t: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, cfg.n_items + 1, (batch, t), generator=g)
+    for b in range(batch):  # lengths 1..t, left-padded
+        ids[b, : t - (b % t + 1)] = 0
+    return ids
+
+
+@pytest.mark.parametrize("mix_alpha", [0.0, 0.4])  # the paper's blocks, and blocks with the frequency filter
+@pytest.mark.parametrize("t", [50, 17, 1])  # full length, a batch trimmed of its padding, one item
+def test_fused_encoder_gives_the_models_hidden_states(mix_alpha: float, t: int) -> None:
+    cfg = ModelConfig(n_items=300, d=32, n_layers=3, n_heads=2, max_len=50, n_intents=8, mix_alpha=mix_alpha)
+    model = trained_like(cfg)
+    ids = histories(cfg, 9, t)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's, about the length check (as service/bundle.py traces)
+        want = model(ids)
+        got = FusedEncoder(model)(ids)
+        traced = torch.jit.trace(FusedEncoder(model), ids[:2], check_trace=False)(ids)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(traced, want, atol=1e-5, rtol=1e-4)
+
+
+def test_a_fused_encoder_that_differs_is_not_served(monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    model = trained_like(ModelConfig(n_items=50, d=16, n_layers=1, max_len=10, n_intents=4))
+    assert isinstance(fused(model), FusedEncoder)
+    forward = FusedEncoder.forward
+    monkeypatch.setattr(FusedEncoder, "forward", lambda self, ids: forward(self, ids) * 1.001)
+    with caplog.at_level(logging.WARNING):
+        assert fused(model) is model
+    assert "serving the model's own encoder" in caplog.text
