@@ -92,9 +92,10 @@ def step_times(trainer: Trainer, steps: int, warmup: int = 5) -> dict[str, float
     for idx in batches[warmup : warmup + steps]:
         trainer.step(idx)
     sync()
-    ms = (time.perf_counter() - t0) / steps * 1000
+    elapsed = time.perf_counter() - t0
+    ms = elapsed / steps * 1000
     rows = sum(len(idx) for idx in batches[warmup : warmup + steps])
-    return {"steps": steps, "ms_per_step": round(ms, 3), "sequences_per_s": round(rows / ms * 1000, 1),
+    return {"steps": steps, "ms_per_step": round(ms, 3), "sequences_per_s": round(rows / elapsed, 1),
             "epoch_batches": len(batches), "projected_epoch_train_s": round(ms * len(batches) / 1000, 2)}
 
 

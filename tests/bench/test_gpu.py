@@ -31,6 +31,8 @@ def test_the_gpu_bench_runs_on_the_cpu_and_writes_one_json(tmp_path: Path) -> No
     train = got["training"]
     assert train["steps"] == 5 and train["preset"] == "Beauty"
     assert train["ms_per_step"] > 0 and train["sequences_per_s"] > 0 and train["projected_epoch_train_s"] > 0
+    # at most a full batch a step
+    assert train["sequences_per_s"] <= train["batch_size"] * 1000 / train["ms_per_step"] * 1.001
     rows = got["serving"]["results"]
     assert {(r["precision"], r["index"]) for r in rows} == {
         (p, i) for p in ("fp32", "bf16", "fp16") for i in ("Flat", "torch")}
