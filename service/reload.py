@@ -40,8 +40,8 @@ _TRIM = _malloc_trim()
 def release_freed_memory() -> None:
     """Return the allocator's free pages to the system. A version is built on a worker thread while the old one
     serves, so for a moment both are in memory; glibc keeps what the old one freed in its arenas (the worker's and
-    the main one) instead of returning it, and RSS stayed a version's size higher after every swap's peak
-    (docs/SERVING.md, "Model swaps")."""
+    the main one) instead of returning it, and RSS stayed about a version's size higher from the first swaps on
+    (docs/SERVING.md, "Memory across model swaps")."""
     if _TRIM is not None:
         _TRIM()
 
@@ -113,12 +113,11 @@ class ModelHolder:
             self.metrics.reloads.inc()
             self.metrics.set_model(bundle.version, bundle.loaded_at)
             log.info("serving model %s (was %s)", bundle.version, previous)
-            del bundle
             asyncio.get_running_loop().call_later(RELEASE_DELAY_S, self._release)
-            return ReloadResult(True, self.bundle.name, previous)
+            return ReloadResult(True, bundle.name, previous)
 
     def _release(self) -> None:
-        # On a worker thread: trimming walks every arena (a few milliseconds) and must not hold up requests.
+        # On a worker thread: trimming walks every arena, which requests on the event loop need not wait for.
         self._releasing = asyncio.ensure_future(asyncio.to_thread(release_freed_memory))
 
     def _clear_failure(self) -> None:
