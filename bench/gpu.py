@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +37,11 @@ import torch
 from bench import write_json
 from bench.epoch_speed import step_times
 from bench.gpu_path import BATCHES, INDEXES, PRECISIONS, measure, queries_of
-from elcrec.model.artifact import read_manifest, resolve, write_version
+from elcrec.model.artifact import ArtifactError, read_manifest, resolve, write_version
 from elcrec.model.config import ModelConfig
 from elcrec.model.device import pick_device
 from elcrec.training.config import PRESETS, TrainConfig, preset_settings
-from elcrec.training.data import Interactions, eval_split, read_interactions
+from elcrec.training.data import DataError, Interactions, eval_split, read_interactions
 from elcrec.training.export import item_ids_for, popular_items
 from elcrec.training.trainer import Trainer
 
@@ -49,6 +50,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = [Path(os.environ["ELCREC_SHARED"])] if "ELCREC_SHARED" in os.environ else [REPO.parent / "shared", REPO / "shared"]
 DEFAULT_DATA = next((p for p in (s / "data" / "Beauty.txt" for s in SHARED) if p.is_file()),
                     SHARED[0] / "data" / "Beauty.txt")
+
+
+def say(line: str) -> None:
+    """Progress, on stderr: stdout is the JSON's where there is no --out."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -62,8 +68,7 @@ def machine(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         out.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
-                   capability=f"{props.major}.{props.minor}", driver_cuda=torch.version.cuda,
-                   bf16_supported=torch.cuda.is_bf16_supported())
+                   capability=f"{props.major}.{props.minor}", bf16_supported=torch.cuda.is_bf16_supported())
     else:
         out["name"] = out["cpu"]
     return out
@@ -104,7 +109,7 @@ def serving(version: Path, data: Interactions, device: torch.device, users: int,
     test = eval_split(data, max_len, "test")
     queries = queries_of(test.inputs, users)
     rows = measure(version, device, queries, test.targets[:users], repeats, PRECISIONS, INDEXES, batches,
-                   log=lambda line: print(line, flush=True))
+                   log=say)
     return {"version": str(version), "users": len(queries), "results": rows}
 
 
@@ -118,7 +123,8 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, help="serve this store's CURRENT version (trained on --data)")
     parser.add_argument("--preset", help="training preset (default: the data file's stem, else Beauty)")
     parser.add_argument("--intents", type=int, help="K instead of the preset's (a small data set needs fewer)")
-    parser.add_argument("--batch-size", type=int, help="training batch size instead of the preset's (256; --synthetic: enough batches for the steps)")
+    parser.add_argument("--batch-size", type=int,
+                        help="training batch size instead of the preset's (256; --synthetic: enough batches for the steps)")
     parser.add_argument("--steps", type=int, help="timed training steps (default 50; --quick: 5)")
     parser.add_argument("--users", type=int, help="test users for the serving figures (default 2000; --quick: 200)")
     parser.add_argument("--repeats", type=int, help="timed calls per batch size (default 20; --quick: 3)")
@@ -140,7 +146,22 @@ def main() -> None:
         path = args.data or DEFAULT_DATA
         if not path.is_file():
             parser.error(f"no data file {path} (give --data FILE or --synthetic USERS)")
-        data, name = read_interactions(path), path.name
+        try:
+            data, name = read_interactions(path), path.name
+        except DataError as exc:
+            parser.error(str(exc))
+    version: Path | None = None
+    if args.artifacts is not None:  # checked before the training, which takes a while
+        if args.synthetic is not None:
+            parser.error("--artifacts needs the --data its version was trained on, not --synthetic")
+        try:
+            version = resolve(args.artifacts)
+            n_items = int(read_manifest(version)["model_config"]["n_items"])
+        except (ArtifactError, OSError, KeyError, ValueError) as exc:
+            parser.error(f"--artifacts {args.artifacts}: {exc}")
+        if n_items != data.n_items:
+            parser.error(f"--data {name} has {data.n_items} items, the version {version.name} {n_items}: "
+                         "give the data it was trained on")
     preset = args.preset or (args.data.stem if args.data and args.data.stem in PRESETS else "Beauty")
     if preset not in PRESETS:
         parser.error(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -148,15 +169,13 @@ def main() -> None:
         min(PRESETS[preset][0]["n_intents"], max(2, data.n_users // 8)) if args.synthetic is not None else None)
 
     started = time.perf_counter()
-    print(f"training: {name}, preset {preset}, {steps} steps on {device}", flush=True)
+    say(f"training: {name}, preset {preset}, {steps} steps on {device}")
     batch_size = args.batch_size if args.batch_size is not None else (
         min(256, max(2, data.n_users // (steps + 5))) if args.synthetic is not None else None)
     trainer, train = training(data, preset, device, steps, intents, batch_size)
-    print(f"training: {train['ms_per_step']:.1f} ms a step, {train['sequences_per_s']:.0f} sequences/s", flush=True)
+    say(f"training: {train['ms_per_step']:.1f} ms a step, {train['sequences_per_s']:.0f} sequences/s")
     with tempfile.TemporaryDirectory(prefix="elcrec-gpu-") as tmp:
-        if args.artifacts is not None:
-            version = resolve(args.artifacts)
-        else:  # the model just trained (a few steps: the timings, not the rankings, are the point)
+        if version is None:  # the model just trained (a few steps: the timings, not the rankings, are the point)
             model = trainer.model.eval()
             ids = item_ids_for(data, model.cfg.n_items)
             version = write_version(Path(tmp) / "store", model.cpu(), ids, {"popular_items": popular_items(data, ids)})
@@ -167,7 +186,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
     else:
         write_json(result, args.out)
-        print(f"wrote {args.out}")
+        say(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,17 @@ def test_asking_for_cuda_without_one_is_a_clear_error() -> None:
     done = run_gpu_bench("--device", "cuda", "--quick", "--synthetic", "120")
     assert done.returncode == 2 and "no CUDA device is available" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_bad_input_is_a_clear_error_before_any_training(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("u1 1 2 3\nu2 4 x 5\n")
+    done = run_gpu_bench("--device", "cpu", "--data", str(bad))
+    assert done.returncode == 2 and "bad.txt" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    done = run_gpu_bench("--device", "cpu", "--synthetic", "120", "--artifacts", str(tmp_path))
+    assert done.returncode == 2 and "--artifacts needs the --data" in done.stderr, done.stderr
+    data = tmp_path / "data.txt"
+    data.write_text("u1 1 2 3\nu2 2 3 1\n")
+    done = run_gpu_bench("--device", "cpu", "--data", str(data), "--artifacts", str(tmp_path / "none"))
+    assert done.returncode == 2 and "--artifacts" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "training:" not in done.stderr
