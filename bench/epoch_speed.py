@@ -76,20 +76,33 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f})")
 
 
-def time_steps(trainer: Trainer, steps: int, what: str) -> None:
+def step_times(trainer: Trainer, steps: int, warmup: int = 5) -> dict[str, float | int]:
+    """Milliseconds a training step over `steps` steps after `warmup` (centers initialised first), and the epoch's
+    training time they project; the device is synchronised around the timed steps."""
     trainer.init_centers()
     trainer.model.train()
     batches = trainer.batches()
-    if len(batches) < steps + 5:
-        raise SystemExit(f"--steps {steps}: the epoch has only {len(batches)} batches")
-    for idx in batches[:5]:
+    if len(batches) < steps + warmup:
+        raise SystemExit(f"--steps {steps}: the epoch has only {len(batches)} batches ({warmup} more are warm-up)")
+    for idx in batches[:warmup]:
         trainer.step(idx)
+    sync = torch.cuda.synchronize if str(trainer.device).startswith("cuda") else (lambda: None)
+    sync()
     t0 = time.perf_counter()
-    for idx in batches[5 : 5 + steps]:
+    for idx in batches[warmup : warmup + steps]:
         trainer.step(idx)
-    ms = (time.perf_counter() - t0) / steps * 1000
-    print(f"{what}, {torch.get_num_threads()} threads: {ms:.0f} ms a step over {steps} steps, so "
-          f"{ms * len(batches) / 1000:.0f} s of training for the epoch's {len(batches)} batches "
+    sync()
+    elapsed = time.perf_counter() - t0
+    ms = elapsed / steps * 1000
+    rows = sum(len(idx) for idx in batches[warmup : warmup + steps])
+    return {"steps": steps, "ms_per_step": round(ms, 3), "sequences_per_s": round(rows / elapsed, 1),
+            "epoch_batches": len(batches), "projected_epoch_train_s": round(ms * len(batches) / 1000, 2)}
+
+
+def time_steps(trainer: Trainer, steps: int, what: str) -> None:
+    got = step_times(trainer, steps)
+    print(f"{what}, {torch.get_num_threads()} threads: {got['ms_per_step']:.0f} ms a step over {steps} steps, so "
+          f"{got['projected_epoch_train_s']:.0f} s of training for the epoch's {got['epoch_batches']} batches "
           f"(load average {os.getloadavg()[0]:.1f})")
 
 

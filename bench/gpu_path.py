@@ -20,6 +20,7 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,39 @@ def latency_ms(bundle: ModelBundle, queries: list[Query], batch: int, repeats: i
     return statistics.median(times)
 
 
+def measure(
+    version: Path, device: torch.device, queries: list[Query], targets: np.ndarray, repeats: int = 20,
+    precisions: tuple[str, ...] = PRECISIONS, indexes: tuple[str, ...] = INDEXES, batches: tuple[int, ...] = BATCHES,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """One row per (precision, index): agreement with the first setting (fp32, normally), HIT@10 on `targets` (each
+    query's next item row) and the batch latencies."""
+    reference: list[Answer] | None = None
+    rows: list[dict[str, Any]] = []
+    for precision in precisions:
+        for index in indexes:
+            bundle = build_bundle(version, device, LoadOptions(index_spec=index, precision=precision))
+            answers = answer_all(bundle, queries)
+            if reference is None:
+                reference = answers
+            kept = np.mean([len(set(a.rows) & set(r.rows)) / max(1, len(r.rows))
+                            for a, r in zip(answers, reference, strict=True)])
+            same_intent = np.mean([a.intent_ids[0] == r.intent_ids[0] for a, r in zip(answers, reference, strict=True)])
+            hit10 = np.mean([t in a.rows for a, t in zip(answers, targets, strict=True)])
+            row = {"precision": precision, "index": index, "device": str(device),
+                   "top10_kept_vs_fp32": round(float(kept), 4), "intent_kept_vs_fp32": round(float(same_intent), 4),
+                   "test_hit@10": round(float(hit10), 4), "probe_check": bundle.precision_check}
+            for b in batches:
+                ms = latency_ms(bundle, queries, b, repeats)
+                row[f"batch{b}_ms"] = round(ms, 3)
+                row[f"batch{b}_per_s"] = round(b / ms * 1e3)
+            rows.append(row)
+            log(f"{precision:5} {index:6} on {device}: kept {row['top10_kept_vs_fp32']:.4f} of fp32 top-10, "
+                f"intents {row['intent_kept_vs_fp32']:.4f}, HIT@10 {row['test_hit@10']:.4f}; batch ms "
+                + ", ".join(f"{b}: {row[f'batch{b}_ms']:.2f}" for b in batches))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifacts", type=Path, required=True)
@@ -82,31 +116,8 @@ def main() -> None:
     test = eval_split(data, 50, "test")
     queries = queries_of(test.inputs, args.users)
     targets = test.targets[: args.users]
-
-    reference: list[Answer] | None = None
-    rows: list[dict[str, Any]] = []
-    for precision in PRECISIONS:
-        for index in INDEXES:
-            bundle = build_bundle(version, device, LoadOptions(index_spec=index, precision=precision))
-            answers = answer_all(bundle, queries)
-            if reference is None:
-                reference = answers
-            kept = np.mean([len(set(a.rows) & set(r.rows)) / max(1, len(r.rows))
-                            for a, r in zip(answers, reference, strict=True)])
-            same_intent = np.mean([a.intent_ids[0] == r.intent_ids[0] for a, r in zip(answers, reference, strict=True)])
-            hit10 = np.mean([t in a.rows for a, t in zip(answers, targets, strict=True)])
-            row = {"precision": precision, "index": index, "device": str(device),
-                   "top10_kept_vs_fp32": round(float(kept), 4), "intent_kept_vs_fp32": round(float(same_intent), 4),
-                   "test_hit@10": round(float(hit10), 4), "probe_check": bundle.precision_check}
-            for b in BATCHES:
-                ms = latency_ms(bundle, queries, b, args.repeats)
-                row[f"batch{b}_ms"] = round(ms, 3)
-                row[f"batch{b}_per_s"] = round(b / ms * 1e3)
-            rows.append(row)
-            if not args.json:
-                print(f"{precision:5} {index:6} on {device}: kept {row['top10_kept_vs_fp32']:.4f} of fp32 top-10, "
-                      f"intents {row['intent_kept_vs_fp32']:.4f}, HIT@10 {row['test_hit@10']:.4f}; batch ms "
-                      + ", ".join(f"{b}: {row[f'batch{b}_ms']:.2f}" for b in BATCHES), flush=True)
+    rows = measure(version, device, queries, targets, args.repeats,
+                   log=(lambda _: None) if args.json else (lambda line: print(line, flush=True)))
     result = {"artifacts": str(version), "data": args.data.name, "users": len(queries), "results": rows,
               "machine": {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
                           or platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads()}}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,32 @@ from elcrec.service.bundle import LoadOptions, ModelBundle, build_bundle
 from elcrec.service.metrics import Metrics
 
 log = logging.getLogger("elcrec.reload")
+# After a swap, the old version is freed once the requests that took it have finished; then the allocator is asked to
+# give the freed pages back. The delay covers those requests (milliseconds) with room to spare.
+RELEASE_DELAY_S = 0.5
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's malloc_trim(0), or None where the C library has none (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Return the allocator's free pages to the system. A version is built on a worker thread while the old one
+    serves, so for a moment both are in memory; glibc keeps what the old one freed in its arenas (the worker's and
+    the main one) instead of returning it, and RSS stayed about a version's size higher from the first swaps on
+    (docs/SERVING.md, "Memory across model swaps")."""
+    if _TRIM is not None:
+        _TRIM()
 
 
 @dataclass(frozen=True)
@@ -44,6 +73,7 @@ class ModelHolder:
         self.failed_version: str | None = None
         self.last_failure_at: float | None = None
         self._lock = asyncio.Lock()
+        self._releasing: asyncio.Future[None] | None = None
 
     def status(self) -> dict[str, object]:
         return {
@@ -83,7 +113,12 @@ class ModelHolder:
             self.metrics.reloads.inc()
             self.metrics.set_model(bundle.version, bundle.loaded_at)
             log.info("serving model %s (was %s)", bundle.version, previous)
+            asyncio.get_running_loop().call_later(RELEASE_DELAY_S, self._release)
             return ReloadResult(True, bundle.name, previous)
+
+    def _release(self) -> None:
+        # On a worker thread: trimming walks every arena, which requests on the event loop need not wait for.
+        self._releasing = asyncio.ensure_future(asyncio.to_thread(release_freed_memory))
 
     def _clear_failure(self) -> None:
         self.last_error = self.failed_version = None

@@ -6,6 +6,7 @@ whenever a GPU is present and skip otherwise.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -14,12 +15,12 @@ import pytest
 import torch
 
 import elcrec.service.bundle as bundle_module
-from elcrec.model.artifact import ArtifactError
+from elcrec.model.artifact import ArtifactError, write_version
 from elcrec.service.bundle import LoadOptions, build_bundle
 from elcrec.service.fused import FusedEncoder
 from elcrec.service.precision import PrecisionCheck, probe_histories, to_precision
 from elcrec.service.retrieval import ItemIndex, TorchExactIndex
-from tests.support.service import N_ITEMS, running_app, settings_for, tiny_model
+from tests.support.service import ITEM_IDS, N_ITEMS, POPULAR, TOKEN, running_app, settings_for, tiny_model
 from tests.support.service import random_table as table
 
 pytestmark = pytest.mark.anyio
@@ -112,6 +113,42 @@ def test_a_version_that_ranks_differently_in_half_precision_is_refused(
     monkeypatch.setattr(bundle_module, "to_precision", poor)
     with pytest.raises(ArtifactError, match=r"keeps 62\.0% of the fp32 top-10 items .* serve it in fp32"):
         build_bundle(store / "v0001", torch.device("cpu"), LoadOptions(precision="fp16", min_overlap=0.9))
+
+
+
+def fp16_overflowing(seed: int = 0) -> torch.nn.Module:
+    """A model that is sound in fp32 and bf16 but not in fp16: its item embeddings reach ~87,000, beyond fp16's
+    largest finite value (65,504), so the fp16 copy holds infinities (the classic way a half-precision cast fails)."""
+    model = tiny_model(seed)
+    with torch.no_grad():
+        model.item_embeddings.weight.mul_(1e6)
+    return model
+
+
+def test_the_check_measures_a_model_that_disagrees_in_fp16() -> None:
+    model = fp16_overflowing()
+    _, fp16 = to_precision(model, "fp16")
+    _, bf16 = to_precision(model, "bf16")  # bf16 has fp32's range: the same model agrees there
+    assert fp16 is not None and fp16.top10_overlap < 0.9 and fp16.intent_agreement < 0.9
+    assert bf16 is not None and bf16.top10_overlap >= 0.99 and bf16.intent_agreement >= 0.99
+
+
+async def test_the_service_refuses_a_version_that_disagrees_in_fp16_and_keeps_serving(store: Path) -> None:
+    settings = settings_for(store, precision="fp16", precision_min_overlap=0.9, admin_token=TOKEN,
+                            poll_interval_s=3600)
+    async with running_app(settings) as c:
+        assert (await c.get("/v1/model")).json()["precision_check"]["top10_overlap"] >= 0.9
+        write_version(store, fp16_overflowing(seed=1), ITEM_IDS, {"popular_items": POPULAR})  # v0002, CURRENT
+        r = await c.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert r.status_code == 409, r.text
+        message = r.json()["detail"]["message"]
+        assert re.search(r"version v0002 in fp16 keeps \d+\.\d% of the fp32 top-10 items", message), message
+        assert "below ELCREC_PRECISION_MIN_OVERLAP=0.9: serve it in fp32" in message
+        assert r.json()["detail"]["serving"] == "v0001"
+        ready = (await c.get("/health/ready")).json()
+        assert ready["reload"]["failed_version"] == "v0002" and ready["model"]["version"] == "v0001"
+        answer = await c.post("/v1/recommend", json={"history": ["i1", "i2"], "k": 3})
+        assert answer.status_code == 200 and answer.json()["model_version"] == "v0001"
 
 
 @CUDA
