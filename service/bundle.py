@@ -138,38 +138,38 @@ def _labels(shares: list[float] | None, n_intents: int) -> list[str]:
 @dataclass(frozen=True)
 class LoadOptions:
     """How a version is made servable, from the service settings (ELCREC_INDEX, ELCREC_INDEX_PARAMS,
-    ELCREC_PRECISION, ELCREC_PRECISION_MIN_OVERLAP, ELCREC_JIT, ELCREC_ANSWER_CACHE): one object from the settings to
+    ELCREC_PRECISION, ELCREC_PRECISION_MIN_IDENTICAL, ELCREC_PRECISION_MIN_INTENTS, ELCREC_JIT, ELCREC_ANSWER_CACHE): one object from the settings to
     build_bundle."""
 
     index_spec: str = "Flat"
     index_params: str = ""
     precision: str = "fp32"
-    min_overlap: float = 0.0
+    min_identical: float = 0.0
+    min_intents: float = 0.0
     jit: bool = True
     answer_cache: int = 0
 
     @classmethod
     def from_settings(cls, settings: Any) -> LoadOptions:
-        return cls(settings.index, settings.index_params, settings.precision, settings.precision_min_overlap,
-                   settings.jit, settings.answer_cache)
+        return cls(settings.index, settings.index_params, settings.precision, settings.precision_min_identical,
+                   settings.precision_min_intents, settings.jit, settings.answer_cache)
 
 
 def build_bundle(version_dir: Path, device: torch.device, options: LoadOptions = LoadOptions()) -> ModelBundle:
     """Load and check one version directory; raises ArtifactError for anything unusable. Blocking."""
-    index_spec, index_params, precision, min_overlap = (
-        options.index_spec, options.index_params, options.precision, options.min_overlap)
+    index_spec, index_params, precision = options.index_spec, options.index_params, options.precision
     art = load_artifact(version_dir, device)
     rows = _row_map(art.item_ids, art.config.n_items, version_dir)
     table = art.model.item_table().detach().float().cpu().numpy()
     model, check = to_precision(art.model, precision, art.intents.bias)
     if check is not None:
         log.info("%s in %s: %s", version_dir.name, precision, check)
-        worst = min(check.top10_overlap, check.intent_agreement)
-        if worst < min_overlap:
+        if not check.passes(options.min_identical, options.min_intents):
             raise ArtifactError(
-                f"version {version_dir.name} in {precision} keeps {check.top10_overlap:.1%} of the fp32 top-10 items"
-                f" and {check.intent_agreement:.1%} of the intents over {check.probes} probe histories, below"
-                f" ELCREC_PRECISION_MIN_OVERLAP={min_overlap}: serve it in fp32"
+                f"version {version_dir.name} in {precision} gives fp32's top-10 list for {check.top10_identical:.1%}"
+                f" of {check.probes} probe histories (ELCREC_PRECISION_MIN_IDENTICAL={options.min_identical}) and its"
+                f" intent for {check.intent_agreement:.1%} (ELCREC_PRECISION_MIN_INTENTS={options.min_intents});"
+                f" it keeps {check.top10_overlap:.1%} of the top-10 items: serve it in fp32"
             )
     index: ItemIndex | TorchExactIndex
     if index_spec == TORCH_EXACT:

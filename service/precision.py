@@ -2,8 +2,10 @@
 
 A version loaded with ELCREC_PRECISION=bf16 or fp16 is encoded both ways on a fixed set of probe histories
 (random known items, every length 1..T, a fixed seed): the share of each probe's exact top-10 items that the
-half-precision model keeps, and the share of probes that keep their intent, must reach
-ELCREC_PRECISION_MIN_OVERLAP, else the version is refused with those figures (and the served one stays).
+half-precision model keeps: the share of probes whose top-10 list is identical, in order, must reach
+ELCREC_PRECISION_MIN_IDENTICAL and the share that keep their intent ELCREC_PRECISION_MIN_INTENTS, else the version
+is refused with those figures (and the served one stays). The mean share of top-10 items kept is reported too; it is
+not the bar, since a list that swaps two neighbours keeps all ten items and still answers differently.
 Retrieval scores stay in fp32: only the encoder runs in half precision.
 """
 
@@ -28,7 +30,11 @@ class PrecisionCheck:
     precision: str
     probes: int
     top10_overlap: float  # mean share of the fp32 top-10 items kept
+    top10_identical: float  # share of probes whose top-10 list is fp32's, in the same order
     intent_agreement: float  # share of probes assigned the same intent
+
+    def passes(self, min_identical: float, min_intents: float) -> bool:
+        return self.top10_identical >= min_identical and self.intent_agreement >= min_intents
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,5 +75,6 @@ def to_precision(
     low = copy.deepcopy(model).to(DTYPES[precision])
     top_low, intent_low = _rankings(low, ids, items, bias)
     kept = (top_low[:, :, None] == top32[:, None, :]).any(-1).float().mean().item()
+    identical = (top_low == top32).all(dim=1).float().mean().item()
     same = (intent_low == intent32).float().mean().item()
-    return low, PrecisionCheck(precision, len(ids), round(kept, 4), round(same, 4))
+    return low, PrecisionCheck(precision, len(ids), round(kept, 4), round(identical, 4), round(same, 4))

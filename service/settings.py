@@ -41,11 +41,13 @@ class Settings(BaseSettings):
     # product on the model's device (the GPU path's retrieval)
     index: str = "Flat"
     index_params: str = ""  # faiss ParameterSpace string, e.g. "nprobe=16" or "efSearch=128"
-    # The encoder's precision; bf16/fp16 versions are refused unless their rankings on probe histories keep
-    # at least this share of fp32's top-10 items and intents (service/precision.py).
+    # The encoder's precision; a bf16/fp16 version is refused unless, on probe histories, at least
+    # precision_min_identical of its top-10 lists are fp32's exactly and precision_min_intents of its intents
+    # (service/precision.py): a lower precision that answers differently is not a speed-up.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     jit: bool = True  # TorchScript-trace the encoder at load (checked equal to the module; untraced if not)
-    precision_min_overlap: Annotated[float, Field(ge=0, le=1)] = 0.9
+    precision_min_identical: Annotated[float, Field(ge=0, le=1)] = 0.995
+    precision_min_intents: Annotated[float, Field(ge=0, le=1)] = 0.99
     # Answers kept per loaded version for repeat requests (the same history, k and options): a hit skips the
     # encoder and the retrieval; 0 turns it off (service/answer_cache.py; its memory: docs/SERVING.md).
     answer_cache: Annotated[int, Field(ge=0, le=10_000_000)] = 20_000

@@ -96,7 +96,7 @@ def test_half_precision_is_checked_against_fp32(precision: str) -> None:
 
 
 async def test_service_serves_bf16_and_reports_the_check(store: Path) -> None:
-    async with running_app(settings_for(store, precision="bf16", precision_min_overlap=0.5)) as c:
+    async with running_app(settings_for(store, precision="bf16", precision_min_identical=0, precision_min_intents=0)) as c:
         info = (await c.get("/v1/model")).json()
         assert info["precision"] == "bf16" and info["precision_check"]["probes"] == 256
         r = await c.post("/v1/recommend", json={"history": ["i1", "i2"], "k": 4})
@@ -108,11 +108,12 @@ def test_a_version_that_ranks_differently_in_half_precision_is_refused(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def poor(model: torch.nn.Module, precision: str, bias: torch.Tensor | None = None) -> tuple:
-        return model, PrecisionCheck(precision, 256, top10_overlap=0.62, intent_agreement=0.97)
+        return model, PrecisionCheck(precision, 256, top10_overlap=0.92, top10_identical=0.62, intent_agreement=0.995)
 
     monkeypatch.setattr(bundle_module, "to_precision", poor)
-    with pytest.raises(ArtifactError, match=r"keeps 62\.0% of the fp32 top-10 items .* serve it in fp32"):
-        build_bundle(store / "v0001", torch.device("cpu"), LoadOptions(precision="fp16", min_overlap=0.9))
+    with pytest.raises(ArtifactError, match=r"top-10 list for 62\.0% of 256 probe histories .*MIN_IDENTICAL=0\.995.* intent for 99\.5%"):
+        build_bundle(store / "v0001", torch.device("cpu"),
+                     LoadOptions(precision="fp16", min_identical=0.995, min_intents=0.99))
 
 
 
@@ -130,20 +131,21 @@ def test_the_check_measures_a_model_that_disagrees_in_fp16() -> None:
     _, fp16 = to_precision(model, "fp16")
     _, bf16 = to_precision(model, "bf16")  # bf16 has fp32's range: the same model agrees there
     assert fp16 is not None and fp16.top10_overlap < 0.9 and fp16.intent_agreement < 0.9
+    assert fp16.top10_identical <= fp16.top10_overlap and not fp16.passes(0.995, 0.99)
     assert bf16 is not None and bf16.top10_overlap >= 0.99 and bf16.intent_agreement >= 0.99
 
 
 async def test_the_service_refuses_a_version_that_disagrees_in_fp16_and_keeps_serving(store: Path) -> None:
-    settings = settings_for(store, precision="fp16", precision_min_overlap=0.9, admin_token=TOKEN,
+    settings = settings_for(store, precision="fp16", precision_min_identical=0.5, admin_token=TOKEN,
                             poll_interval_s=3600)
     async with running_app(settings) as c:
-        assert (await c.get("/v1/model")).json()["precision_check"]["top10_overlap"] >= 0.9
+        assert (await c.get("/v1/model")).json()["precision_check"]["top10_identical"] >= 0.5
         write_version(store, fp16_overflowing(seed=1), ITEM_IDS, {"popular_items": POPULAR})  # v0002, CURRENT
         r = await c.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 409, r.text
         message = r.json()["detail"]["message"]
-        assert re.search(r"version v0002 in fp16 keeps \d+\.\d% of the fp32 top-10 items", message), message
-        assert "below ELCREC_PRECISION_MIN_OVERLAP=0.9: serve it in fp32" in message
+        assert re.search(r"version v0002 in fp16 gives fp32's top-10 list for \d+\.\d% of 256 probe", message), message
+        assert "(ELCREC_PRECISION_MIN_IDENTICAL=0.5)" in message and message.endswith("serve it in fp32")
         assert r.json()["detail"]["serving"] == "v0001"
         ready = (await c.get("/health/ready")).json()
         assert ready["reload"]["failed_version"] == "v0002" and ready["model"]["version"] == "v0001"
@@ -156,7 +158,7 @@ async def test_cuda_fp16_with_torch_topk_matches_cpu_fp32(store: Path) -> None:
     body = {"history": ["i1", "i2", "i3", "i4"], "k": 10}
     async with running_app(settings_for(store)) as c:
         expected = (await c.post("/v1/recommend", json=body)).json()
-    settings = settings_for(store, device="cuda", index="torch", precision="fp16", precision_min_overlap=0.8)
+    settings = settings_for(store, device="cuda", index="torch", precision="fp16", precision_min_identical=0.8, precision_min_intents=0.8)
     async with running_app(settings) as c:
         assert (await c.get("/v1/model")).json()["device"].startswith("cuda")
         got = (await c.post("/v1/recommend", json=body)).json()
