@@ -85,10 +85,12 @@ def measure(
                 reference = answers
             kept = np.mean([len(set(a.rows) & set(r.rows)) / max(1, len(r.rows))
                             for a, r in zip(answers, reference, strict=True)])
+            identical = np.mean([list(a.rows) == list(r.rows) for a, r in zip(answers, reference, strict=True)])
             same_intent = np.mean([a.intent_ids[0] == r.intent_ids[0] for a, r in zip(answers, reference, strict=True)])
             hit10 = np.mean([t in a.rows for a, t in zip(answers, targets, strict=True)])
             row = {"precision": precision, "index": index, "device": str(device),
-                   "top10_kept_vs_fp32": round(float(kept), 4), "intent_kept_vs_fp32": round(float(same_intent), 4),
+                   "top10_kept_vs_fp32": round(float(kept), 4), "top10_identical_vs_fp32": round(float(identical), 4),
+                   "intent_kept_vs_fp32": round(float(same_intent), 4),
                    "test_hit@10": round(float(hit10), 4), "probe_check": bundle.precision_check}
             for b in batches:
                 ms = latency_ms(bundle, queries, b, repeats)
