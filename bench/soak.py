@@ -43,7 +43,7 @@ import httpx
 import torch
 
 from bench import write_json
-from bench.harness import HOST, free_port, parse_wrk, start_service, stop_processes
+from bench.harness import HOST, free_port, parse_wrk, rss_mib, start_service, stop_processes
 from elcrec.model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
@@ -87,14 +87,6 @@ done = function(summary, latency, requests)
   end
 end
 """
-
-
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    m = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    if m is None:
-        raise RuntimeError(f"no VmRSS for pid {pid}")
-    return int(m.group(1)) / 1024
 
 
 def random_store(store: Path, n_items: int) -> None:

@@ -44,20 +44,13 @@ import httpx
 import torch
 
 from bench import write_json
+from bench.harness import rss_mib
 from elcrec.model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    m = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    if m is None:
-        raise RuntimeError(f"no VmRSS for pid {pid}")
-    return int(m.group(1)) / 1024
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
