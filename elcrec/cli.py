@@ -11,9 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 import typer
 
-from elcrec.model.config import Pooling
+from elcrec.model.config import ModelConfig, Pooling
 from elcrec.retrain_cli import retrain_command
-from elcrec.training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
+from elcrec.training.config import (
+    NO_PRESET,
+    SETTLE_EPOCHS,
+    Batches,
+    IntentLoss,
+    Prototype,
+    RecLoss,
+    Samples,
+    TrainConfig,
+)
 from elcrec.training.importer import DEFAULT_MEMORY_LIMIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
@@ -91,7 +100,7 @@ def train(
     preset: Annotated[Preset | None, typer.Option(help="The paper's hyperparameters for a data set")] = None,
     improved: Annotated[bool, typer.Option("--improved", help="With --preset: the best ranking found beyond the paper for that data set (docs/RESULTS.md)")] = False,
     improved_intents: Annotated[bool, typer.Option("--improved-intents", help="With --preset: better ranking than the paper with the users spread over many intents")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Maximum epochs (default {TrainConfig.epochs})")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
     intents: Annotated[int | None, typer.Option(help="Number of intents K (default: the preset's; without one, from the number of users, training/intent_count.py)")] = None,
@@ -100,17 +109,17 @@ def train(
     max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
     dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beyond the paper (BSARec): share of a frequency filter mixed with each block's self-attention, 0 to 1 (0 = the paper); needs --samples prefixes")] = None,
-    freq_bins: Annotated[int | None, typer.Option(help="With --mix-alpha: the lowest DFT bins the filter keeps (default 3)")] = None,
+    freq_bins: Annotated[int | None, typer.Option(help=f"With --mix-alpha: the lowest DFT bins the filter keeps (default {ModelConfig.freq_bins})")] = None,
     pooling: Annotated[PoolingChoice, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = DEFAULT_POOLING,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     weight_decay: Annotated[float | None, typer.Option()] = None,
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
-    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper; default 1, 0.1 for the balanced loss without --preset)")] = None,
+    trade_off: Annotated[float | None, typer.Option(help=f"Weight of the intent clustering loss (ELCM in the paper; default {TrainConfig.trade_off:g}, {NO_PRESET[1]['trade_off']:g} for the balanced loss without --preset)")] = None,
     intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper, the presets' default: every sequence towards the mean of all centers) or balanced (the default without --preset: each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
-    intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
-    intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
+    intent_temperature: Annotated[float | None, typer.Option(help=f"With --intent-loss balanced: softmax temperature over the centers (default {TrainConfig.intent_temperature:g})")] = None,
+    intent_queue: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default {TrainConfig.intent_queue}, the batch alone)")] = None,
     intent_settle: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: epochs of that loss on the centers alone after training, on the kept encoder's states (default {SETTLE_EPOCHS}; 0 = off)")] = None,
     prototype: Annotated[PrototypeChoice | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,

@@ -10,6 +10,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from elcrec.training.gate import GATE_METRIC, GATE_TOLERANCE
+
 EXIT_OK = 0  # published, or no new events
 EXIT_FAILED = 1  # an unexpected error (a bug): the traceback goes to stderr
 EXIT_BAD_INPUT = 2  # options, files, store or stream state unusable, store not writable: fix and run again
@@ -48,9 +50,10 @@ def retrain_command(
     gate_tolerance: Annotated[
         float,
         typer.Option(
-            help="Publish when candidate NDCG@10 >= (1 - F) x current NDCG@10 (1: always; < 0: must improve)"
+            envvar="ELCREC_GATE_TOLERANCE",
+            help=f"Publish when candidate {GATE_METRIC} >= (1 - F) x current {GATE_METRIC} (1: always; < 0: must improve)",
         ),
-    ] = 0.02,
+    ] = GATE_TOLERANCE,
     epochs: Annotated[
         int | None, typer.Option(help="Maximum epochs (default: the current version's)")
     ] = None,

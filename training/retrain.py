@@ -46,7 +46,7 @@ from elcrec.training.config import TrainConfig
 from elcrec.training.data import train_split
 from elcrec.training.event_log import EventLog
 from elcrec.training.export import full_metrics, version_info
-from elcrec.training.gate import GATE_METRIC, compare
+from elcrec.training.gate import GATE_METRIC, GATE_TOLERANCE, compare
 from elcrec.training.intent_health import trained_balanced
 from elcrec.training.intent_ids import LiveIntents, intent_ids_line, keep_intent_ids
 from elcrec.training.merge import Merged, merge
@@ -64,7 +64,7 @@ class RetrainOptions:
     store: Path
     base_data: Path
     redis_url: str
-    gate_tolerance: float = 0.02
+    gate_tolerance: float = GATE_TOLERANCE
     device: str = "cpu"
     train_overrides: dict[str, Any] = field(default_factory=dict)  # keys from TRAIN_OVERRIDES
     progress: bool = False
