@@ -37,7 +37,7 @@ import torch
 
 from bench.catalog_scale import synthetic_catalog
 from bench.load import LUA_RECOMMEND_HISTORY, free_port, run_httpx, run_wrk
-from elcrec.model.artifact import write_version
+from elcrec.model.artifact import ManifestInfo, Store
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 
@@ -169,8 +169,9 @@ def main() -> None:
         ids: list[str | None] = [None] + [f"item-{r}" for r in range(1, args.items + 1)] + [None]
         report["model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        info = {"popular_items": ids[1:101], "intent_shares": [1 / 8] * 8, "origin": {"kind": "synthetic"}}
-        version = write_version(store, model, ids, info, index_spec=args.index)
+        info = ManifestInfo(origin={"kind": "synthetic"}, popular_items=tuple(i for i in ids[1:101] if i is not None),
+                            intent_shares=(1 / 8,) * 8)
+        version = Store(store).write_version(model, ids, info, index_spec=args.index)
         report["export_s"] = time.perf_counter() - t0
         report["artifact_mb"] = {p.name: p.stat().st_size / 2**20 for p in sorted(version.iterdir())}
         say(

@@ -478,14 +478,14 @@ def catalog_set(
     --multi-sep in CSV/TSV) and becomes CURRENT. The service then serves titles and fields (`fields=`), GET
     /v1/items/ID and a readable label for every intent; retraining keeps the catalog.
     """
-    from elcrec.model.artifact import ArtifactError, current_version, read_manifest
+    from elcrec.model.artifact import ArtifactError, Store
     from elcrec.model.catalog import CatalogError, read_catalog
     from elcrec.training.export import publish_catalog
     from elcrec.training.merged_store import store_lock
     from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 
     try:
-        if current_version(store) is None:
+        if Store(store).current() is None:
             fail(f"{store} has no CURRENT version (train one with `elcrec train`)")
         items = read_catalog(file, id_column, title_column, multi_sep, field or ())
         with store_lock(store):  # a retrain publishing meanwhile would be superseded
@@ -496,10 +496,10 @@ def catalog_set(
         fail(f"{exc}: set the catalog once it has finished", code=4)
     except OSError as exc:
         fail(f"cannot write a new version to {store} (nothing was published): {exc}")
-    manifest = read_manifest(store / version)
+    manifest = Store(store).manifest(version)
+    known = (manifest.catalog or {}).get("known_items")
     typer.echo(f"published {version} with the catalog {file.name}: {len(items)} items, fields "
-               f"{', '.join(items.fields) or '(none)'}; it knows {manifest['catalog']['known_items']} of the "
-               f"model's {manifest['n_items']} items")
+               f"{', '.join(items.fields) or '(none)'}; it knows {known} of the model's {manifest.n_items} items")
 
 
 @app.command()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from elcrec.model.artifact import Artifact, ArtifactError, load_artifact
+from elcrec.model.artifact import Artifact, ArtifactError, Manifest, load_artifact
 from elcrec.model.catalog import item_categories
 from elcrec.model.config import ModelConfig
 from elcrec.model.device import pick_device as model_device
@@ -43,7 +43,7 @@ class ModelBundle:
 
     name: str  # the version directory's name, as CURRENT spells it
     version: str  # the manifest's version (normally the same)
-    manifest: dict[str, Any]
+    manifest: Manifest  # typed (model/manifest.py)
     config: ModelConfig
     model: ELCRec
     device: torch.device

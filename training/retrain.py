@@ -32,14 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elcrec.model.artifact import (
-    Artifact,
-    ArtifactError,
-    current_version,
-    load_artifact,
-    set_current,
-    write_version,
-)
+from elcrec.model.artifact import Artifact, ArtifactError, Store
 from elcrec.model.catalog import Catalog
 from elcrec.model.encoder import ELCRec
 from elcrec.training.config import TrainConfig
@@ -50,7 +43,7 @@ from elcrec.training.gate import GATE_METRIC, GATE_TOLERANCE, compare
 from elcrec.training.intent_health import trained_balanced
 from elcrec.training.intent_ids import LiveIntents, intent_ids_line, keep_intent_ids
 from elcrec.training.merge import Merged, merge
-from elcrec.training.merged_store import find_base, read_base, remove_stale_tmp, store_lock, write_merged
+from elcrec.training.merged_store import find_base, read_base, store_lock, write_merged
 from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 from elcrec.training.trainer import Trainer
 
@@ -155,7 +148,7 @@ def retrain(opts: RetrainOptions, log: Callable[[str], None] = print) -> Summary
     if not opts.base_data.is_file():
         raise RetrainError(f"base data file {opts.base_data} does not exist")
     try:
-        live = current_version(store)
+        live = Store(store).current()
         if live is None:
             raise RetrainError(f"{store} has no CURRENT version (train a first version with `elcrec train`)")
     except ArtifactError as exc:
@@ -166,7 +159,7 @@ def retrain(opts: RetrainOptions, log: Callable[[str], None] = print) -> Summary
     try:
         events.ping()
         with store_lock(store):
-            removed = remove_stale_tmp(store)
+            removed = Store(store).remove_stale_tmp()
             if removed:
                 log(f"removed temporary files of interrupted writers: {', '.join(removed)}")
             _run(opts, events, summary, live, log)
@@ -192,7 +185,7 @@ def _run(
         return
 
     try:
-        current = load_artifact(store / live, opts.device)
+        current = Store(store).load(live, opts.device)
     except ArtifactError as exc:
         raise RetrainError(f"the current version cannot be loaded: {exc}") from exc
     found = find_base(store, mark)
@@ -257,10 +250,10 @@ def _run(
             f"(current {gate['current']:.4f} x (1 - {opts.gate_tolerance})); {live} stays live"
         )
         return
-    if current_version(store) != live:
+    if Store(store).current() != live:
         summary.status = "superseded"
         summary.message = (
-            f"not published: CURRENT moved from {live} to {current_version(store)} during the run"
+            f"not published: CURRENT moved from {live} to {Store(store).current()} during the run"
         )
         return
 
@@ -274,9 +267,9 @@ def _run(
         **train_info,
     }
     info, intents = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
-    info["data"]["merged_from"] = base_source
+    info = dataclasses.replace(info, data={**info.data, "merged_from": base_source})
     catalog = opts.catalog if opts.catalog is not None else current.read_catalog()
-    version_dir = write_version(store, model, merged.item_ids, info, make_current=False, intents=intents,
+    version_dir = Store(store).write_version(model, merged.item_ids, info, make_current=False, intents=intents,
                                 catalog=catalog)
     version = version_dir.name
     merged_path = write_merged(
@@ -294,13 +287,13 @@ def _run(
         },
     )
     summary.data["merged"] = str(merged_path)
-    if current_version(store) != live:
+    if Store(store).current() != live:
         summary.status = "superseded"
         summary.message = (
-            f"not published: CURRENT moved from {live} to {current_version(store)} during the run"
+            f"not published: CURRENT moved from {live} to {Store(store).current()} during the run"
         )
         return
-    set_current(store, version)
+    Store(store).set_current(version)
     summary.published = version
     summary.status = "published"
     summary.message = (
