@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 import typer
 
+from elcrec.model.catalog import ID, MULTI_SEP, TITLE
 from elcrec.model.config import ModelConfig, Pooling
 from elcrec.retrain_cli import retrain_command
 from elcrec.training.config import (
@@ -135,9 +136,9 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
     index: Annotated[str | None, typer.Option(help="Store this FAISS index (factory string, e.g. IVF4096,Flat or HNSW32) with the artifact; a service with the same ELCREC_INDEX loads it instead of building it")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Item catalog (CSV/TSV, Parquet or JSON lines: id, title, categorical columns) stored with the version: titles and intent labels")] = None,
-    id_column: IdColumn = "id",
-    title_column: TitleColumn = "title",
-    multi_sep: MultiSep = "|",
+    id_column: IdColumn = ID,
+    title_column: TitleColumn = TITLE,
+    multi_sep: MultiSep = MULTI_SEP,
     field: CatalogFields = None,
 ) -> None:
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
@@ -268,9 +269,9 @@ def data_import(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
     catalog: Annotated[Path | None, typer.Option(help="Item catalog (CSV/TSV, Parquet or JSON lines: id, title, categorical columns) kept with the data set; elcrec train stores it with the model")] = None,
-    id_column: IdColumn = "id",
-    title_column: TitleColumn = "title",
-    multi_sep: MultiSep = "|",
+    id_column: IdColumn = ID,
+    title_column: TitleColumn = TITLE,
+    multi_sep: MultiSep = MULTI_SEP,
     field: CatalogFields = None,
 ) -> None:
     """Import interaction logs into a data set directory: each user's items in time order (ties in file order),
@@ -466,9 +467,9 @@ def intents_calibrate(
 def catalog_set(
     store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model is published again with the catalog")],
     file: Annotated[Path, typer.Argument(help="Catalog: CSV/TSV, Parquet or JSON lines with an id, a title and categorical columns")],
-    id_column: IdColumn = "id",
-    title_column: TitleColumn = "title",
-    multi_sep: MultiSep = "|",
+    id_column: IdColumn = ID,
+    title_column: TitleColumn = TITLE,
+    multi_sep: MultiSep = MULTI_SEP,
     field: CatalogFields = None,
 ) -> None:
     """Publish the CURRENT model again with an item catalog: no retraining.

@@ -28,6 +28,7 @@ from elcrec.service.answer_cache import AnswerCache
 from elcrec.service.catalog import ServedCatalog, serve_catalog
 from elcrec.service.precision import PrecisionCheck, to_precision
 from elcrec.service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
+from elcrec.service.settings import Settings
 
 log = logging.getLogger("elcrec.bundle")
 INTENT_LABELS = 20  # intents named in the served-intent metric; the rest are counted as "other"
@@ -138,17 +139,18 @@ def _labels(shares: list[float] | None, n_intents: int) -> list[str]:
 class LoadOptions:
     """How a version is made servable, from the service settings (ELCREC_INDEX, ELCREC_INDEX_PARAMS,
     ELCREC_PRECISION, ELCREC_PRECISION_MIN_OVERLAP, ELCREC_JIT, ELCREC_ANSWER_CACHE): one object from the settings to
-    build_bundle."""
+    build_bundle. Its defaults are the settings' (Settings), but for the precision check and the answer cache,
+    which are off."""
 
-    index_spec: str = "Flat"
-    index_params: str = ""
-    precision: str = "fp32"
+    index_spec: str = Settings.model_fields["index"].default
+    index_params: str = Settings.model_fields["index_params"].default
+    precision: str = Settings.model_fields["precision"].default
     min_overlap: float = 0.0
-    jit: bool = True
+    jit: bool = Settings.model_fields["jit"].default
     answer_cache: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> LoadOptions:
+    def from_settings(cls, settings: Settings) -> LoadOptions:
         return cls(settings.index, settings.index_params, settings.precision, settings.precision_min_overlap,
                    settings.jit, settings.answer_cache)
 
