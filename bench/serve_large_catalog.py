@@ -5,7 +5,7 @@
 
 1. Builds a random ELCRec model (n_items=N, d=64, 1 layer, 8 intents) whose item table is replaced by the
    clustered synthetic catalog of bench.catalog_scale (a random table would be an unrealistically hard,
-   structure-free case for an approximate index), and writes it with model.artifact.write_version and
+   structure-free case for an approximate index), and writes it with model.artifact Store.write_version and
    the index stored (index.faiss, its factory string in the manifest, checksummed). Item ids are strings.
 2. Starts `elcrec serve` with ELCREC_INDEX=<index> (so the stored index is used) and measures the time
    from process start to the first 200 from /health/ready; with --rebuild, also with an equivalent

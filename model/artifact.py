@@ -48,9 +48,8 @@ from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 from elcrec.model.item_index import build_item_index, item_rows, write_item_index
-from elcrec.model.manifest import CORE_KEYS, FORMAT_VERSION, Manifest, ManifestError, ManifestInfo
+from elcrec.model.manifest import CORE_KEYS, Manifest, ManifestError, ManifestInfo
 
-__all__ = ["FORMAT_VERSION", "Manifest", "ManifestInfo"]  # the manifest's types, where the store is
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 ITEMS = "items.json"
