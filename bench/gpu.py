@@ -37,9 +37,10 @@ import torch
 from bench import write_json
 from bench.epoch_speed import step_times
 from bench.gpu_path import BATCHES, INDEXES, PRECISIONS, measure, queries_of
-from elcrec.model.artifact import ArtifactError, read_manifest, resolve, write_version
+from elcrec.model.artifact import ArtifactError, Store, read_manifest, resolve
 from elcrec.model.config import ModelConfig
 from elcrec.model.device import pick_device
+from elcrec.model.manifest import ManifestInfo
 from elcrec.training.config import PRESETS, TrainConfig, preset_settings
 from elcrec.training.data import DataError, Interactions, eval_split, read_interactions
 from elcrec.training.export import item_ids_for, popular_items
@@ -105,7 +106,7 @@ def training(data: Interactions, preset: str, device: torch.device, steps: int, 
 
 def serving(version: Path, data: Interactions, device: torch.device, users: int, repeats: int,
             batches: tuple[int, ...]) -> dict[str, Any]:
-    max_len = int(read_manifest(version)["model_config"]["max_len"])
+    max_len = read_manifest(version).model_config.max_len
     test = eval_split(data, max_len, "test")
     queries = queries_of(test.inputs, users)
     rows = measure(version, device, queries, test.targets[:users], repeats, PRECISIONS, INDEXES, batches,
@@ -156,7 +157,7 @@ def main() -> None:
             parser.error("--artifacts needs the --data its version was trained on, not --synthetic")
         try:
             version = resolve(args.artifacts)
-            n_items = int(read_manifest(version)["model_config"]["n_items"])
+            n_items = read_manifest(version).n_items
         except (ArtifactError, OSError, KeyError, ValueError) as exc:
             parser.error(f"--artifacts {args.artifacts}: {exc}")
         if n_items != data.n_items:
@@ -178,7 +179,8 @@ def main() -> None:
         if version is None:  # the model just trained (a few steps: the timings, not the rankings, are the point)
             model = trainer.model.eval()
             ids = item_ids_for(data, model.cfg.n_items)
-            version = write_version(Path(tmp) / "store", model.cpu(), ids, {"popular_items": popular_items(data, ids)})
+            info = ManifestInfo(popular_items=tuple(popular_items(data, ids)))
+            version = Store(Path(tmp) / "store").write_version(model.cpu(), ids, info)
         serve = serving(version, data, device, users, repeats, BATCHES)
     result = {"data": name, "device": str(device), "quick": args.quick, "machine": machine(device),
               "training": train, "serving": serve, "wall_s": round(time.perf_counter() - started, 1)}

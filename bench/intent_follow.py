@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import write_json
-from elcrec.model.artifact import load_artifact
+from elcrec.model.artifact import Store
 from elcrec.model.intents import IntentSpace
 from elcrec.training.data import Interactions, left_pad, read_interactions
 from elcrec.training.evaluate import pooled_states
@@ -67,8 +67,8 @@ def training_ids(live: LiveIntents, data: Interactions) -> torch.Tensor:
 
 
 def measure(store: Path, live_version: str, candidate_version: str, pulls: list[float], epochs: int) -> dict[str, Any]:
-    live_art, cand = load_artifact(store / live_version), load_artifact(store / candidate_version)
-    data = read_interactions(store / "data" / f"{candidate_version}.txt", n_items=len(cand.item_ids) - 2)
+    live_art, cand = Store(store).load(live_version), Store(store).load(candidate_version)
+    data = read_interactions(Store(store).merged_data(candidate_version)[0], n_items=len(cand.item_ids) - 2)
     live = LiveIntents(live_art.model, live_art.intents, live_art.config.n_items, live_version)
     k = live_art.config.n_intents
     seqs = [data.sequence(u) for u in range(data.n_users)]

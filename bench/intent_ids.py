@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import redis
 
 from bench import write_json
 from bench.harness import free_port, start_service, stop_processes, wait_until
-from elcrec.model.artifact import CURRENT, MANIFEST, resolve
+from elcrec.model.artifact import Store, resolve
 from elcrec.model.events import SINGLE
 from elcrec.training.data import Interactions, read_interactions
 
@@ -91,10 +90,6 @@ def read_intents(client: httpx.Client, users: list[str]) -> tuple[dict[str, int]
     return ids, versions
 
 
-def manifest(store: Path, version: str) -> dict[str, Any]:
-    return dict(json.loads((store / version / MANIFEST).read_text()))
-
-
 def measure(
     store: Path, data_path: Path, users: int, share: float, epochs: int, seed: int, code: Path, workdir: Path,
 ) -> dict[str, Any]:
@@ -103,11 +98,9 @@ def measure(
     rng = np.random.default_rng(seed)
     read_users = [data.users[u] for u in rng.choice(data.n_users, size=min(users, data.n_users), replace=False)]
     event_rows = rng.choice(data.n_users, size=max(1, round(share * data.n_users)), replace=False)
-    scratch = workdir / "store"
-    scratch.mkdir(parents=True)
-    shutil.copytree(version, scratch / version.name)
-    (scratch / CURRENT).write_text(version.name + "\n")
-    max_len = int(manifest(scratch, version.name)["model_config"]["max_len"])
+    scratch = Store(workdir / "store")
+    scratch.set_current(scratch.copy_in(version))
+    max_len = scratch.load(verify=False).config.max_len
     token = secrets.token_hex(16)
     port, redis_port = free_port(), free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
@@ -118,7 +111,7 @@ def measure(
         seed_histories(url, data, max_len)
         env = child_env(code, ELCREC_REDIS_URL=url, ELCREC_ADMIN_TOKEN=token, ELCREC_THREADS="1",
                         ELCREC_DEVICE="cpu")
-        server, base = start_service(scratch, port, env, workdir / "service.log")
+        server, base = start_service(scratch.root, port, env, workdir / "service.log")
         procs.append(server)
         with httpx.Client(base_url=base, timeout=60) as client:
             before, versions_before = read_intents(client, read_users)
@@ -128,7 +121,7 @@ def measure(
             started = time.perf_counter()
             with open(workdir / "retrain.log", "w") as log:
                 done = subprocess.run(
-                    [sys.executable, "-m", "elcrec", "retrain", "--artifacts", str(scratch), "--data", str(data_path),
+                    [sys.executable, "-m", "elcrec", "retrain", "--artifacts", str(scratch.root), "--data", str(data_path),
                      "--redis", url, "--epochs", str(epochs), "--device", "cpu"],
                     stdout=subprocess.PIPE, stderr=log, text=True, cwd=code, env=child_env(code),
                 )
@@ -151,7 +144,7 @@ def measure(
     with_events = {data.users[u] for u in event_rows.tolist()}
     kept = [before[u] == after[u] for u in read_users]
     quiet = [before[u] == after[u] for u in read_users if u not in with_events]
-    old, new = manifest(scratch, version.name), manifest(scratch, published)
+    old, new = scratch.manifest(version.name).info, scratch.manifest(published).info
     return {
         "version": version.name, "published": published, "code": str(code),
         "served_before": sorted(versions_before), "served_after": sorted(versions_after),
@@ -162,7 +155,7 @@ def measure(
         "job": {"status": summary["status"], "intents": summary["intents"], "gate": summary["gate"],
                 "train": {k: summary["train"].get(k) for k in ("epochs_run", "best_epoch", "intent_settling",
                                                                 "intent_following")}},
-        "intent_health_test": {"before": old.get("intent_health"), "after": new.get("intent_health")},
+        "intent_health_test": {"before": old.intent_health, "after": new.intent_health},
         "retrain_seconds": round(seconds, 1),
     }
 

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     art = load_artifact(args.store)
     data = read_interactions(args.data)
-    tcfg = TrainConfig(**{**art.manifest["origin"]["train_config"], "lr": args.lr})
+    tcfg = TrainConfig(**{**(art.info.train_config or {}), "lr": args.lr})
     trainer = Trainer(art.config, tcfg, data, log=print, progress=False)
     trainer.model.load_state_dict(art.model.state_dict())
     trainer.centers_ready = True  # the exported centers are the trained ones

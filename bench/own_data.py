@@ -55,8 +55,8 @@ def train(data: Path, store: Path, seed: int, extra: list[str], log: Path) -> No
 
 def test_metrics(store: Path) -> dict[str, Any]:
     art = load_artifact(store, verify=False)
-    test = art.manifest["metrics"]["test"]["reference"]
-    return {"version": art.version, "k": art.config.n_intents, "best_epoch": art.manifest["origin"].get("best_epoch"),
+    test = (art.info.metrics or {})["test"]["reference"]
+    return {"version": art.version, "k": art.config.n_intents, "best_epoch": art.info.origin.get("best_epoch"),
             **{m: test[m] for m in METRICS}}
 
 

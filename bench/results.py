@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from elcrec.model.artifact import Store
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("ELCREC_SHARED", ROOT.parent / "shared")) / "data"
 SETS = ["Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp"]
@@ -104,7 +106,7 @@ def train(cmd: list[str], output: Path | None = None) -> bool:
 
 def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict[str, Any] | None:
     """The finished run in `store` as a row of results.json (None if it has not finished); copies its epoch log."""
-    done = sorted(store.glob("runs/*/result.json"))
+    done = Store(store).run_files(Store.RUN_RESULT)
     if not done:
         return None
     result = json.loads(done[-1].read_text())
@@ -112,15 +114,14 @@ def collect(name: str, variant: str, seed: int, store: Path, logs: Path) -> dict
     # trained version, or of its latest calibration (`elcrec intents calibrate`, the same encoder) where the trained
     # version was exported before calibrations, or settling (`--settle`), existed.
     version = calibrated(store, result["version"])
-    manifest = store / version / "manifest.json"
-    info = json.loads(manifest.read_text()) if manifest.exists() else {}
-    shares = info.get("intent_shares")
+    info = Store(store).manifest(version).info if version in Store(store).versions() else None
+    shares = info.intent_shares if info is not None else None
     intents = {"used": sum(x > 0 for x in shares), "of": len(shares), "largest": max(shares)} if shares else None
-    health = info.get("intent_health")  # on the test users (training/intent_health.py); absent before it existed
+    health = info.intent_health if info is not None else None  # on the test users; absent before it existed
     # The epoch log beside the results (committed; the run directory with its checkpoints is not).
     log = logs / f"{name}-{variant}-seed{seed}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(done[-1].parent / "log.jsonl", log)
+    shutil.copyfile(done[-1].parent / Store.RUN_LOG, log)
     return {"data": name, "variant": variant, "seed": seed, "epochs_run": result["epochs_run"],
             "best_epoch": result["best_epoch"], "stopped": result.get("stopped"),  # None: recorded before the field
             "train_seconds": result["train_seconds"],
@@ -133,10 +134,10 @@ def calibrated(store: Path, version: str) -> str:
     """The last version of `store` that calibrates `version` again (origin kind "calibrated"), else `version`;
     a calibration of such a calibration counts too (the same weights, calibrated by later code)."""
     found = version
-    for manifest in sorted(store.glob("v*/manifest.json")):
-        origin = json.loads(manifest.read_text()).get("origin") or {}
+    for name in Store(store).versions():
+        origin = Store(store).manifest(name).info.origin
         if origin.get("kind") == "calibrated" and origin.get("parent") == found:
-            found = manifest.parent.name
+            found = name
     return found
 
 
@@ -295,7 +296,7 @@ def main() -> None:
     for name in args.sets:
         if not (args.data_dir / f"{name}.txt").exists():
             sys.exit(f"{args.data_dir / f'{name}.txt'} is absent: pass --data-dir or set ELCREC_SHARED")
-    todo = [run for run in runs if not sorted(store(run).glob("runs/*/result.json"))]
+    todo = [run for run in runs if not Store(store(run)).run_files(Store.RUN_RESULT)]
     commands = {run: train_command(args.data_dir / f"{run[0]}.txt", *run, store(run), args.epochs) for run in todo}
     for run in runs:  # finished ones first: the table holds them whatever happens to the rest
         if run not in commands:

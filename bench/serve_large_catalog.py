@@ -5,7 +5,7 @@
 
 1. Builds a random ELCRec model (n_items=N, d=64, 1 layer, 8 intents) whose item table is replaced by the
    clustered synthetic catalog of bench.catalog_scale (a random table would be an unrealistically hard,
-   structure-free case for an approximate index), and writes it with model.artifact.write_version and
+   structure-free case for an approximate index), and writes it with model.artifact Store.write_version and
    the index stored (index.faiss, its factory string in the manifest, checksummed). Item ids are strings.
 2. Starts `elcrec serve` with ELCREC_INDEX=<index> (so the stored index is used) and measures the time
    from process start to the first 200 from /health/ready; with --rebuild, also with an equivalent
@@ -38,7 +38,7 @@ import torch
 
 from bench.catalog_scale import synthetic_catalog
 from bench.harness import LUA_RECOMMEND_HISTORY, free_port, run_httpx, run_wrk
-from elcrec.model.artifact import write_version
+from elcrec.model.artifact import ManifestInfo, Store
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 
@@ -163,8 +163,9 @@ def export(args: argparse.Namespace, store: Path, report: dict[str, Any], say: S
     ids: list[str | None] = [None] + [f"item-{r}" for r in range(1, args.items + 1)] + [None]
     report["model_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    info = {"popular_items": ids[1:101], "intent_shares": [1 / 8] * 8, "origin": {"kind": "synthetic"}}
-    version = write_version(store, model, ids, info, index_spec=args.index)
+    info = ManifestInfo(origin={"kind": "synthetic"}, popular_items=tuple(i for i in ids[1:101] if i is not None),
+                        intent_shares=(1 / 8,) * 8)
+    version = Store(store).write_version(model, ids, info, index_spec=args.index)
     report["export_s"] = time.perf_counter() - t0
     report["artifact_mb"] = {p.name: p.stat().st_size / 2**20 for p in sorted(version.iterdir())}
     say(

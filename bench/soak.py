@@ -44,7 +44,7 @@ import torch
 
 from bench import write_json
 from bench.harness import HOST, free_port, parse_wrk, rss_mib, start_service, stop_processes
-from elcrec.model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
+from elcrec.model.artifact import ManifestInfo, Store, resolve
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 
@@ -93,7 +93,7 @@ def random_store(store: Path, n_items: int) -> None:
     torch.manual_seed(0)
     model = ELCRec(ModelConfig(n_items=n_items, d=64, n_layers=2, max_len=50, n_intents=256)).eval()
     ids: list[str | None] = [None, *(str(i) for i in range(1, n_items + 1)), None]
-    write_version(store, model, ids, {"popular_items": [str(i) for i in range(1, 101)]})
+    Store(store).write_version(model, ids, ManifestInfo(popular_items=tuple(str(i) for i in range(1, 101))))
 
 
 class Publisher(threading.Thread):
@@ -102,8 +102,8 @@ class Publisher(threading.Thread):
     def __init__(self, store: Path, base: str, every: float, stop: threading.Event) -> None:
         super().__init__(name="soak-publisher", daemon=True)
         self.store, self.every, self.stop = store, every, stop
-        art = load_artifact(store / base, "cpu")
-        self.model, self.item_ids, self.manifest = art.model, art.item_ids, art.manifest
+        art = Store(store).load(base, "cpu")
+        self.model, self.item_ids, self.info = art.model, art.item_ids, art.info
         self.base_items = self.model.item_embeddings.weight.detach().clone()
         self.published: list[str] = []
         self.admin_reloads = 0
@@ -119,9 +119,11 @@ class Publisher(threading.Thread):
                     gen = torch.Generator().manual_seed(n)
                     noise = torch.randn(self.base_items.shape, generator=gen) * 0.01
                     self.model.item_embeddings.weight.copy_(self.base_items + noise)
-                keep = ("popular_items", "intent_shares", "origin", "data", "metrics", "pooling")
-                info = {k: self.manifest[k] for k in keep if k in self.manifest}
-                version = write_version(self.store, self.model, self.item_ids, info).name
+                base = self.info  # as the base version describes the model, without its calibration (none is stored)
+                info = ManifestInfo(origin=base.origin, data=base.data, metrics=base.metrics,
+                                    popular_items=base.popular_items, intent_shares=base.intent_shares,
+                                    pooling=base.pooling)
+                version = Store(self.store).write_version(self.model, self.item_ids, info).name
                 self.published.append(version)
                 if n % 2 == 0:
                     r = httpx.post(
@@ -217,14 +219,12 @@ def setup(args: argparse.Namespace, redis_bin: str, workdir: Path, procs: list[s
     """The store (copied or random), redis-server and the service started (added to `procs`), users seeded."""
     store = workdir / "store"
     if args.artifacts:
-        version = resolve(args.artifacts)
-        shutil.copytree(version, store / version.name)
-        (store / "CURRENT").write_text(version.name + "\n")
+        Store(store).set_current(Store(store).copy_in(resolve(args.artifacts)))
     else:
         random_store(store, args.items)
-    base_version = current_version(store)
+    base_version = Store(store).current()
     assert base_version is not None
-    items = [i for i in json.loads((store / base_version / ITEMS).read_text())["ids"] if i is not None]
+    items = [i for i in Store(store).load(base_version, verify=False).item_ids if i is not None]
 
     redis_port, port = free_port(), free_port()
     (workdir / "redis").mkdir()

@@ -45,9 +45,10 @@ import torch
 
 from bench import write_json
 from bench.harness import rss_mib
-from elcrec.model.artifact import ITEMS, current_version, load_artifact, resolve, write_version
+from elcrec.model.artifact import Store, resolve
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
+from elcrec.model.manifest import ManifestInfo
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +67,14 @@ def setup(store: Path, artifacts: Path | None = None, items: int = 12000, layers
     """Fill `store` with the version to start from (a copy of --artifacts' CURRENT, else a random model of the given
     shape); return its name."""
     if artifacts is not None:
-        version = resolve(artifacts)
-        shutil.copytree(version, store / version.name)
-        (store / "CURRENT").write_text(version.name + "\n")
+        Store(store).set_current(Store(store).copy_in(resolve(artifacts)))
     else:
         torch.manual_seed(0)
         model = ELCRec(ModelConfig(n_items=items, d=d, n_layers=layers, max_len=max_len, n_intents=intents)).eval()
         ids: list[str | None] = [None, *(f"i{i}" for i in range(1, items + 1)), None]
-        write_version(store, model, ids, {"popular_items": [f"i{i}" for i in range(1, min(items, 100) + 1)]})
-    name = current_version(store)
+        popular = tuple(f"i{i}" for i in range(1, min(items, 100) + 1))
+        Store(store).write_version(model, ids, ManifestInfo(popular_items=popular))
+    name = Store(store).current()
     assert name is not None
     return name
 
@@ -209,14 +209,12 @@ def run(store: Path, swaps: int = 16, settle_s: float = 3.0, warm_s: float = 5.0
     started just before the version is published, lasting `settle_s` seconds, or with `requests`, until that many
     have been answered (then `settle_s` seconds without requests): every version then answers as many new
     histories, so its answer cache (ELCREC_ANSWER_CACHE) holds as many entries when RSS is read."""
-    base_name = current_version(store)
+    base_name = Store(store).current()
     assert base_name is not None, f"{store} has no CURRENT version"
-    art = load_artifact(store / base_name, "cpu")
-    model, item_ids, manifest = art.model, art.item_ids, art.manifest
+    art = Store(store).load(base_name, "cpu")
+    model, item_ids, info = art.model, art.item_ids, art.info  # each new version says what the base one says
     base_items = model.item_embeddings.weight.detach().clone()
-    keep = ("popular_items", "intent_shares", "origin", "data", "metrics", "pooling", "intent_mean_state")
-    info = {k: manifest[k] for k in keep if k in manifest}
-    items = [i for i in json.loads((store / base_name / ITEMS).read_text())["ids"] if i is not None]
+    items = [i for i in item_ids if i is not None]
 
     log = log or store.parent / "serve.log"
     child_env = dict(os.environ)
@@ -262,7 +260,7 @@ def run(store: Path, swaps: int = 16, settle_s: float = 3.0, warm_s: float = 5.0
                 model.item_embeddings.weight.copy_(base_items + noise)
             load = window(settle_s)
             started = time.monotonic()
-            name = write_version(store, model, item_ids, info).name
+            name = Store(store).write_version(model, item_ids, info).name
             while _served_version(base) != name:
                 if proc.poll() is not None:
                     raise SystemExit(f"elcrec serve exited during swap {n}:\n{log.read_text()[-3000:]}")

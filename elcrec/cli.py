@@ -11,9 +11,19 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, get_args
 
 import typer
 
-from elcrec.model.config import Pooling
+from elcrec.model.catalog import ID, MULTI_SEP, TITLE
+from elcrec.model.config import ModelConfig, Pooling
 from elcrec.retrain_cli import retrain_command
-from elcrec.training.config import SETTLE_EPOCHS, Batches, IntentLoss, Prototype, RecLoss, Samples
+from elcrec.training.config import (
+    NO_PRESET,
+    SETTLE_EPOCHS,
+    Batches,
+    IntentLoss,
+    Prototype,
+    RecLoss,
+    Samples,
+    TrainConfig,
+)
 from elcrec.training.importer import DEFAULT_MEMORY_LIMIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train, evaluate, import and serve ELCRec models.")
@@ -91,7 +101,7 @@ def train(
     preset: Annotated[Preset | None, typer.Option(help="The paper's hyperparameters for a data set")] = None,
     improved: Annotated[bool, typer.Option("--improved", help="With --preset: the best ranking found beyond the paper for that data set (docs/RESULTS.md)")] = False,
     improved_intents: Annotated[bool, typer.Option("--improved-intents", help="With --preset: better ranking than the paper with the users spread over many intents")] = False,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs (default 300)")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Maximum epochs (default {TrainConfig.epochs})")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     layers: Annotated[int | None, typer.Option(help="Transformer blocks L")] = None,
     intents: Annotated[int | None, typer.Option(help="Number of intents K (default: the preset's; without one, from the number of users, training/intent_count.py)")] = None,
@@ -100,17 +110,17 @@ def train(
     max_len: Annotated[int | None, typer.Option(help="Sequence length T")] = None,
     dropout: Annotated[float | None, typer.Option(help="Hidden and attention dropout")] = None,
     mix_alpha: Annotated[float | None, typer.Option(help="Beyond the paper (BSARec): share of a frequency filter mixed with each block's self-attention, 0 to 1 (0 = the paper); needs --samples prefixes")] = None,
-    freq_bins: Annotated[int | None, typer.Option(help="With --mix-alpha: the lowest DFT bins the filter keeps (default 3)")] = None,
+    freq_bins: Annotated[int | None, typer.Option(help=f"With --mix-alpha: the lowest DFT bins the filter keeps (default {ModelConfig.freq_bins})")] = None,
     pooling: Annotated[PoolingChoice, typer.Option(help="real: pool over real items, fast bucketed batches; all: the reference")] = DEFAULT_POOLING,
     batch_size: Annotated[int | None, typer.Option()] = None,
     lr: Annotated[float | None, typer.Option()] = None,
     weight_decay: Annotated[float | None, typer.Option()] = None,
     cf_weight: Annotated[float | None, typer.Option(help="Instance contrastive weight")] = None,
     intent_cf_weight: Annotated[float | None, typer.Option(help="Intent contrastive weight")] = None,
-    trade_off: Annotated[float | None, typer.Option(help="Weight of the intent clustering loss (ELCM in the paper; default 1, 0.1 for the balanced loss without --preset)")] = None,
+    trade_off: Annotated[float | None, typer.Option(help=f"Weight of the intent clustering loss (ELCM in the paper; default {TrainConfig.trade_off:g}, {NO_PRESET[1]['trade_off']:g} for the balanced loss without --preset)")] = None,
     intent_loss: Annotated[IntentLossChoice | None, typer.Option(help="elcm (the paper, the presets' default: every sequence towards the mean of all centers) or balanced (the default without --preset: each sequence towards its own center, users kept spread over the intents by balanced assignments)")] = None,
-    intent_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature over the centers (default 0.1)")] = None,
-    intent_queue: Annotated[int | None, typer.Option(help="With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default 0, the batch alone)")] = None,
+    intent_temperature: Annotated[float | None, typer.Option(help=f"With --intent-loss balanced: softmax temperature over the centers (default {TrainConfig.intent_temperature:g})")] = None,
+    intent_queue: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default {TrainConfig.intent_queue}, the batch alone)")] = None,
     intent_settle: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: epochs of that loss on the centers alone after training, on the kept encoder's states (default {SETTLE_EPOCHS}; 0 = off)")] = None,
     prototype: Annotated[PrototypeChoice | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
@@ -126,9 +136,9 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
     index: Annotated[str | None, typer.Option(help="Store this FAISS index (factory string, e.g. IVF4096,Flat or HNSW32) with the artifact; a service with the same ELCREC_INDEX loads it instead of building it")] = None,
     catalog: Annotated[Path | None, typer.Option(help="Item catalog (CSV/TSV, Parquet or JSON lines: id, title, categorical columns) stored with the version: titles and intent labels")] = None,
-    id_column: IdColumn = "id",
-    title_column: TitleColumn = "title",
-    multi_sep: MultiSep = "|",
+    id_column: IdColumn = ID,
+    title_column: TitleColumn = TITLE,
+    multi_sep: MultiSep = MULTI_SEP,
     field: CatalogFields = None,
 ) -> None:
     """Train ELCRec, evaluate on valid and test (both protocols) and export a new artifact version.
@@ -259,9 +269,9 @@ def data_import(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,
     catalog: Annotated[Path | None, typer.Option(help="Item catalog (CSV/TSV, Parquet or JSON lines: id, title, categorical columns) kept with the data set; elcrec train stores it with the model")] = None,
-    id_column: IdColumn = "id",
-    title_column: TitleColumn = "title",
-    multi_sep: MultiSep = "|",
+    id_column: IdColumn = ID,
+    title_column: TitleColumn = TITLE,
+    multi_sep: MultiSep = MULTI_SEP,
     field: CatalogFields = None,
 ) -> None:
     """Import interaction logs into a data set directory: each user's items in time order (ties in file order),
@@ -457,9 +467,9 @@ def intents_calibrate(
 def catalog_set(
     store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model is published again with the catalog")],
     file: Annotated[Path, typer.Argument(help="Catalog: CSV/TSV, Parquet or JSON lines with an id, a title and categorical columns")],
-    id_column: IdColumn = "id",
-    title_column: TitleColumn = "title",
-    multi_sep: MultiSep = "|",
+    id_column: IdColumn = ID,
+    title_column: TitleColumn = TITLE,
+    multi_sep: MultiSep = MULTI_SEP,
     field: CatalogFields = None,
 ) -> None:
     """Publish the CURRENT model again with an item catalog: no retraining.
@@ -469,14 +479,14 @@ def catalog_set(
     --multi-sep in CSV/TSV) and becomes CURRENT. The service then serves titles and fields (`fields=`), GET
     /v1/items/ID and a readable label for every intent; retraining keeps the catalog.
     """
-    from elcrec.model.artifact import ArtifactError, current_version, read_manifest
+    from elcrec.model.artifact import ArtifactError, Store
     from elcrec.model.catalog import CatalogError, read_catalog
     from elcrec.training.export import publish_catalog
     from elcrec.training.merged_store import store_lock
     from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 
     try:
-        if current_version(store) is None:
+        if Store(store).current() is None:
             fail(f"{store} has no CURRENT version (train one with `elcrec train`)")
         items = read_catalog(file, id_column, title_column, multi_sep, field or ())
         with store_lock(store):  # a retrain publishing meanwhile would be superseded
@@ -487,10 +497,10 @@ def catalog_set(
         fail(f"{exc}: set the catalog once it has finished", code=4)
     except OSError as exc:
         fail(f"cannot write a new version to {store} (nothing was published): {exc}")
-    manifest = read_manifest(store / version)
+    manifest = Store(store).manifest(version)
+    known = (manifest.catalog or {}).get("known_items")
     typer.echo(f"published {version} with the catalog {file.name}: {len(items)} items, fields "
-               f"{', '.join(items.fields) or '(none)'}; it knows {manifest['catalog']['known_items']} of the "
-               f"model's {manifest['n_items']} items")
+               f"{', '.join(items.fields) or '(none)'}; it knows {known} of the model's {manifest.n_items} items")
 
 
 @app.command()

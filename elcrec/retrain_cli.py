@@ -10,6 +10,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from elcrec.model.catalog import ID, MULTI_SEP, TITLE
+from elcrec.training.gate import GATE_METRIC, GATE_TOLERANCE
+
 EXIT_OK = 0  # published, or no new events
 EXIT_FAILED = 1  # an unexpected error (a bug): the traceback goes to stderr
 EXIT_BAD_INPUT = 2  # options, files, store or stream state unusable, store not writable: fix and run again
@@ -48,9 +51,10 @@ def retrain_command(
     gate_tolerance: Annotated[
         float,
         typer.Option(
-            help="Publish when candidate NDCG@10 >= (1 - F) x current NDCG@10 (1: always; < 0: must improve)"
+            envvar="ELCREC_GATE_TOLERANCE",
+            help=f"Publish when candidate {GATE_METRIC} >= (1 - F) x current {GATE_METRIC} (1: always; < 0: must improve)",
         ),
-    ] = 0.02,
+    ] = GATE_TOLERANCE,
     epochs: Annotated[
         int | None, typer.Option(help="Maximum epochs (default: the current version's)")
     ] = None,
@@ -72,9 +76,9 @@ def retrain_command(
                      "without it the live version's catalog is kept (`elcrec catalog set` publishes one without "
                      "retraining)"),
     ] = None,
-    id_column: Annotated[str, typer.Option(help="With --catalog: its item id column")] = "id",
-    title_column: Annotated[str, typer.Option(help="With --catalog: its title column")] = "title",
-    multi_sep: Annotated[str, typer.Option(help="With --catalog (CSV/TSV): the separator of several values in one cell")] = "|",
+    id_column: Annotated[str, typer.Option(help="With --catalog: its item id column")] = ID,
+    title_column: Annotated[str, typer.Option(help="With --catalog: its title column")] = TITLE,
+    multi_sep: Annotated[str, typer.Option(help="With --catalog (CSV/TSV): the separator of several values in one cell")] = MULTI_SEP,
     field: Annotated[list[str] | None, typer.Option("--field", help="With --catalog: a categorical field, COLUMN or NAME=COLUMN; repeat it; none: every other column")] = None,
 ) -> None:
     """Fold new events into the data, retrain, and publish only if not worse.

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-ID, TITLE = "id", "title"  # the stored form's column names
+ID, TITLE = "id", "title"  # the stored form's column names, and the columns read unless others are named
+MULTI_SEP = "|"  # in CSV/TSV catalogs, what separates several values in one cell unless told otherwise
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".json": "jsonl"}
 
@@ -132,7 +133,7 @@ def _scalar_text(value: Any) -> str | None:
 
 
 def read_catalog(
-    path: str | Path, id_column: str = ID, title_column: str = TITLE, multi_sep: str = "|",
+    path: str | Path, id_column: str = ID, title_column: str = TITLE, multi_sep: str = MULTI_SEP,
     fields: Sequence[str] = (),
 ) -> Catalog:
     """Read and check a catalog file (module docstring). Raises CatalogError naming the file and the row: a missing

@@ -65,7 +65,16 @@ class ModelConfig:
         return cls(**raw)
 
 
-ADDED_LATER: dict[str, Any] = {"mix_alpha": 0.0, "freq_bins": 3}
+def defaults(config: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The defaults of the named fields of a config dataclass, read from it (declared once, there)."""
+    found = {f.name: f.default for f in dataclasses.fields(config) if f.name in names}
+    if set(found) != set(names):
+        raise ValueError(f"{config.__name__} has no fields {sorted(set(names) - set(found))}")
+    return found
+
+
+# Settings added after versions were written: left out of the stored config at their default (settings_dict).
+ADDED_LATER: dict[str, Any] = defaults(ModelConfig, ("mix_alpha", "freq_bins"))
 
 
 def settings_dict(config: Any, added_later: dict[str, Any]) -> dict[str, Any]:

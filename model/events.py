@@ -24,7 +24,6 @@ import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 HISTORY_PREFIX = "elcrec:hist:"
 EVENTS_STREAM = "elcrec:events"
@@ -81,12 +80,6 @@ CLUSTER = Layout(CLUSTER_SHARDS)
 def layout_for(cluster_info: dict[str, Any]) -> Layout:
     """The layout of the server that answered `INFO cluster` with `cluster_info`."""
     return CLUSTER if str(cluster_info.get("cluster_enabled", 0)) == "1" else SINGLE
-
-
-def cluster_url(url: str) -> str:
-    """The URL for a cluster client: a cluster has database 0 only, and its client refuses `redis://host:port/0`."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="")) if parts.path.strip("/") in ("", "0") else url
 
 
 def history_key(user_id: str) -> str:

@@ -10,23 +10,47 @@ version (`ModelBundle.answers`) and goes with it at a swap.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence, Set
+from typing import Any
+
 import numpy as np
 
-from elcrec.service.queries import Answer, Query
+from elcrec.service.queries import NOT_IN_KEY, Answer, Query
 
-Key = tuple[bytes, bytes, int, int, int, bool, float]
+Key = tuple[Any, ...]
+
+
+_KEY_FIELDS: dict[type[Query], tuple[str, ...]] = {}
+
+
+def _key_fields(kind: type[Query]) -> tuple[str, ...]:
+    """Every field of the query type but those it declares not to change an answer (metadata NOT_IN_KEY): a field
+    added to Query is in the key without anyone editing this module."""
+    names = _KEY_FIELDS.get(kind)
+    if names is None:
+        names = _KEY_FIELDS[kind] = tuple(f.name for f in dataclasses.fields(kind) if not f.metadata.get(NOT_IN_KEY))
+    return names
+
+
+def _packed(value: Any, query: Query) -> Any:
+    """A field's value as a hashable the garbage collector does not track (bytes, numbers, tuples of them)."""
+    if isinstance(value, Set):
+        # The usual exclusion is the history itself: one flag instead of a second copy of it.
+        if len(value) and value == frozenset(query.rows):
+            return b"="
+        value = sorted(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        packed = np.asarray(value)
+        if packed.dtype.kind in "iu":  # item rows: int32 bytes, a few hundred bytes an entry, not kilobytes of ints
+            return packed.astype(np.int32, copy=False).tobytes()
+        return tuple(value)
+    return value
 
 
 def key_of(query: Query) -> Key:
-    """The query's content, packed (int32 bytes for the item rows and the sorted exclusions: a few hundred bytes
-    an entry instead of kilobytes of Python ints)."""
-    rows = np.asarray(query.rows, dtype=np.int32).tobytes()
-    # The usual exclusion is the history itself: one flag instead of a second copy of it.
-    exclude = b"=" if len(query.exclude) and query.exclude == frozenset(query.rows) else (
-        np.asarray(sorted(query.exclude), dtype=np.int32).tobytes()
-    )
-    steer = -1 if query.steer is None else query.steer
-    return rows, exclude, query.k, query.intents, steer, query.diversify, query.steer_weight
+    """The query's content: every field of it but those declared NOT_IN_KEY, packed."""
+    return tuple(_packed(getattr(query, name), query) for name in _key_fields(type(query)))
 
 
 # An answer as a tuple of tuples of numbers: objects the garbage collector stops tracking, so that a full cache

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from elcrec.model.artifact import Artifact, ArtifactError, load_artifact
+from elcrec.model.artifact import Artifact, ArtifactError, Manifest, load_artifact
 from elcrec.model.catalog import item_categories
 from elcrec.model.config import ModelConfig
 from elcrec.model.device import pick_device as model_device
@@ -29,6 +29,7 @@ from elcrec.service.catalog import ServedCatalog, serve_catalog
 from elcrec.service.fused import FusedEncoder, fused
 from elcrec.service.precision import PrecisionCheck, to_precision
 from elcrec.service.retrieval import TORCH_EXACT, ItemIndex, TorchExactIndex
+from elcrec.service.settings import Settings
 
 log = logging.getLogger("elcrec.bundle")
 INTENT_LABELS = 20  # intents named in the served-intent metric; the rest are counted as "other"
@@ -44,7 +45,7 @@ class ModelBundle:
 
     name: str  # the version directory's name, as CURRENT spells it
     version: str  # the manifest's version (normally the same)
-    manifest: dict[str, Any]
+    manifest: Manifest  # typed (model/manifest.py)
     config: ModelConfig
     model: ELCRec
     device: torch.device
@@ -138,19 +139,20 @@ def _labels(shares: list[float] | None, n_intents: int) -> list[str]:
 @dataclass(frozen=True)
 class LoadOptions:
     """How a version is made servable, from the service settings (ELCREC_INDEX, ELCREC_INDEX_PARAMS,
-    ELCREC_PRECISION, ELCREC_PRECISION_MIN_IDENTICAL, ELCREC_PRECISION_MIN_INTENTS, ELCREC_JIT, ELCREC_ANSWER_CACHE): one object from the settings to
-    build_bundle."""
+    ELCREC_PRECISION, ELCREC_PRECISION_MIN_IDENTICAL, ELCREC_PRECISION_MIN_INTENTS, ELCREC_JIT,
+    ELCREC_ANSWER_CACHE): one object from the settings to build_bundle. Its defaults are the settings' (Settings), but
+    for the precision check and the answer cache, which are off."""
 
-    index_spec: str = "Flat"
-    index_params: str = ""
-    precision: str = "fp32"
+    index_spec: str = Settings.model_fields["index"].default
+    index_params: str = Settings.model_fields["index_params"].default
+    precision: str = Settings.model_fields["precision"].default
     min_identical: float = 0.0
     min_intents: float = 0.0
-    jit: bool = True
+    jit: bool = Settings.model_fields["jit"].default
     answer_cache: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> LoadOptions:
+    def from_settings(cls, settings: Settings) -> LoadOptions:
         return cls(settings.index, settings.index_params, settings.precision, settings.precision_min_identical,
                    settings.precision_min_intents, settings.jit, settings.answer_cache)
 

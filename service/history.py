@@ -11,28 +11,16 @@ import json
 import logging
 from collections import OrderedDict, deque
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MovedError, RedisError, ResponseError
+from redis.exceptions import MovedError, RedisError
 
-from elcrec.model.events import (
-    EVENTS_STREAM,
-    SINGLE,
-    Layout,
-    cluster_url,
-    encode_event,
-    history_key,
-    layout_for,
-)
-from elcrec.model.redis_target import sentinel_target
+from elcrec.model.events import EVENTS_STREAM, Layout, encode_event, history_key
+from elcrec.model.redis_target import aclose, connect_async, connect_cluster_async, layout_of_async, node_url
 from elcrec.service.metrics import Metrics
 from elcrec.service.resp import PipelinedReader
 
@@ -135,21 +123,8 @@ class RedisHistory:
         # never into a hanging request. Reads and PING are retried once on a new connection (they can be sent
         # twice); event writes have a pool without retries (append).
         self._url, self._timeout_s, self._max_connections = url, timeout_s, max_connections
-        target = sentinel_target(url)
-        if target is not None:  # the sentinels name the primary, again after every failed connection
-            sentinel = Sentinel(target.sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-
-            def primary(retries: int) -> Redis:
-                return sentinel.master_for(
-                    target.service, db=target.db, username=target.username, password=target.password,
-                    socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=max_connections,
-                    retry=Retry(NoBackoff(), retries), decode_responses=True,
-                )
-
-            self._redis, self._writes = primary(1), primary(0)
-        else:
-            self._redis = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=1))
-            self._writes = Redis.from_pool(_pool(url, timeout_s, max_connections, retries=0))
+        self._redis = connect_async(url, timeout_s, max_connections, retries=1)
+        self._writes = connect_async(url, timeout_s, max_connections, retries=0)
         self._append = self._writes.register_script(_APPEND)
         self._metrics = metrics
         self._stream_maxlen = stream_maxlen
@@ -169,11 +144,7 @@ class RedisHistory:
 
     async def _find_layout(self) -> Layout:
         if self._layout is None:
-            try:
-                layout = layout_for(await self._redis.info("cluster"))
-            except ResponseError as exc:  # INFO refused (an ACL): no cluster answers its clients that way
-                log.warning("Redis refused INFO (%s): taken for a single Redis", exc)
-                layout = SINGLE
+            layout = await layout_of_async(self._redis)
             if layout.cluster:
                 self._cluster = ClusterStore(self._url, self._timeout_s, self._max_connections, self._wait_replicas)
                 log.info("the history store is a Redis Cluster: events over %d streams", layout.shards)
@@ -262,8 +233,8 @@ class RedisHistory:
             self._fast.close()
         if self._cluster is not None:
             await self._cluster.close()
-        await self._redis.aclose()
-        await self._writes.aclose()
+        await aclose(self._redis)
+        await aclose(self._writes)
 
 
 class NotReplicated(RedisError):
@@ -280,18 +251,6 @@ async def _replicated(conn: Redis, replicas: int, timeout_s: float) -> None:
             raise NotReplicated(f"the event reached {got} of {replicas} replicas in time")
 
 
-def _pool(url: str, timeout_s: float, max_connections: int, retries: int) -> BlockingConnectionPool:
-    return BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout_s,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), retries),  # redis.asyncio's Retry: the synchronous one never retries here
-        decode_responses=True,
-    )
-
-
 class ClusterStore:
     """The Redis Cluster side of RedisHistory. Reads go through redis-py's cluster client, pipelined per node and
     retried after a topology change. The event write goes to the node that holds the user's slot, on one connection
@@ -303,23 +262,12 @@ class ClusterStore:
     def __init__(self, url: str, timeout_s: float, max_connections: int, wait_replicas: int = 0) -> None:
         self._url, self._timeout_s, self._max_connections = url, timeout_s, max_connections
         self._wait_replicas = wait_replicas
-        self._cluster = RedisCluster.from_url(
-            cluster_url(url),
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            max_connections=max_connections,
-            cluster_error_retry_attempts=2,
-            decode_responses=True,
-        )
+        self._cluster = connect_cluster_async(url, timeout_s, max_connections)
         self._nodes: dict[tuple[str, int], tuple[Redis, AsyncScript]] = {}  # write clients, one per primary
 
     def _node(self, host: str, port: int) -> tuple[Redis, AsyncScript]:
         if (host, port) not in self._nodes:
-            parts = urlsplit(self._url)
-            auth = parts.netloc.rpartition("@")[0]
-            netloc = f"{auth}@{host}:{port}" if auth else f"{host}:{port}"
-            node_url = urlunsplit(parts._replace(netloc=netloc, path=""))
-            client = Redis.from_pool(_pool(node_url, self._timeout_s, self._max_connections, 0))
+            client = connect_async(node_url(self._url, host, port), self._timeout_s, self._max_connections, 0)
             self._nodes[host, port] = client, client.register_script(_APPEND)
         return self._nodes[host, port]
 
@@ -361,6 +309,6 @@ class ClusterStore:
         await self._cluster.ping(target_nodes=RedisCluster.PRIMARIES)
 
     async def close(self) -> None:
-        await self._cluster.aclose()
+        await aclose(self._cluster)
         for client, _ in self._nodes.values():
-            await client.aclose()
+            await aclose(client)

@@ -122,8 +122,9 @@ def app_from_env() -> FastAPI:
     return create_app(Settings())
 
 
-def serve(artifacts: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the service with uvicorn; the remaining settings come from ELCREC_* variables.
+def serve(artifacts: Path, host: str, port: int, workers: int) -> None:
+    """Run the service with uvicorn; the remaining settings come from ELCREC_* variables. (Where to listen
+    and how many processes have their defaults in one place, `elcrec serve`.)
 
     With workers > 1, uvicorn starts that many processes on the port (each loads the model and watches the
     store by itself; histories need Redis to be shared between them)."""

@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# Metadata of a Query field that does not change the answer (none so far), so that the answer cache leaves it out of
+# its key (service/answer_cache.py); every other field is in the key: field(default=..., metadata={NOT_IN_KEY: True}).
+NOT_IN_KEY = "not_in_answer_key"
+
 
 @dataclass(frozen=True, slots=True)
 class Query:

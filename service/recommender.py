@@ -252,25 +252,21 @@ class Recommender:
 
     def model_info(self, bundle: ModelBundle) -> ModelInfo:
         m = bundle.manifest
-
-        def as_dict(value: Any) -> dict[str, Any] | None:
-            return value if isinstance(value, dict) else None
-
         return ModelInfo(
             version=bundle.version,
-            created_at=m.get("created_at") if isinstance(m.get("created_at"), str) else None,
-            parent=m.get("parent") if isinstance(m.get("parent"), str) else None,
+            created_at=m.created_at,
+            parent=m.parent,
             n_items=bundle.n_items,
             n_intents=bundle.n_intents,
             max_len=bundle.max_len,
             pooling=bundle.config.pooling,
             config=bundle.config.to_dict(),
-            origin=as_dict(m.get("origin")),
-            data=as_dict(m.get("data")),
-            metrics=as_dict(m.get("metrics")),
-            intent_health=as_dict(m.get("intent_health")),
-            intent_calibration=as_dict(m.get("intent_calibration")),
-            catalog=as_dict(m.get("catalog")),
+            origin=m.info.origin or None,
+            data=m.info.data or None,
+            metrics=m.info.metrics,
+            intent_health=m.info.intent_health,
+            intent_calibration=m.info.intent_calibration,
+            catalog=m.catalog,
             device=str(bundle.device),
             index=bundle.index.spec,
             precision=bundle.precision,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from elcrec.model.artifact import ArtifactError, current_version
+from elcrec.model.artifact import ArtifactError, Store
 from elcrec.service.bundle import LoadOptions, ModelBundle, build_bundle
 from elcrec.service.metrics import Metrics
 
@@ -88,7 +88,7 @@ class ModelHolder:
         async with self._lock:
             previous = self.bundle.name if self.bundle else None
             try:
-                name = current_version(self.store)
+                name = Store(self.store).current()
                 if name is None:
                     raise ArtifactError(f"{self.store} has no CURRENT pointer (is it an artifact store?)")
             except (ArtifactError, OSError) as exc:
@@ -101,13 +101,14 @@ class ModelHolder:
             if name == self.failed_version and not force:
                 return ReloadResult(False, previous or name, previous)
             try:
-                bundle = await asyncio.to_thread(build_bundle, self.store / name, self.device, self.options)
+                bundle = await asyncio.to_thread(build_bundle, Store(self.store).version(name), self.device,
+                                                 self.options)
             except ArtifactError as exc:
                 self._failed(name, exc)
                 raise
             except Exception as exc:  # anything else from loading is just as unusable
                 self._failed(name, exc)
-                raise ArtifactError(f"cannot load {self.store / name}: {type(exc).__name__}: {exc}") from exc
+                raise ArtifactError(f"cannot load {Store(self.store).version(name)}: {type(exc).__name__}: {exc}") from exc
             self.bundle = bundle
             self._clear_failure()
             self.metrics.reloads.inc()

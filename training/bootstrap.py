@@ -18,14 +18,7 @@ from pathlib import Path
 
 import torch
 
-from elcrec.model.artifact import (
-    MANIFEST,
-    ArtifactError,
-    current_version,
-    load_artifact,
-    resolve,
-    set_current,
-)
+from elcrec.model.artifact import ArtifactError, Store, load_artifact, resolve
 
 # The demo: small enough to train in about a minute on one core, large enough that its intents and
 # recommendations show the planted structure (8 planted intents over 400 items).
@@ -53,7 +46,7 @@ class Outcome:
 def bootstrap(store: Path, data_out: Path | None, seed: Path | None, log: Callable[[str], None] = print) -> Outcome:
     """Make `store` servable (see the module docstring). Raises BootstrapError naming what is wrong."""
     try:
-        kept = current_version(store)
+        kept = Store(store).current()
     except ArtifactError as exc:
         raise BootstrapError(str(exc)) from None
     if kept is not None:
@@ -85,15 +78,11 @@ def _copy_seed(seed_model: Path, store: Path) -> str:
         load_artifact(version_dir, verify=True)  # a corrupt seed fails here, not in the api's restart loop
     except (ArtifactError, OSError, ValueError, KeyError) as exc:
         raise BootstrapError(f"seed model {seed_model}: {exc}") from None
-    name = version_dir.name if version_dir.name.startswith("v") and version_dir.name[1:].isdigit() else "v0001"
-    store.mkdir(parents=True, exist_ok=True)
-    tmp = store / f".{name}.seed-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(version_dir, tmp)
-    if not (tmp / MANIFEST).is_file():
-        raise BootstrapError(f"seed model {seed_model}: copy has no {MANIFEST}")
-    tmp.rename(store / name)
-    set_current(store, name)
+    try:
+        name = Store(store).copy_in(version_dir)
+    except (ArtifactError, OSError) as exc:
+        raise BootstrapError(f"seed model {seed_model}: cannot copy it into {store}: {exc}") from None
+    Store(store).set_current(name)
     return name
 
 
@@ -102,7 +91,7 @@ def _train_demo(store: Path, data_out: Path | None, log: Callable[[str], None]) 
     from elcrec.training.run import resolve_settings, train_and_export
     from elcrec.training.synthetic import SyntheticSpec, generate
 
-    data_path = data_out or store / "demo" / "synthetic.txt"
+    data_path = data_out or Store(store).demo_data
     log(f"no model in {store}: training a small demo model on synthetic data ({data_path})")
     synthetic, _ = generate(SyntheticSpec(**DEMO_DATA))
     data_path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from elcrec.model.config import ModelConfig, settings_dict
+from elcrec.model.config import ModelConfig, defaults, settings_dict
+from elcrec.model.intents import DEFAULT_TEMPERATURE
 
 # Each setting with a fixed set of choices is declared once, as a Literal here (or model.config.Pooling);
 # TrainConfig checks against it and the CLI builds its options from it.
@@ -59,7 +60,7 @@ class TrainConfig:
     # probability is spread evenly over all items.
     label_smoothing: float = 0.0
     intent_loss: IntentLoss = "elcm"  # weighted by trade_off either way
-    intent_temperature: float = 0.1  # intent_loss "balanced": softmax temperature over the centers
+    intent_temperature: float = DEFAULT_TEMPERATURE  # intent_loss "balanced": softmax temperature over the centers
     # intent_loss "balanced": the pooled states of this many rows of earlier batches join each batch's balanced
     # assignment (losses.balanced_clustering's queue); 0 = the batch alone.
     intent_queue: int = 0
@@ -121,10 +122,8 @@ CHOICES: dict[str, Any] = {
 }
 STOPPING = ("epochs", "patience")
 AFTER_TRAINING = ("intent_settle",)
-ADDED_LATER = {
-    "samples": "sequence", "batches": "length", "ema": 0.0, "label_smoothing": 0.0, "intent_loss": "elcm",
-    "intent_temperature": 0.1, "intent_queue": 0, "intent_settle": 0,
-}
+ADDED_LATER = defaults(TrainConfig, ("samples", "batches", "ema", "label_smoothing", "intent_loss",
+                                      "intent_temperature", "intent_queue", "intent_settle"))
 # Settling epochs of a balanced run unless told otherwise (the choice and its measurements:
 # docs/research/INTENTS-NOTES.md, *Settling the centers*).
 SETTLE_EPOCHS = 100

@@ -8,15 +8,14 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import redis
 from redis.exceptions import RedisError, ResponseError
-from redis.sentinel import Sentinel
 
-from elcrec.model.events import EVENTS_STREAM, SINGLE, WATERMARK_KEY, Layout, cluster_url, layout_for
-from elcrec.model.redis_target import sentinel_target
+from elcrec.model.events import EVENTS_STREAM, SINGLE, WATERMARK_KEY, Layout
+from elcrec.model.redis_target import close, connect, connect_cluster, layout_of
 from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 
 PAGE = 10_000  # stream entries per XRANGE call
+TIMEOUT_S, CONNECT_TIMEOUT_S = 30, 5  # seconds: a page of XRANGE may be slow on a busy server; an unreachable one is given up soon
 
 
 def stream_id_key(sid: str) -> tuple[int, int]:
@@ -51,16 +50,7 @@ class EventLog:
 
     def __init__(self, url: str, key: str = WATERMARK_KEY) -> None:
         try:
-            target = sentinel_target(url)
-            if target is not None:  # the primary the sentinels name, asked again after a failed connection
-                self._redis: Any = Sentinel(target.sentinels, socket_timeout=5, socket_connect_timeout=5).master_for(
-                    target.service, db=target.db, username=target.username, password=target.password,
-                    decode_responses=True, socket_timeout=30, socket_connect_timeout=5,
-                )
-            else:
-                self._redis = redis.Redis.from_url(
-                    url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5
-                )
+            self._redis: Any = connect(url, TIMEOUT_S, CONNECT_TIMEOUT_S)
         except ValueError as exc:
             raise RetrainError(f"--redis {url!r} is not a Redis URL: {exc}") from exc
         self.url, self.key = url, key
@@ -80,16 +70,14 @@ class EventLog:
         """Reach Redis and learn whether it is a cluster (the keys differ: model/events.py)."""
         self._call("connecting", self._redis.ping)
         try:
-            self.layout = layout_for(self._redis.info("cluster"))
-        except ResponseError:  # INFO refused by an ACL: a single Redis (a cluster client needs it)
-            self.layout = SINGLE
+            self.layout = layout_of(self._redis)
         except (RedisError, OSError) as exc:
             raise RetrainUnavailable(f"Redis at {self.url} failed while connecting: {exc}") from exc
         if self.layout.cluster:
             single = self._redis
-            self._redis = self._call("connecting to the cluster", lambda: redis.RedisCluster.from_url(
-                cluster_url(self.url), decode_responses=True, socket_timeout=30, socket_connect_timeout=5))
-            single.close()
+            self._redis = self._call("connecting to the cluster",
+                                     lambda: connect_cluster(self.url, TIMEOUT_S, CONNECT_TIMEOUT_S))
+            close(single)
 
     @property
     def streams(self) -> str:
@@ -156,5 +144,5 @@ class EventLog:
 
     def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):
-            self._redis.close()
+            close(self._redis)
 

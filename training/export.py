@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from elcrec.model.artifact import load_artifact, write_version
+from elcrec.model.artifact import ManifestInfo, Store, load_artifact
 from elcrec.model.catalog import Catalog
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
@@ -59,7 +59,9 @@ def intent_calibration(
                    "balancing_bias": balance}
 
 
-def intent_summary(model: ELCRec, data: Interactions, intents: IntentSpace, device: str = "cpu") -> dict[str, Any]:
+def intent_summary(
+    model: ELCRec, data: Interactions, intents: IntentSpace, device: str = "cpu"
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Over every user's whole (last T items) history: the share of the users in each intent, and the mean of their
     normalised pooled states, which the service subtracts from an intent's description to list the items that set
     it apart (model.intents.characteristic_scores)."""
@@ -67,7 +69,7 @@ def intent_summary(model: ELCRec, data: Interactions, intents: IntentSpace, devi
     pooled = pooled_states(model, inputs, device=device)
     counts = torch.bincount(intents.assign(pooled.float()), minlength=model.cfg.n_intents).double()
     mean = F.normalize(pooled.float(), dim=-1).mean(0)
-    return {"intent_shares": (counts / counts.sum()).tolist(), "intent_mean_state": [round(v, 6) for v in mean.tolist()]}
+    return tuple((counts / counts.sum()).tolist()), tuple(round(v, 6) for v in mean.tolist())
 
 
 def full_metrics(model: ELCRec, data: Interactions, device: str = "cpu") -> dict[str, Any]:
@@ -101,28 +103,30 @@ def export_model(
     `catalog`, that item catalog."""
     ids = item_ids if item_ids is not None else item_ids_for(data, model.cfg.n_items)
     info, intents = version_info(model, data, ids, origin, metrics, device)
-    return write_version(store, model, ids, info, make_current, index_spec, intents, catalog)
+    return Store(Path(store)).write_version(model, ids, info, make_current, index_spec, intents, catalog)
 
 
 def version_info(
     model: ELCRec, data: Interactions, item_ids: list[str | None], origin: dict[str, Any],
     metrics: dict[str, Any] | None = None, device: str = "cpu",
-) -> tuple[dict[str, Any], IntentSpace]:
+) -> tuple[ManifestInfo, IntentSpace]:
     """What a version's manifest says of the model beside its weights: where it came from, the data, metrics,
     popular items and its intents (shares, the mean user state, the calibration and their health on the test
     users); and the calibrated intents, which write_version stores."""
     intents, calibration = intent_calibration(model, data, origin, device)
-    info = {
-        "origin": origin,
-        "data": data_info(data),
-        "metrics": metrics if metrics is not None else full_metrics(model, data, device),
-        "popular_items": popular_items(data, item_ids),
-        **intent_summary(model, data, intents, device),
-        "intent_calibration": calibration,
-        "intent_health": model_health(model, data, "test", device, intents).to_dict(),
-        "pooling": model.cfg.pooling,
-        "software": {"torch": torch.__version__, "python": platform.python_version()},
-    }
+    shares, mean_state = intent_summary(model, data, intents, device)
+    info = ManifestInfo(
+        origin=origin,
+        data=data_info(data),
+        metrics=metrics if metrics is not None else full_metrics(model, data, device),
+        popular_items=tuple(popular_items(data, item_ids)),
+        intent_shares=shares,
+        intent_mean_state=mean_state,
+        intent_calibration=calibration,
+        intent_health=model_health(model, data, "test", device, intents).to_dict(),
+        pooling=model.cfg.pooling,
+        software={"torch": torch.__version__, "python": platform.python_version()},
+    )
     return info, intents
 
 
@@ -191,16 +195,12 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
                         catalog=art.read_catalog()).name
 
 
-# What write_version writes itself; the rest of a manifest describes the model and is carried over as it is.
-_WRITTEN = ("format_version", "version", "created_at", "parent", "model_config", "n_items", "n_intents", "files",
-            "index", "catalog")
-
-
 def publish_catalog(store: str | Path, catalog: Catalog) -> str:
     """Publish the store's CURRENT model again with `catalog` (`elcrec catalog set`): the same weights, item ids,
     intents, calibration, metrics and origin, no retraining; its parent is the old version, and it becomes
     CURRENT. Raises ArtifactError where the catalog knows none of the model's items."""
     art = load_artifact(store)
-    info = {k: v for k, v in art.manifest.items() if k not in _WRITTEN}
     intents = art.intents if art.calibration else None
-    return write_version(store, art.model, art.item_ids, info, True, art.index_spec, intents, catalog).name
+    # the model's description carried over as it is (ManifestInfo keeps the entries this release does not know)
+    return Store(Path(store)).write_version(art.model, art.item_ids, art.info, True, art.index_spec, intents,
+                                            catalog).name

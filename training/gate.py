@@ -15,6 +15,9 @@ from elcrec.training.merge import Merged
 from elcrec.training.metrics import hit_ndcg, mask_scores, target_ranks
 
 GATE_METRIC = "NDCG@10"
+# The candidate is published when its GATE_METRIC is at least (1 - GATE_TOLERANCE) x the live version's: a retrain on
+# a few new events is noisy, and a strict "not worse" would refuse most of them.
+GATE_TOLERANCE = 0.02
 
 
 @torch.inference_mode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from elcrec.model.intents import squared_distances
+from elcrec.model.intents import DEFAULT_TEMPERATURE, squared_distances
 
 
 def next_item_bce(hidden: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -66,7 +66,7 @@ def sinkhorn(scores: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.T
 
 
 def balanced_clustering(
-    z: torch.Tensor, centers: torch.Tensor, weight: float, temperature: float = 0.1, queue: torch.Tensor | None = None
+    z: torch.Tensor, centers: torch.Tensor, weight: float, temperature: float = DEFAULT_TEMPERATURE, queue: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each (normalised) sequence pulled towards its own center, the users spread over all centers.
 

@@ -22,13 +22,11 @@ from elcrec.training.intent_health import catalog_coherence, model_health
 
 def find_log(store: Path, art: Artifact) -> Path | None:
     """The epoch log of the run that produced this version, if it is still in the store."""
-    runs = Store(store).runs_dir
-    candidates = sorted(runs.glob(f"*/{Store.RUN_RESULT}")) if runs.is_dir() else []
-    for result in candidates:
+    for result in Store(store).run_files(Store.RUN_RESULT):
         log = result.parent / Store.RUN_LOG
         if json.loads(result.read_text()).get("version") == art.version and log.is_file():
             return log
-    logs = sorted(runs.glob(f"*/{Store.RUN_LOG}")) if runs.is_dir() else []
+    logs = Store(store).run_files(Store.RUN_LOG)
     return logs[-1] if logs else None
 
 

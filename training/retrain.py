@@ -32,25 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from elcrec.model.artifact import (
-    Artifact,
-    ArtifactError,
-    current_version,
-    load_artifact,
-    set_current,
-    write_version,
-)
+from elcrec.model.artifact import Artifact, ArtifactError, Store
 from elcrec.model.catalog import Catalog
 from elcrec.model.encoder import ELCRec
 from elcrec.training.config import TrainConfig
 from elcrec.training.data import train_split
 from elcrec.training.event_log import EventLog
 from elcrec.training.export import full_metrics, version_info
-from elcrec.training.gate import GATE_METRIC, compare
+from elcrec.training.gate import GATE_METRIC, GATE_TOLERANCE, compare
 from elcrec.training.intent_health import trained_balanced
 from elcrec.training.intent_ids import LiveIntents, intent_ids_line, keep_intent_ids
 from elcrec.training.merge import Merged, merge
-from elcrec.training.merged_store import find_base, read_base, remove_stale_tmp, store_lock, write_merged
+from elcrec.training.merged_store import find_base, read_base, store_lock, write_merged
 from elcrec.training.retrain_errors import RetrainError, RetrainUnavailable
 from elcrec.training.trainer import Trainer
 
@@ -64,7 +57,7 @@ class RetrainOptions:
     store: Path
     base_data: Path
     redis_url: str
-    gate_tolerance: float = 0.02
+    gate_tolerance: float = GATE_TOLERANCE
     device: str = "cpu"
     train_overrides: dict[str, Any] = field(default_factory=dict)  # keys from TRAIN_OVERRIDES
     progress: bool = False
@@ -147,7 +140,7 @@ def retrain(opts: RetrainOptions, log: Callable[[str], None] = print) -> Summary
     try:
         events.ping()
         with store_lock(store):
-            removed = remove_stale_tmp(store)
+            removed = Store(store).remove_stale_tmp()
             if removed:
                 log(f"removed temporary files of interrupted writers: {', '.join(removed)}")
             _run(opts, events, summary, live, log)
@@ -174,7 +167,7 @@ def _check(opts: RetrainOptions) -> str:
     if not opts.base_data.is_file():
         raise RetrainError(f"base data file {opts.base_data} does not exist")
     try:
-        live = current_version(store)
+        live = Store(store).current()
         if live is None:
             raise RetrainError(f"{store} has no CURRENT version (train a first version with `elcrec train`)")
     except ArtifactError as exc:
@@ -229,7 +222,7 @@ def _new_events(events: EventLog, summary: Summary) -> _Window | None:
 
 def _load_current(opts: RetrainOptions, live: str) -> Artifact:
     try:
-        return load_artifact(opts.store / live, opts.device)
+        return Store(opts.store).load(live, opts.device)
     except ArtifactError as exc:
         raise RetrainError(f"the current version cannot be loaded: {exc}") from exc
 
@@ -333,7 +326,7 @@ def _gate(
 
 def _superseded(store: Path, live: str, summary: Summary) -> bool:
     """Whether CURRENT moved away from the version the run started from (someone else published meanwhile)."""
-    now = current_version(store)
+    now = Store(store).current()
     if now == live:
         return False
     summary.status = "superseded"
@@ -363,9 +356,9 @@ def _write(
         **summary.train,
     }
     info, intents = version_info(model, merged.data, merged.item_ids, origin, metrics, opts.device)
-    info["data"]["merged_from"] = base_source
+    info = dataclasses.replace(info, data={**info.data, "merged_from": base_source})
     catalog = opts.catalog if opts.catalog is not None else current.read_catalog()
-    version_dir = write_version(store, model, merged.item_ids, info, make_current=False, intents=intents,
+    version_dir = Store(store).write_version(model, merged.item_ids, info, make_current=False, intents=intents,
                                 catalog=catalog)
     version = version_dir.name
     merged_path = write_merged(
@@ -396,7 +389,7 @@ def _publish(
     log: Callable[[str], None],
 ) -> None:
     """CURRENT to the new version, then the watermark to the window's end."""
-    set_current(opts.store, version)
+    Store(opts.store).set_current(version)
     summary.published = version
     summary.status = "published"
     gate = summary.gate

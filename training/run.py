@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from elcrec.model.artifact import MANIFEST, Store
+from elcrec.model.artifact import Store
 from elcrec.model.catalog import Catalog
 from elcrec.model.config import ModelConfig
 from elcrec.model.device import describe_device
@@ -115,7 +115,7 @@ def train_and_export(
                                    catalog=catalog)
     except OSError as exc:  # e.g. a full disk: write_version left no partial version, CURRENT is unchanged
         raise OSError(f"cannot write a new version to {store} (nothing was published): {exc}") from exc
-    health = json.loads((version_dir / MANIFEST).read_text())["intent_health"]
+    health = Store(store).manifest(version_dir.name).info.intent_health
     result = {"version": version_dir.name, "metrics": metrics, **origin, "intent_health": health}
     (run / Store.RUN_RESULT).write_text(json.dumps(result, indent=2))
     return result

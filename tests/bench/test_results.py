@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from elcrec.model.artifact import MANIFEST, Manifest, ManifestInfo
+from elcrec.model.config import ModelConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,7 +67,8 @@ def test_the_intents_of_a_run_are_read_from_its_latest_calibration(tmp_path):
 
     def version(name: str, origin: dict) -> None:
         (tmp_path / name).mkdir()
-        (tmp_path / name / "manifest.json").write_text(json.dumps({"origin": origin}))
+        manifest = Manifest(name, ModelConfig(n_items=10), {}, ManifestInfo(origin=origin))
+        (tmp_path / name / MANIFEST).write_text(json.dumps(manifest.to_json()))
 
     version("v0001", {"kind": "trained"})
     assert calibrated(tmp_path, "v0001") == "v0001"

@@ -23,11 +23,11 @@ def invocations() -> list[tuple[str, list[str]]]:
     cmd = [line for line in DOCKERFILE.read_text(encoding="utf-8").splitlines() if line.startswith("CMD ")]
     found.append(("Dockerfile CMD", json.loads(cmd[-1][4:])))
     for name, service in compose()["services"].items():
-        if service["image"].startswith("${ELCREC_IMAGE") and "command" in service:
+        if service["image"].startswith("${ELCREC_IMAGE") and ("command" in service or "entrypoint" in service):
             # an entrypoint of `elcrec ...` takes the command as further options (the retrain job)
             entry = service.get("entrypoint", ["elcrec"])
             assert entry[0] == "elcrec", f"compose {name}: entrypoint {entry} is not the elcrec CLI"
-            argv = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", a) for a in [*entry[1:], *service["command"]]]
+            argv = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", a) for a in [*entry[1:], *service.get("command", [])]]
             found.append((f"compose {name}", argv))
     config = next(d for _, d in k8s_documents() if d["kind"] == "ConfigMap")["data"]
     for path, doc in k8s_documents():

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from elcrec.model.artifact import CATALOG, ArtifactError, load_artifact, read_manifest, write_version
+from elcrec.model.artifact import CATALOG, ArtifactError, ManifestInfo, Store, load_artifact
 from elcrec.model.catalog import Catalog, CatalogError, item_categories, read_catalog
 from tests.support.service import ITEM_IDS, tiny_model
 
@@ -81,10 +81,10 @@ def test_a_malformed_catalog_is_refused_naming_file_and_row(tmp_path: Path, name
 
 def test_a_catalog_is_stored_with_a_version_and_its_tampering_refused(tmp_path: Path) -> None:
     cat = read_catalog(write(tmp_path / "movies.csv", MOVIES))
-    version = write_version(tmp_path / "store", tiny_model(), ITEM_IDS, {}, catalog=cat)
-    manifest = read_manifest(version)
-    assert CATALOG in manifest["files"]
-    assert manifest["catalog"] == {"file": CATALOG, "items": 3, "fields": ["genre", "studio"], "source": "movies.csv",
+    version = Store(tmp_path / "store").write_version(tiny_model(), ITEM_IDS, ManifestInfo(), catalog=cat)
+    manifest = Store(version.parent).manifest(version.name)
+    assert CATALOG in manifest.files
+    assert manifest.catalog == {"file": CATALOG, "items": 3, "fields": ["genre", "studio"], "source": "movies.csv",
                                    "known_items": 3}
     assert load_artifact(version).read_catalog() == cat
     (version / CATALOG).write_text((version / CATALOG).read_text().replace("Heat", "Cold"))
@@ -93,14 +93,14 @@ def test_a_catalog_is_stored_with_a_version_and_its_tampering_refused(tmp_path: 
 
 
 def test_a_version_without_catalog_loads_as_before(tmp_path: Path) -> None:
-    art = load_artifact(write_version(tmp_path / "store", tiny_model(), ITEM_IDS, {}))
-    assert art.read_catalog() is None and "catalog" not in art.manifest
+    art = load_artifact(Store(tmp_path / "store").write_version(tiny_model(), ITEM_IDS, ManifestInfo()))
+    assert art.read_catalog() is None and art.manifest.catalog is None
 
 
 def test_a_catalog_that_knows_none_of_the_items_is_refused(tmp_path: Path) -> None:
     cat = read_catalog(write(tmp_path / "other.csv", "id,title\n1,x\n2,y\n"))
     with pytest.raises(ArtifactError, match=r"knows none of the model's 40 items .*\['i1', 'i2', 'i3'\].*\['1', '2'\]"):
-        write_version(tmp_path / "store", tiny_model(), ITEM_IDS, {}, catalog=cat)
+        Store(tmp_path / "store").write_version(tiny_model(), ITEM_IDS, ManifestInfo(), catalog=cat)
 
 
 def test_item_categories_cover_the_models_rows() -> None:
@@ -113,5 +113,5 @@ def test_item_categories_cover_the_models_rows() -> None:
 def test_the_stored_form_keeps_any_text(tmp_path: Path) -> None:
     lines = [{"id": "i1", "title": "two\u2028lines\x85 and \"quotes\"", "genre": ["é", "a|b"]}]
     cat = read_catalog(write(tmp_path / "odd.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines)))
-    version = write_version(tmp_path / "store", tiny_model(), ITEM_IDS, {}, catalog=cat)
+    version = Store(tmp_path / "store").write_version(tiny_model(), ITEM_IDS, ManifestInfo(), catalog=cat)
     assert load_artifact(version).read_catalog() == cat

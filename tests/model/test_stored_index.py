@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from elcrec.model.artifact import (
-    INDEX,
-    ArtifactError,
-    list_versions,
-    load_artifact,
-    sha256_file,
-    write_version,
-)
+from elcrec.model.artifact import INDEX, ArtifactError, ManifestInfo, Store, load_artifact, sha256_file
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.item_index import build_item_index, item_rows, read_item_index, write_item_index
@@ -36,7 +29,7 @@ def rewrite_manifest(version, change) -> None:
 
 def test_stored_index_holds_the_item_rows_and_is_listed_in_the_manifest(tmp_path):
     m = model()
-    v = write_version(tmp_path, m, IDS, {}, index_spec="HNSW8")
+    v = Store(tmp_path).write_version(m, IDS, ManifestInfo(), index_spec="HNSW8")
     manifest = json.loads((v / "manifest.json").read_text())
     assert manifest["index"] == {"spec": "HNSW8", "file": INDEX}
     assert manifest["files"][INDEX] == sha256_file(v / INDEX)
@@ -50,12 +43,12 @@ def test_stored_index_holds_the_item_rows_and_is_listed_in_the_manifest(tmp_path
 
 
 def test_version_without_index_still_loads_and_has_none(tmp_path):
-    art = load_artifact(write_version(tmp_path, model(), IDS, {}))
+    art = load_artifact(Store(tmp_path).write_version(model(), IDS, ManifestInfo()))
     assert art.index_spec is None and art.index_path is None
 
 
 def test_corrupt_stored_index_is_refused(tmp_path):
-    v = write_version(tmp_path, model(), IDS, {}, index_spec="IVF4,Flat")
+    v = Store(tmp_path).write_version(model(), IDS, ManifestInfo(), index_spec="IVF4,Flat")
     data = bytearray((v / INDEX).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (v / INDEX).write_bytes(bytes(data))
@@ -67,15 +60,15 @@ def test_corrupt_stored_index_is_refused(tmp_path):
 
 
 def test_index_entry_and_checksum_must_come_together(tmp_path):
-    v = write_version(tmp_path, model(), IDS, {}, index_spec="Flat")
+    v = Store(tmp_path).write_version(model(), IDS, ManifestInfo(), index_spec="Flat")
     rewrite_manifest(v, lambda m: m.pop("index"))
     with pytest.raises(ArtifactError, match="no index entry"):
         load_artifact(v)
-    v = write_version(tmp_path, model(), IDS, {}, index_spec="Flat")
+    v = Store(tmp_path).write_version(model(), IDS, ManifestInfo(), index_spec="Flat")
     rewrite_manifest(v, lambda m: m["files"].pop(INDEX))
     with pytest.raises(ArtifactError, match="does not checksum index.faiss"):
         load_artifact(v)
-    v = write_version(tmp_path, model(), IDS, {}, index_spec="Flat")
+    v = Store(tmp_path).write_version(model(), IDS, ManifestInfo(), index_spec="Flat")
     rewrite_manifest(v, lambda m: m["files"].update({"other.bin": "0" * 64}))
     with pytest.raises(ArtifactError, match="does not list the checksums"):
         load_artifact(v)
@@ -83,8 +76,8 @@ def test_index_entry_and_checksum_must_come_together(tmp_path):
 
 def test_bad_index_spec_writes_no_version(tmp_path):
     with pytest.raises(ArtifactError, match="invalid FAISS index spec 'Nope12'"):
-        write_version(tmp_path, model(), IDS, {}, index_spec="Nope12")
-    assert list_versions(tmp_path) == [] and not any(tmp_path.iterdir())
+        Store(tmp_path).write_version(model(), IDS, ManifestInfo(), index_spec="Nope12")
+    assert Store(tmp_path).versions() == [] and not any(tmp_path.iterdir())
 
 
 def test_index_of_another_catalog_is_refused_on_read(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from elcrec.model.artifact import CURRENT, ITEMS, MANIFEST, WEIGHTS, set_current, sha256_file, write_version
+from elcrec.model.artifact import CURRENT, ITEMS, MANIFEST, WEIGHTS, ManifestInfo, Store, sha256_file
 from tests.support.service import ITEM_IDS, AppClient, add_version, running_app, settings_for, tiny_model
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +99,7 @@ def nan_version(store: Path) -> Path:
     model = tiny_model(seed=5)
     with torch.no_grad():
         model.item_embeddings.weight[3] = float("nan")
-    return write_version(store, model, ITEM_IDS, {}, make_current=False)
+    return Store(store).write_version(model, ITEM_IDS, ManifestInfo(), make_current=False)
 
 
 async def _refused(c: AppClient, version: str | None, error: str) -> dict:
@@ -128,7 +128,7 @@ async def _check_refusal(
 
 
 async def _roll_back(c: AppClient, store: Path) -> None:
-    set_current(store, "v0001")
+    Store(store).set_current("v0001")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while (await c.get("/health/ready")).json()["reload"]["last_error"] is not None:
@@ -152,7 +152,7 @@ async def test_bad_versions_are_refused_and_the_served_one_stays(
             await _roll_back(c, store)
 
         bad = nan_version(store)
-        set_current(store, bad.name)
+        Store(store).set_current(bad.name)
         failures += 1
         await _check_refusal(c, caplog, bad.name, "non-finite", float(failures))
         await _roll_back(c, store)

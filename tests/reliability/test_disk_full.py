@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import elcrec.model.artifact as artifact
 from elcrec.cli import app
-from elcrec.model.artifact import current_version, list_versions, load_artifact, write_version
+from elcrec.model.artifact import ManifestInfo, Store, load_artifact
 from elcrec.training.data import write_interactions
 from elcrec.training.synthetic import SyntheticSpec, generate
 from tests.support.service import ITEM_IDS, add_version, tiny_model
@@ -61,15 +61,15 @@ def test_enospc_anywhere_in_write_version_leaves_the_store_as_it_was(
     monkeypatch.setattr(Path, "write_text", write_text)
 
     with pytest.raises(OSError, match="No space left on device"):
-        write_version(store, tiny_model(seed=1), ITEM_IDS, {})
+        Store(store).write_version(tiny_model(seed=1), ITEM_IDS, ManifestInfo())
     monkeypatch.undo()
     if where == "CURRENT":  # the version was complete; only the pointer could not move
-        assert list_versions(store) == ["v0001", "v0002"]
+        assert Store(store).versions() == ["v0001", "v0002"]
     else:
         assert _listing(store) == before
-    assert current_version(store) == "v0001" and not list(store.glob(".*"))
+    assert Store(store).current() == "v0001" and not list(store.glob(".*"))
     load_artifact(store)  # still loads
-    assert write_version(store, tiny_model(seed=1), ITEM_IDS, {}).name == ("v0003" if where == "CURRENT" else "v0002")
+    assert Store(store).write_version(tiny_model(seed=1), ITEM_IDS, ManifestInfo()).name == ("v0003" if where == "CURRENT" else "v0002")
 
 
 @contextlib.contextmanager
@@ -106,9 +106,9 @@ def test_a_real_full_disk_refuses_the_version_and_the_cli_says_so_in_one_line(tm
         assert result.exit_code == 2, result.output
         assert "No space left on device" in result.stderr and "nothing was published" in result.stderr
         assert "Traceback" not in result.output and not isinstance(result.exception, OSError)
-        assert _listing(store) == before and current_version(store) == "v0001"
+        assert _listing(store) == before and Store(store).current() == "v0001"
         load_artifact(store)
 
         (disk / "ballast").unlink()  # space again: the next version is written as usual
-        assert write_version(store, tiny_model(seed=1), ITEM_IDS, {}).name == "v0002"
-        assert current_version(store) == "v0002"
+        assert Store(store).write_version(tiny_model(seed=1), ITEM_IDS, ManifestInfo()).name == "v0002"
+        assert Store(store).current() == "v0002"

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 import elcrec.model.artifact as artifact
-import elcrec.training.merged_store as merged_store
 import elcrec.training.retrain as job
-from elcrec.model.artifact import current_version, list_versions
+from elcrec.model.artifact import Store
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.training.export import export_model
@@ -66,7 +65,7 @@ STEPS: dict[str, tuple[Any, str, Callable[[], Callable[..., Any]]]] = {
     "quality gate": (job, "compare", lambda: _interrupt),
     "writing the weights": (artifact, "save_file", lambda: _partial_weights),
     "before the merged data": (job, "write_merged", lambda: _interrupt),
-    "before the sidecar": (merged_store, "atomic_write", lambda: _second_call_interrupts(merged_store.atomic_write)),
+    "before the sidecar": (artifact, "write_text_atomic", lambda: _second_call_interrupts(artifact.write_text_atomic)),
 }
 
 
@@ -88,13 +87,13 @@ def test_interrupted_at_each_step_publishes_nothing_and_the_next_run_succeeds(
     monkeypatch.undo()
 
     # Nothing live moved; no temporary left behind; a complete but unused version at most.
-    assert current_version(store) == "v0001" and watermark(own_redis.url) is None
+    assert Store(store).current() == "v0001" and watermark(own_redis.url) is None
     assert not [p for p in store.rglob(".tmp-*")] and not list(store.glob(".CURRENT.*"))
-    leftover = list_versions(store)
+    leftover = Store(store).versions()
     assert leftover in (["v0001"], ["v0001", "v0002"])
     assert not (store / "data" / "v0002.json").exists()  # no sidecar: that data is never chosen as a base
 
     summary = retrain(opts, log=lambda _: None)
     assert summary.status == "published" and summary.published == f"v{len(leftover) + 1:04d}"
-    assert current_version(store) == summary.published and watermark(own_redis.url) == ids[-1]
+    assert Store(store).current() == summary.published and watermark(own_redis.url) == ids[-1]
     assert summary.events["used"] == len(EVENTS) and summary.data["base"] == str(base)

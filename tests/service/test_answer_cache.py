@@ -3,13 +3,14 @@ the answer (the history, k, exclusions, intent options, the version) changes the
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import anyio
 import pytest
 
 from elcrec.service.answer_cache import AnswerCache, key_of
-from elcrec.service.queries import Answer, Query
+from elcrec.service.queries import NOT_IN_KEY, Answer, Query
 from tests.support.service import AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +38,20 @@ def test_the_key_follows_everything_that_changes_an_answer() -> None:
     keys = {key_of(q) for q in others}
     assert key_of(base) == key_of(same)
     assert len(keys) == len(others) and key_of(base) not in keys
+
+
+def test_a_field_added_to_the_query_is_in_the_key_unless_declared_not_to_be() -> None:
+    # What a new request option does: a field on Query. Two queries that differ only there must not share an answer.
+    Explored = dataclasses.make_dataclass(
+        "Explored", [("explore", float, dataclasses.field(default=0.0)),
+                     ("trace_id", str, dataclasses.field(default="", metadata={NOT_IN_KEY: True}))],
+        bases=(Query,), frozen=True, slots=True)
+    plain = Explored([3, 1, 2], 10, frozenset([1, 2, 3]), 4)
+    explored = Explored([3, 1, 2], 10, frozenset([1, 2, 3]), 4, explore=0.5)
+    traced = Explored([3, 1, 2], 10, frozenset([1, 2, 3]), 4, trace_id="abc")
+    assert key_of(plain) != key_of(explored)
+    assert key_of(plain) == key_of(traced)  # declared not to change the answer
+    assert key_of(plain)[:-1] == key_of(Query([3, 1, 2], 10, frozenset([1, 2, 3]), 4))
 
 
 def test_least_recently_used_answers_go_first_and_capacity_zero_keeps_none() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import elcrec.service.retrieval as retrieval_module
-from elcrec.model.artifact import INDEX, ArtifactError, sha256_file, write_version
+from elcrec.model.artifact import INDEX, ArtifactError, ManifestInfo, Store, sha256_file
 from elcrec.model.item_index import build_item_index, write_item_index
 from elcrec.service.retrieval import ItemIndex
 from tests.support.service import ITEM_IDS, N_ITEMS, POPULAR, running_app, settings_for, tiny_model
@@ -97,8 +97,8 @@ def test_when_the_catalog_runs_out_every_unseen_item_is_returned_once() -> None:
 
 def stored_store(tmp_path: Path, spec: str) -> Path:
     store = tmp_path / "store"
-    info = {"popular_items": POPULAR, "intent_shares": [0.1, 0.2, 0.3, 0.4]}
-    write_version(store, tiny_model(), ITEM_IDS, info, index_spec=spec)
+    info = ManifestInfo(popular_items=tuple(POPULAR), intent_shares=(0.1, 0.2, 0.3, 0.4))
+    Store(store).write_version(tiny_model(), ITEM_IDS, info, index_spec=spec)
     return store
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from elcrec.model.artifact import load_artifact, write_version
+from elcrec.model.artifact import ManifestInfo, Store, load_artifact
 from elcrec.model.catalog import Catalog
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
@@ -44,8 +44,9 @@ def planted_store(root: Path) -> Path:
         ids, tuple(f"Movie {i}" for i in ids), ("genre", "decade"),
         {"genre": tuple(tuple(genres[c] or ["plain"]) for c in range(KNOWN)) + (("plain",),),
          "decade": tuple((f"{1950 + 10 * (c % 5)}s",) for c in range(KNOWN + 1))}, "movies.csv")
-    write_version(root, model, IDS, {"intent_mean_state": MEAN, "intent_shares": [0.4, 0.3, 0.2, 0.1],
-                                     "popular_items": ["m5", "m190", "m3"]}, catalog=catalog)
+    info = ManifestInfo(intent_mean_state=tuple(MEAN), intent_shares=(0.4, 0.3, 0.2, 0.1),
+                        popular_items=("m5", "m190", "m3"))
+    Store(root).write_version(model, IDS, info, catalog=catalog)
     return root
 
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import elcrec.service.bundle as bundle_module
-from elcrec.model.artifact import ArtifactError, write_version
+from elcrec.model.artifact import ArtifactError, Store
+from elcrec.model.manifest import ManifestInfo
 from elcrec.service.bundle import LoadOptions, build_bundle
 from elcrec.service.fused import FusedEncoder
 from elcrec.service.precision import PrecisionCheck, probe_histories, to_precision
@@ -140,7 +141,7 @@ async def test_the_service_refuses_a_version_that_disagrees_in_fp16_and_keeps_se
                             poll_interval_s=3600)
     async with running_app(settings) as c:
         assert (await c.get("/v1/model")).json()["precision_check"]["top10_identical"] >= 0.5
-        write_version(store, fp16_overflowing(seed=1), ITEM_IDS, {"popular_items": POPULAR})  # v0002, CURRENT
+        Store(store).write_version(fp16_overflowing(seed=1), ITEM_IDS, ManifestInfo(popular_items=tuple(POPULAR)))
         r = await c.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
         assert r.status_code == 409, r.text
         message = r.json()["detail"]["message"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
+from elcrec.model.artifact import MANIFEST, WEIGHTS, Store
 from tests.support.service import TOKEN, AppClient, add_version, running_app, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +71,7 @@ async def test_a_bad_version_is_refused_and_the_old_one_keeps_serving(
 ) -> None:
     bad = add_version(store, seed=1, make_current=False)
     spoil(bad)
-    set_current(store, bad.name)
+    Store(store).set_current(bad.name)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while (await client.get("/health/ready")).json()["reload"]["failed_version"] != "v0002":

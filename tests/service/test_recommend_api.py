@@ -332,11 +332,11 @@ def test_serve_refuses_a_missing_store_or_bad_settings(
     from elcrec.service.main import serve
 
     with pytest.raises(SystemExit) as exit_info:
-        serve(artifacts=tmp_path / "nowhere", host="127.0.0.1", port=1)
+        serve(artifacts=tmp_path / "nowhere", host="127.0.0.1", port=1, workers=1)
     assert exit_info.value.code == 2 and "does not exist" in capsys.readouterr().err
     monkeypatch.setenv("ELCREC_BATCH_MAX_SIZE", "0")
     with pytest.raises(SystemExit):
-        serve(artifacts=tmp_path, host="127.0.0.1", port=1)
+        serve(artifacts=tmp_path, host="127.0.0.1", port=1, workers=1)
     assert "batch_max_size" in capsys.readouterr().err
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from elcrec.model.artifact import MANIFEST, WEIGHTS, set_current
+from elcrec.model.artifact import MANIFEST, WEIGHTS, Store
 from tests.support.service import RedisServer, clean_env, serve_process, wait_for
 
 TOKEN = "e2e-admin-token-9f2c"
@@ -150,14 +150,14 @@ def test_serve_end_to_end(served: tuple[httpx.Client, Path], own_redis: RedisSer
     shutil.copytree(store / "v0001", good)
     manifest = json.loads((good / MANIFEST).read_text())
     (good / MANIFEST).write_text(json.dumps({**manifest, "version": "v0002", "parent": "v0001"}))
-    set_current(store, "v0002")
+    Store(store).set_current("v0002")
     wait_for(lambda: c.get("/v1/model").json()["version"] == "v0002", 15, "v0002 to be served")
     bad = store / "v0003"
     shutil.copytree(good, bad)
     with open(bad / WEIGHTS, "r+b") as fh:
         fh.seek(1000)
         fh.write(b"corrupt!")
-    set_current(store, "v0003")
+    Store(store).set_current("v0003")
     wait_for(
         lambda: c.get("/health/ready").json()["reload"]["failed_version"] == "v0003", 15, "v0003 refused"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -19,7 +20,7 @@ import numpy as np
 import redis
 import torch
 
-from elcrec.model.artifact import write_version
+from elcrec.model.artifact import MANIFEST, ManifestInfo, Store
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
@@ -57,12 +58,19 @@ def add_version(
     store: Path, seed: int = 0, pooling: str = "all", make_current: bool = True, mix_alpha: float = 0.0,
     calibration: dict[str, torch.Tensor] | None = None, **info: Any
 ) -> Path:
-    """A tiny model's version; `calibration` ({"bias": (4,), "profiles": (4, 64)}) is stored as its intents'."""
-    info.setdefault("popular_items", POPULAR)
-    info.setdefault("intent_shares", [0.1, 0.2, 0.3, 0.4])
+    """A tiny model's version; `calibration` ({"bias": (4,), "profiles": (4, 64)}) is stored as its intents'. `info`:
+    manifest entries as they are to stand in the file, malformed ones included (what another release may have
+    written), over those of a version described by POPULAR and intent shares 0.1 to 0.4."""
     model = tiny_model(seed, pooling, mix_alpha=mix_alpha)
     intents = None if calibration is None else IntentSpace(model.intent_centers.detach(), **calibration)
-    return write_version(store, model, ITEM_IDS, info, make_current, intents=intents)
+    described = ManifestInfo(popular_items=tuple(POPULAR), intent_shares=(0.1, 0.2, 0.3, 0.4))
+    version = Store(store).write_version(model, ITEM_IDS, described, make_current=False, intents=intents)
+    if info:  # before CURRENT names it: a polling service never sees the version without them
+        raw = json.loads((version / MANIFEST).read_text())
+        (version / MANIFEST).write_text(json.dumps({**raw, **info}))
+    if make_current:
+        Store(store).set_current(version.name)
+    return version
 
 
 def settings_for(store: Path, **overrides: Any) -> Settings:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from elcrec.model.artifact import current_version, load_artifact
+from elcrec.model.artifact import Store, load_artifact
 from elcrec.training.bootstrap import BootstrapError, bootstrap
 
 
@@ -23,7 +23,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_an_empty_store_gets_a_demo_model_and_its_base_data(demo_store: tuple[Path, Path]) -> None:
     store, data = demo_store
     artifact = load_artifact(store / "v0001")
-    assert artifact.manifest["origin"]["demo"] is True
+    assert artifact.info.origin["demo"] is True
     users = data.read_text().splitlines()
     items = {i for line in users for i in line.split()[1:]}
     assert len(users) == 2000 and {i for i in artifact.item_ids if i is not None} == items
@@ -47,7 +47,7 @@ def test_a_seed_model_is_served_instead_of_the_demo(demo_store: tuple[Path, Path
     target, target_data = tmp_path / "artifacts", tmp_path / "data" / "base.txt"
     outcome = bootstrap(target, target_data, seed=seed, log=lambda _: None)
     assert (outcome.action, outcome.version) == ("seeded", "v0001")
-    assert current_version(target) == "v0001" and target_data.read_text() == data.read_text()
+    assert Store(target).current() == "v0001" and target_data.read_text() == data.read_text()
     load_artifact(target / "v0001", verify=True)
 
 
@@ -60,4 +60,4 @@ def test_a_corrupt_seed_fails_with_its_path_and_publishes_nothing(demo_store: tu
     target = tmp_path / "artifacts"
     with pytest.raises(BootstrapError, match="seed model"):
         bootstrap(target, None, seed=seed, log=lambda _: None)
-    assert current_version(target) is None
+    assert Store(target).current() is None

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from elcrec.cli import app
-from elcrec.model.artifact import CATALOG, load_artifact, read_manifest
+from elcrec.model.artifact import CATALOG, Store, load_artifact
 from elcrec.model.catalog import read_catalog
 from elcrec.training.export import publish_catalog
 from elcrec.training.retrain import RetrainOptions, retrain
@@ -37,8 +37,8 @@ def test_retraining_carries_the_catalog_and_takes_a_newer_one(
                                train_overrides={"epochs": 1}), log=lambda _: None)
     assert (s.status, s.published) == ("published", "v0003")
     carried = load_artifact(store)
-    assert carried.manifest["files"][CATALOG] == live.manifest["files"][CATALOG]
-    assert carried.manifest["catalog"]["known_items"] == 60  # the new items (a-sku0, a-sku1) are not in it
+    assert carried.manifest.files[CATALOG] == live.manifest.files[CATALOG]
+    assert carried.manifest.catalog is not None and carried.manifest.catalog["known_items"] == 60  # the new items (a-sku0, a-sku1) are not in it
     assert {"a-sku0", "a-sku1"} <= set(carried.item_ids[1:-1])
 
     newer = write_catalog(tmp_path / "newer.csv", "New")
@@ -49,8 +49,8 @@ def test_retraining_carries_the_catalog_and_takes_a_newer_one(
             "--gate-tolerance", "1", "--epochs", "1", "--catalog", str(newer)]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.stderr
-    latest = read_manifest(store / "v0004")
-    assert latest["catalog"]["source"] == "newer.csv" and latest["catalog"]["known_items"] == 61
+    latest = Store(store).manifest("v0004").catalog
+    assert latest is not None and latest["source"] == "newer.csv" and latest["known_items"] == 61
     catalog = load_artifact(store).read_catalog()
     assert catalog is not None and catalog.titles[:1] == ("New 1",) and "b-sku0" in catalog.ids
 

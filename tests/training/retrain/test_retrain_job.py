@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import elcrec.training.retrain as job
 from elcrec.cli import app
-from elcrec.model.artifact import current_version, load_artifact, set_current
+from elcrec.model.artifact import Store, load_artifact
 from elcrec.training.data import read_interactions
 from elcrec.training.event_log import EventLog
 from elcrec.training.retrain import RetrainOptions, retrain
@@ -90,23 +90,23 @@ def test_events_are_folded_in_exactly_once_across_runs(store: Path, base: Path, 
     first = batch("a")
     ids_a = add_events(redis_url, first)
     s = retrain(options(store, base, redis_url), log=lambda _: None)
-    assert (s.status, s.published, current_version(store)) == ("published", "v0002", "v0002")
+    assert (s.status, s.published, Store(store).current()) == ("published", "v0002", "v0002")
     assert watermark(redis_url) == ids_a[-1] == s.watermark["after"]
     assert s.events["used"] == 8 and s.events["new_users"] == 6 and s.events["new_items"] == 3
     assert s.data["merged"] == str(store / "data" / "v0002.txt")
     art = load_artifact(store)
     assert art.item_ids[:61] == [None, *(str(i) for i in range(1, 61))]  # old rows kept
     assert art.item_ids[61:] == ["a-sku0", "a-sku1", "a-sku2", None]  # new rows, then the mask
-    assert art.manifest["origin"]["kind"] == "retrained" and art.manifest["parent"] == "v0001"
-    assert set(art.manifest["popular_items"]) <= set(art.item_ids[1:-1])
+    assert art.info.origin["kind"] == "retrained" and art.manifest.parent == "v0001"
+    assert set(art.info.popular_items) <= set(art.item_ids[1:-1])
     # intent ids matched to v0001's centers: the summary and the manifest say how many users kept theirs
     assert s.intents["matched"] and s.intents["users"] == 300 + 6 and 0 <= s.intents["users_kept"] <= 1
-    assert art.manifest["origin"]["intent_ids"] == s.intents and "intent_health" in art.manifest
+    assert art.info.origin["intent_ids"] == s.intents and art.info.intent_health is not None
 
     # Nothing new: a no-op that says so (exit 0) and moves nothing.
     code, summary, _ = cli(store, base, redis_url)
     assert (code, summary["status"], summary["exit_code"]) == (0, "no_new_events", 0)
-    assert current_version(store) == "v0002" and watermark(redis_url) == ids_a[-1]
+    assert Store(store).current() == "v0002" and watermark(redis_url) == ids_a[-1]
 
     # The next run starts from v0002's merged data, not from the base file: every event counted once.
     second = batch("b", new_users=2)
@@ -149,8 +149,8 @@ def test_a_model_of_the_improved_preset_is_retrained_with_its_own_settings(
     s = retrain(options(store, base, redis_url), log=lambda _: None)
     assert (s.status, s.published) == ("published", "v0002")
     art = load_artifact(store)
-    assert art.config.mix_alpha == 0.7 and art.manifest["model_config"]["mix_alpha"] == 0.7
-    settings = art.manifest["origin"]["train_config"]
+    assert art.config.mix_alpha == 0.7 and art.manifest.to_json()["model_config"]["mix_alpha"] == 0.7
+    settings = art.info.origin["train_config"]
     assert (settings["samples"], settings["rec_loss"], settings["patience"]) == ("prefixes", "softmax", 10)
     assert art.item_ids[61:] == ["f-sku0", "f-sku1", "f-sku2", None]
 
@@ -173,7 +173,7 @@ def test_a_worse_candidate_is_not_published(
     assert (code, s["status"], s["published"]) == (3, "gated", None)
     assert s["gate"]["candidate"] < s["gate"]["threshold"] and not s["gate"]["passed"]
     assert "not published" in s["message"] and "v0001 stays live" in err
-    assert store_listing(store) == before and current_version(store) == "v0001"
+    assert store_listing(store) == before and Store(store).current() == "v0001"
     assert watermark(redis_url) is None and s["watermark"] == {"before": None, "after": None}
 
     # A tolerance below zero asks for an improvement the candidate cannot show.
@@ -204,7 +204,7 @@ def test_interrupted_training_leaves_nothing_behind(
     with pytest.raises(KeyboardInterrupt):
         retrain(options(store, base, redis_url), log=lambda _: None)
     assert (
-        store_listing(store) == before and current_version(store) == "v0001" and watermark(redis_url) is None
+        store_listing(store) == before and Store(store).current() == "v0001" and watermark(redis_url) is None
     )
 
     monkeypatch.setattr(Trainer, "step", step)
@@ -223,13 +223,13 @@ def test_interrupted_while_publishing_the_next_run_recovers(
         raise KeyboardInterrupt
 
     if stage == "before CURRENT":
-        monkeypatch.setattr(job, "set_current", killed)
+        monkeypatch.setattr(Store, "set_current", killed)
     else:
         monkeypatch.setattr(EventLog, "set_watermark", killed)
     with pytest.raises(KeyboardInterrupt):
         retrain(options(store, base, redis_url), log=lambda _: None)
-    assert (store / "v0002" / "manifest.json").is_file() and (store / "data" / "v0002.txt").is_file()
-    assert current_version(store) == ("v0001" if stage == "before CURRENT" else "v0002")
+    assert Store(store).versions() == ["v0001", "v0002"] and Store(store).merged_versions() == ["v0002"]
+    assert Store(store).current() == ("v0001" if stage == "before CURRENT" else "v0002")
     assert watermark(redis_url) is None
     monkeypatch.undo()
 
@@ -237,7 +237,7 @@ def test_interrupted_while_publishing_the_next_run_recovers(
     # v0002's merged data (cut at another watermark) is not chosen, and nothing is counted twice.
     s = retrain(options(store, base, redis_url), log=lambda _: None)
     assert (s.status, s.published, s.data["base"]) == ("published", "v0003", str(base))
-    assert current_version(store) == "v0003" and watermark(redis_url) == ids[-1]
+    assert Store(store).current() == "v0003" and watermark(redis_url) == ids[-1]
     merged, original = merged_histories(store, "v0003"), base_histories(base)
     assert merged["1"] == original["1"] + ["a-sku0", "5"] and merged["a-u2"] == events[2][1]
     assert len(merged) == 306
@@ -264,7 +264,7 @@ def test_a_killed_process_publishes_nothing_and_stale_temporaries_are_cleaned(
     assert any(line.startswith("epoch") for line in seen), "".join(seen)
     assert proc.returncode == -signal.SIGKILL
     assert (
-        store_listing(store) == before and current_version(store) == "v0001" and watermark(redis_url) is None
+        store_listing(store) == before and Store(store).current() == "v0001" and watermark(redis_url) is None
     )
 
     # What a kill inside write_version leaves: a .tmp-* directory. Ignored, and removed once stale.
@@ -325,7 +325,7 @@ def test_bad_input_and_unavailable_redis_exit_with_clear_messages(
     with open(store / ".retrain.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # another retrain at work
         fails(4, "another elcrec retrain is running")
-    assert current_version(store) == "v0001" and len(list(store.glob("v*"))) == 1
+    assert Store(store).current() == "v0001" and len(list(store.glob("v*"))) == 1
 
 
 def test_events_trimmed_from_the_stream_before_a_run_are_counted(
@@ -351,14 +351,14 @@ def test_a_version_published_by_someone_else_meanwhile_is_not_overwritten(
     def meanwhile(*args: Any, **kwargs: Any) -> Any:
         out = train(*args, **kwargs)
         shutil.copytree(store / "v0001", store / "v0002")  # e.g. an `elcrec train` run finishing now
-        set_current(store, "v0002")
+        Store(store).set_current("v0002")
         return out
 
     monkeypatch.setattr(job, "train_candidate", meanwhile)
     code, s, _ = cli(store, base, redis_url, "--epochs", "1", "--gate-tolerance", "1")
     assert (code, s["status"], s["published"]) == (3, "superseded", None)
     assert "CURRENT moved from v0001 to v0002" in s["message"]
-    assert current_version(store) == "v0002" and watermark(redis_url) is None
+    assert Store(store).current() == "v0002" and watermark(redis_url) is None
 
 
 def test_a_watermark_that_cannot_be_stored_leaves_a_published_version_and_no_double_count(
@@ -396,8 +396,8 @@ def test_a_balanced_version_is_followed_and_its_intents_accounted_for(
     assert following["valid_after"]["intents"] == 3 and following["valid_before"]["intents"] == 3
     assert s.intents["previous"] == "v0001" and s.intents["users_kept"] >= 0.9 and s.intents["min_similarity"] > 0.99
     report = s.intents["intents"]
-    old = load_artifact(store / "v0001").manifest["intent_shares"]
+    old = load_artifact(store / "v0001").info.intent_shares
     accounted = report["kept"] + len(report["renumbered"]) + sum(len(m["from"]) for m in report["merged"])
     assert accounted + len(report["dissolved"]) == sum(1 for share in old if share > 0)
-    assert load_artifact(store).manifest["origin"]["intent_ids"] == s.intents
+    assert load_artifact(store).info.origin["intent_ids"] == s.intents
     assert any(line.startswith("intent ids kept by") and f"intents kept {report['kept']}," in line for line in lines)
