@@ -17,7 +17,6 @@ from elcrec.model.events import (
     MAX_ID_LENGTH,
     SINGLE,
     Layout,
-    cluster_url,
     decode_event,
     encode_event,
     history_key,
@@ -115,20 +114,6 @@ def test_the_layout_follows_what_the_server_says(redis_url):
         db.close()
     assert layout_for({"cluster_enabled": 1}) == layout_for({"cluster_enabled": "1"}) == CLUSTER
     assert layout_for({"cluster_enabled": 0}) == layout_for({}) == SINGLE
-
-
-@pytest.mark.parametrize(
-    "url, expected",
-    [
-        ("redis://h:7000/0", "redis://h:7000"),
-        ("redis://h:7000", "redis://h:7000"),
-        ("redis://h:7000/", "redis://h:7000"),
-        ("rediss://:pw@h:7000/0?ssl_cert_reqs=none", "rediss://:pw@h:7000?ssl_cert_reqs=none"),
-        ("redis://h:7000/2", "redis://h:7000/2"),  # a database a cluster lacks: left for its client to refuse
-    ],
-)
-def test_a_cluster_url_drops_database_zero_only(url, expected):
-    assert cluster_url(url) == expected
 
 
 # -- both sides ------------------------------------------------------------------------------------------------

@@ -58,3 +58,17 @@ def test_cluster_and_node_urls_keep_the_credentials_and_drop_database_zero() -> 
     assert cluster_url("redis://h:7000") == "redis://h:7000"
     assert node_url("rediss://user:pw@h:7000/0", "10.0.0.2", 7001) == "rediss://user:pw@10.0.0.2:7001"
     assert node_url("redis://h:7000", "10.0.0.2", 7001) == "redis://10.0.0.2:7001"
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("redis://h:7000/0", "redis://h:7000"),
+        ("redis://h:7000", "redis://h:7000"),
+        ("redis://h:7000/", "redis://h:7000"),
+        ("rediss://:pw@h:7000/0?ssl_cert_reqs=none", "rediss://:pw@h:7000?ssl_cert_reqs=none"),
+        ("redis://h:7000/2", "redis://h:7000/2"),  # a database a cluster lacks: left for its client to refuse
+    ],
+)
+def test_a_cluster_url_drops_database_zero_only(url: str, expected: str) -> None:
+    assert cluster_url(url) == expected
