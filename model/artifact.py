@@ -216,8 +216,91 @@ class Store:
         intents: IntentSpace | None = None,
         catalog: Catalog | None = None,
     ) -> Path:
-        """Write the model as the next version (atomically); return its directory (_write_version)."""
-        return _write_version(self, model, item_ids, info, make_current, index_spec, intents, catalog)
+        """Write the model as the next version (atomically); return its directory.
+
+        With `index_spec` (a FAISS index-factory string such as "IVF4096,Flat" or "HNSW32") the version also
+        stores that index over its item rows, which a service configured with the same string loads as is. With
+        `intents` carrying a calibration (bias, profiles) the version stores it in intents.safetensors. With `catalog`
+        the version stores it (catalog.jsonl) and the manifest describes it; refused when it knows none of the items."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        cfg = model.cfg
+        if len(item_ids) != cfg.vocab_size:
+            raise ArtifactError(f"item vocabulary has {len(item_ids)} rows, the model {cfg.vocab_size}")
+        clash = sorted(set(info.extra) & CORE_KEYS)
+        if clash:
+            raise ArtifactError(f"the manifest entries {clash} are written by the store itself (index: pass index_spec; "
+                                "catalog: pass catalog)")
+        known = covered(catalog, item_ids) if catalog is not None else 0
+        if catalog is not None and not known:
+            model_ids = [i for i in item_ids[1:4] if i is not None]
+            raise ArtifactError(
+                f"the catalog {catalog.source} knows none of the model's {len(item_ids) - 2} items (the model's ids "
+                f"look like {model_ids}, the catalog's like {list(catalog.ids[:3])}): is the id column the right one?")
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+        index = None
+        if index_spec is not None:
+            try:
+                index = build_item_index(item_rows(state["item_embeddings.weight"].numpy()), index_spec)
+            except ValueError as exc:
+                raise ArtifactError(f"cannot build the item index: {exc}") from exc
+        calibration = {} if intents is None else {
+            name: t.detach().to("cpu", torch.float32).contiguous()
+            for name, t in (("bias", intents.bias), ("profiles", intents.profiles)) if t is not None
+        }
+        if intents is not None and tuple(intents.centers.shape) != (cfg.n_intents, cfg.d):
+            raise ArtifactError(f"the intents have shape {tuple(intents.centers.shape)}, the model {(cfg.n_intents, cfg.d)}")
+        files = ((WEIGHTS, ITEMS) + ((INDEX,) if index is not None else ()) + ((INTENTS,) if calibration else ())
+                 + ((CATALOG,) if catalog is not None else ()))
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=TMP_PREFIX))
+        try:
+            os.chmod(tmp, 0o755)
+            _save_weights(state, tmp / WEIGHTS)
+            (tmp / ITEMS).write_text(json.dumps({"ids": item_ids}))
+            index_entry = None
+            if index is not None:
+                write_item_index(index, tmp / INDEX)
+                index_entry = {"spec": index_spec, "file": INDEX}
+            catalog_entry = None
+            if catalog is not None:
+                (tmp / CATALOG).write_text(catalog.to_jsonl(), encoding="utf-8")
+                catalog_entry = {**catalog.describe(), "file": CATALOG, "known_items": known}
+            if calibration:
+                _save_weights(calibration, tmp / INTENTS)
+                info = dataclasses.replace(info, intent_calibration={**(info.intent_calibration or {}), "file": INTENTS,
+                                                                     "holds": sorted(calibration)})
+            existing = self.versions()
+            number = int(existing[-1][1:]) + 1 if existing else 1
+            manifest = Manifest(
+                version=f"v{number:04d}",
+                model_config=cfg,
+                files={name: sha256_file(tmp / name) for name in files},
+                info=info,
+                created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                parent=self.current(),
+                index=index_entry,
+                catalog=catalog_entry,
+            )
+            (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
+            for name in (*files, MANIFEST):
+                with open(tmp / name, "rb") as fh:
+                    os.fsync(fh.fileno())
+            while True:
+                try:
+                    os.rename(tmp, self.version(manifest.version))
+                    break
+                except OSError:  # another writer took that number
+                    if not self.version(manifest.version).exists():
+                        raise
+                    number += 1
+                    manifest = dataclasses.replace(manifest, version=f"v{number:04d}")
+                    (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if make_current:
+            self.set_current(manifest.version)
+        return self.version(manifest.version)
 
     def manifest(self, version: str) -> Manifest:
         """A version's manifest, typed, without loading its weights."""
@@ -374,103 +457,6 @@ def resolve(path: str | Path) -> Path:
     if not (path / version / MANIFEST).is_file():
         raise ArtifactError(f"{path / CURRENT} points at {version}, but {path / version} has no {MANIFEST}")
     return path / version
-
-
-def _write_version(
-    store: Store,
-    model: ELCRec,
-    item_ids: list[str | None],
-    info: ManifestInfo,
-    make_current: bool = True,
-    index_spec: str | None = None,
-    intents: IntentSpace | None = None,
-    catalog: Catalog | None = None,
-) -> Path:
-    """Write the model as the store's next version (atomically); return its directory.
-
-    With `index_spec` (a FAISS index-factory string such as "IVF4096,Flat" or "HNSW32") the version also
-    stores that index over its item rows, which a service configured with the same string loads as is. With
-    `intents` carrying a calibration (bias, profiles) the version stores it in intents.safetensors. With `catalog`
-    the version stores it (catalog.jsonl) and the manifest describes it; refused when it knows none of the items."""
-    store.root.mkdir(parents=True, exist_ok=True)
-    cfg = model.cfg
-    if len(item_ids) != cfg.vocab_size:
-        raise ArtifactError(f"item vocabulary has {len(item_ids)} rows, the model {cfg.vocab_size}")
-    clash = sorted(set(info.extra) & CORE_KEYS)
-    if clash:
-        raise ArtifactError(f"the manifest entries {clash} are written by the store itself (index: pass index_spec; "
-                            "catalog: pass catalog)")
-    known = covered(catalog, item_ids) if catalog is not None else 0
-    if catalog is not None and not known:
-        model_ids = [i for i in item_ids[1:4] if i is not None]
-        raise ArtifactError(
-            f"the catalog {catalog.source} knows none of the model's {len(item_ids) - 2} items (the model's ids "
-            f"look like {model_ids}, the catalog's like {list(catalog.ids[:3])}): is the id column the right one?")
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    index = None
-    if index_spec is not None:
-        try:
-            index = build_item_index(item_rows(state["item_embeddings.weight"].numpy()), index_spec)
-        except ValueError as exc:
-            raise ArtifactError(f"cannot build the item index: {exc}") from exc
-    calibration = {} if intents is None else {
-        name: t.detach().to("cpu", torch.float32).contiguous()
-        for name, t in (("bias", intents.bias), ("profiles", intents.profiles)) if t is not None
-    }
-    if intents is not None and tuple(intents.centers.shape) != (cfg.n_intents, cfg.d):
-        raise ArtifactError(f"the intents have shape {tuple(intents.centers.shape)}, the model {(cfg.n_intents, cfg.d)}")
-    files = ((WEIGHTS, ITEMS) + ((INDEX,) if index is not None else ()) + ((INTENTS,) if calibration else ())
-             + ((CATALOG,) if catalog is not None else ()))
-    tmp = Path(tempfile.mkdtemp(dir=store.root, prefix=TMP_PREFIX))
-    try:
-        os.chmod(tmp, 0o755)
-        _save_weights(state, tmp / WEIGHTS)
-        (tmp / ITEMS).write_text(json.dumps({"ids": item_ids}))
-        index_entry = None
-        if index is not None:
-            write_item_index(index, tmp / INDEX)
-            index_entry = {"spec": index_spec, "file": INDEX}
-        catalog_entry = None
-        if catalog is not None:
-            (tmp / CATALOG).write_text(catalog.to_jsonl(), encoding="utf-8")
-            catalog_entry = {**catalog.describe(), "file": CATALOG, "known_items": known}
-        if calibration:
-            _save_weights(calibration, tmp / INTENTS)
-            info = dataclasses.replace(info, intent_calibration={**(info.intent_calibration or {}), "file": INTENTS,
-                                                                 "holds": sorted(calibration)})
-        existing = store.versions()
-        number = int(existing[-1][1:]) + 1 if existing else 1
-        manifest = Manifest(
-            version=f"v{number:04d}",
-            model_config=cfg,
-            files={name: sha256_file(tmp / name) for name in files},
-            info=info,
-            created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            parent=store.current(),
-            index=index_entry,
-            catalog=catalog_entry,
-        )
-        (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
-        for name in (*files, MANIFEST):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        while True:
-            try:
-                os.rename(tmp, store.version(manifest.version))
-                break
-            except OSError:  # another writer took that number
-                if not store.version(manifest.version).exists():
-                    raise
-                number += 1
-                manifest = dataclasses.replace(manifest, version=f"v{number:04d}")
-                (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
-        _fsync_dir(store.root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if make_current:
-        store.set_current(manifest.version)
-    return store.version(manifest.version)
 
 
 def read_manifest(version_dir: Path) -> Manifest:
