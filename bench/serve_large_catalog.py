@@ -37,7 +37,7 @@ import httpx
 import torch
 
 from bench.catalog_scale import synthetic_catalog
-from bench.harness import LUA_RECOMMEND_HISTORY, free_port, run_httpx, run_wrk
+from bench.harness import LUA_RECOMMEND_HISTORY, free_port, rss_mib, run_httpx, run_wrk, stop_processes
 from elcrec.model.artifact import ManifestInfo, Store
 from elcrec.model.config import ModelConfig
 from elcrec.model.encoder import ELCRec
@@ -107,21 +107,6 @@ def start_service(
         time.sleep(0.05)
     proc.terminate()
     raise SystemExit(f"the service was not ready after 1800 s:\n{log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def equivalent_spec(spec: str) -> str:
@@ -223,7 +208,7 @@ def serve_stored(
         report["startup_stored_s"] = ready_s
         log_text = (workdir / "serve.log").read_text()
         report["stored_index_used"] = f"stored index {args.index!r}" in log_text
-        report["service_rss_mb"] = rss_mb(proc.pid)
+        report["service_rss_mb"] = rss_mib(proc.pid)
         say(
             f"ready after {ready_s:.1f} s (stored index used: {report['stored_index_used']}, "
             f"RSS {report['service_rss_mb']:.0f} MB)"
@@ -239,14 +224,14 @@ def serve_stored(
             f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, non-2xx {result['non_2xx']}"
         )
     finally:
-        stop(proc)
+        stop_processes([proc])
 
 
 def time_rebuild(args: argparse.Namespace, store: Path, workdir: Path, report: dict[str, Any], say: Say) -> None:
     """Step 2's other half: start-up when the service builds the same index itself."""
     other = args.rebuild_spec or equivalent_spec(args.index)
     proc, _, ready_s = start_service(store, other, args.params, args.threads, workdir / "serve2.log")
-    stop(proc)
+    stop_processes([proc])
     report["startup_rebuild_s"] = ready_s
     report["rebuild_spec"] = other
     say(f"ready after {ready_s:.1f} s when it builds {other!r} itself")
