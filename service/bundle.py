@@ -302,7 +302,8 @@ def _trace_of(model: ELCRec | FusedEncoder, device: torch.device) -> torch.jit.S
     else:
         _TRACES.move_to_end(key)
     traced = copy.deepcopy(template)
-    traced.load_state_dict(model.state_dict())
+    # A trace's state holds the buffers a module does not save (the frequency filter's low-pass matrix) too.
+    traced.load_state_dict({**dict(model.named_buffers()), **model.state_dict()})
     return traced
 
 

@@ -18,7 +18,7 @@ import elcrec.service.bundle as bundle_module
 from elcrec.model.artifact import ArtifactError, Store
 from elcrec.model.manifest import ManifestInfo
 from elcrec.service.bundle import LoadOptions, build_bundle
-from elcrec.service.fused import FusedEncoder
+from elcrec.service.fused import FusedEncoder, read_states
 from elcrec.service.precision import PrecisionCheck, probe_histories, to_precision
 from elcrec.service.retrieval import ItemIndex, TorchExactIndex
 from tests.support.service import ITEM_IDS, N_ITEMS, POPULAR, TOKEN, running_app, settings_for, tiny_model
@@ -167,19 +167,21 @@ async def test_cuda_fp16_with_torch_topk_matches_cpu_fp32(store: Path) -> None:
     assert len(kept) >= 8
 
 
+@pytest.mark.parametrize("mix_alpha", [0.0, 0.5])  # the paper's blocks; with the frequency filter (--improved)
 @pytest.mark.parametrize("pooling", ["all", "real"])
-def test_the_traced_encoder_gives_the_module_states(tmp_path: Path, pooling: str) -> None:
+def test_the_traced_encoder_gives_the_module_states(tmp_path: Path, pooling: str, mix_alpha: float) -> None:
     from tests.support.service import add_version
 
     store = tmp_path / "s"
-    add_version(store, pooling=pooling)
+    add_version(store, pooling=pooling, mix_alpha=mix_alpha)
     bundle = build_bundle(store / "v0001", torch.device("cpu"))
     assert isinstance(bundle.encoder, torch.jit.ScriptModule)
     with torch.inference_mode():
         for shape in ((1, 3), (5, 8), (2, 1)):
             ids = torch.randint(0, N_ITEMS + 1, shape)
             ids[:, -1] = 1
-            torch.testing.assert_close(bundle.encoder(ids), bundle.model(ids))
+            torch.testing.assert_close(read_states(bundle.encoder(ids), ids, pooling),
+                                       read_states(bundle.model(ids), ids, pooling))
     assert build_bundle(store / "v0001", torch.device("cpu"), LoadOptions(jit=False)).encoder is not None
 
 
