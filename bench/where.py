@@ -97,17 +97,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def arithmetic(model: dict[str, Any], batch: float) -> dict[str, float]:
-    """FLOPs (2 per multiply-add) and bytes a request: the encoder at full length T (pooling "all") and the
-    retrieval over the item table, whose bytes are read once per batch."""
+def arithmetic(model: dict[str, Any], batch: float, lengths: list[int]) -> dict[str, float]:
+    """FLOPs (2 per multiply-add) and bytes a request, for histories of the given lengths (each at most T) in
+    batches of `batch`: the encoder as the service runs it (service/fused.py), and the retrieval over the item
+    table, whose bytes are read once per batch. Pooling "all" runs every history at full length T. Pooling "real"
+    runs packed: the per-position products (q, k, v, out, feed-forward) on the real positions only, the attention
+    and the frequency filter over the batch's width, its longest history (estimated by drawing batches from
+    `lengths`)."""
     cfg = model["config"]
-    d, t, layers, n = cfg["d"], cfg["max_len"], cfg["n_layers"], model["n_items"]
-    per_layer = 2 * t * (4 * d * d + 2 * t * d + 2 * 4 * d * d)  # q, k, v, out; scores, context; ffn d->4d->d
+    d, T, layers, n = cfg["d"], cfg["max_len"], cfg["n_layers"], model["n_items"]
+    if cfg.get("pooling", "all") == "all":
+        rows = width = float(T)
+    else:
+        rng = random.Random(0)
+        size = max(1, round(batch))
+        rows = sum(lengths) / len(lengths)
+        width = sum(max(rng.choices(lengths, k=size)) for _ in range(200)) / 200
+    mixing = 2 * width * d * (2 if cfg.get("mix_alpha", 0) > 0 else 1)  # scores and context; the filter's low-pass
+    per_layer = 2 * rows * (4 * d * d + 2 * 4 * d * d) + 2 * width * mixing  # q, k, v, out; ffn d->4d->d
     weights = layers * (4 * d * d + 8 * d * d) * 4
     return {
+        "encoder_rows_per_request": rows,
+        "encoder_width": width,
         "encoder_mflop": layers * per_layer / 1e6,
         "encoder_weight_kb_per_request": weights / batch / 1e3,
-        "encoder_activation_kb": layers * t * (10 * d + t) * 4 / 1e3,  # the largest states of one layer, fp32
+        "encoder_activation_kb": layers * width * (10 * d + width) * 4 / 1e3,  # one layer's largest states, fp32
         "retrieval_mflop": 2 * d * n / 1e6,
         "retrieval_table_kb_per_request": n * d * 4 / batch / 1e3,
         "intents_mflop": 2 * d * model["n_intents"] / 1e6,
@@ -165,7 +179,8 @@ def main() -> None:
             stacks = parse_raw(raw)
         finally:
             stop_processes(procs)
-    report = assemble(stacks, load, cpu, before, after, model)
+    lengths = [min(len(h), int(model["config"]["max_len"])) for h in pool[half:]]
+    report = assemble(stacks, load, cpu, before, after, model, lengths)
     report["live"] = live
     print_table(report)
     write_json(report, args.out)
@@ -178,7 +193,7 @@ def metrics(base: str) -> dict[str, float]:
 
 
 def assemble(stacks: Counter[tuple[str, ...]], load: dict[str, Any], cpu: float, before: dict[str, float],
-             after: dict[str, float], model: dict[str, Any]) -> dict[str, Any]:
+             after: dict[str, float], model: dict[str, Any], lengths: list[int]) -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     source = {f"service/{p.name}": p.read_text().splitlines() for p in (root / "service").glob("*.py")}
     parts: Counter[str] = Counter()
@@ -191,7 +206,7 @@ def assemble(stacks: Counter[tuple[str, ...]], load: dict[str, Any], cpu: float,
     batch = (after["elcrec_batch_size_sum"] - before["elcrec_batch_size_sum"]) / max(batches, 1)
     cpu_ms = cpu * 1e3 / max(requests, 1)
     rows = {part: {"share": n / busy, "ms_per_request": n / busy * cpu_ms} for part, n in parts.most_common()}
-    work = arithmetic(model, batch)
+    work = arithmetic(model, batch, lengths)
     peak = {dtype: matmul_gflops(1600, 64, 256, dtype, 0.3) for dtype in ("fp32", "bf16")}
     for part, mflop in (("encoder", work["encoder_mflop"]), ("retrieval", work["retrieval_mflop"])):
         if part in rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.where import categorise, parse_raw
+from bench.where import arithmetic, categorise, parse_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = {f"service/{p.name}": p.read_text().splitlines() for p in (ROOT / "service").glob("*.py")}
@@ -44,3 +44,16 @@ def test_the_innermost_frame_that_a_rule_knows_wins() -> None:
 def test_raw_output_is_read_as_stacks_with_counts() -> None:
     got = parse_raw("main (a.py:1);f (b.py:2) 7\nmain (a.py:1) 3\n")
     assert got == {("main (a.py:1)", "f (b.py:2)"): 7, ("main (a.py:1)",): 3}
+
+
+def test_the_arithmetic_follows_how_the_encoder_runs() -> None:
+    def model(pooling: str) -> dict[str, object]:
+        return {"config": {"d": 64, "max_len": 50, "n_layers": 2, "pooling": pooling, "mix_alpha": 0.0},
+                "n_items": 1000, "n_intents": 16}
+
+    full = arithmetic(model("all"), 30, [3, 5, 8])
+    assert full["encoder_rows_per_request"] == 50 and full["encoder_width"] == 50
+    assert arithmetic(model("real"), 30, [50] * 4)["encoder_mflop"] == full["encoder_mflop"]  # packed, no padding
+    short = arithmetic(model("real"), 30, [3, 5, 8])  # packed: 16 / 3 rows a request, the width of the longest
+    assert short["encoder_rows_per_request"] == 16 / 3 and short["encoder_width"] == 8
+    assert short["encoder_mflop"] < full["encoder_mflop"] / 8
