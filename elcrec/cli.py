@@ -122,6 +122,7 @@ def train(
     intent_temperature: Annotated[float | None, typer.Option(help=f"With --intent-loss balanced: softmax temperature over the centers (default {TrainConfig.intent_temperature:g})")] = None,
     intent_queue: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: rows of earlier batches whose states join each batch's balanced assignment (default {TrainConfig.intent_queue}, the batch alone)")] = None,
     intent_settle: Annotated[int | None, typer.Option(help=f"With --intent-loss balanced: epochs of that loss on the centers alone after training, on the kept encoder's states (default {SETTLE_EPOCHS}; 0 = off)")] = None,
+    intent_settle_temperature: Annotated[float | None, typer.Option(help="With --intent-loss balanced: softmax temperature of that settling (default: --intent-temperature's)")] = None,
     prototype: Annotated[PrototypeChoice | None, typer.Option()] = None,
     negatives: Annotated[int | None, typer.Option(help="Shared negatives per batch for --rec-loss sampled")] = None,
     rec_loss: Annotated[RecLossChoice | None, typer.Option(help="bce (one sampled negative, the paper), softmax (all items) or sampled (softmax over shared negatives)")] = None,
@@ -167,6 +168,7 @@ def train(
         "samples": _str(samples), "batches": _str(batches), "ema": ema, "label_smoothing": label_smoothing,
         "intent_loss": _str(intent_loss), "intent_temperature": intent_temperature,
         "intent_queue": intent_queue, "intent_settle": intent_settle,
+        "intent_settle_temperature": intent_settle_temperature,
     }
     try:
         base = base_settings(preset.value if preset else None, improved, improved_intents, _str(intent_loss))
@@ -441,6 +443,7 @@ def intents_calibrate(
     store: Annotated[Path, typer.Argument(help="Artifact store: its CURRENT model is published again, calibrated")],
     data: Annotated[Path, typer.Option(help="The interaction file the model was trained on")],
     settle: Annotated[int, typer.Option(help="For centers trained balanced: settle them first, this many epochs on the encoder's states (what training does since; 0 = as they are)")] = 0,
+    settle_temperature: Annotated[float | None, typer.Option(help="With --settle: the softmax temperature of the settling (default: the version's training temperature)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
 ) -> None:
     """Publish the CURRENT model again with its intent calibration fitted now (docs/INTENTS.md).
@@ -455,7 +458,7 @@ def intents_calibrate(
     from elcrec.training.export import calibrate_intents
 
     try:
-        version = calibrate_intents(store, data, pick_device(device), settle)
+        version = calibrate_intents(store, data, pick_device(device), settle, settle_temperature)
     except (ArtifactError, DataError, ValueError) as exc:
         fail(str(exc))
     except OSError as exc:

@@ -170,12 +170,19 @@ def fit_intents(store: str | Path, data_path: str | Path, k: int | None = None, 
                         catalog=art.read_catalog()).name
 
 
-def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "cpu", settle: int = 0) -> str:
+def calibrate_intents(
+    store: str | Path, data_path: str | Path, device: str = "cpu", settle: int = 0, settle_temperature: float | None = None
+) -> str:
     """Publish the store's CURRENT model again with its intent calibration fitted on `data_path`'s training users
     (`elcrec intents calibrate`): the same weights and metrics, for versions exported before the calibration. With
     `settle`, balanced-trained centers are first settled for that many epochs and kept where at least as good on the
     validation users (training/intent_settle.py settle_model), as training does now: for versions trained
-    before it did."""
+    before it did. `settle_temperature` is that settling's (default: the version's training's, as
+    TrainConfig.settle_temperature)."""
+    if settle_temperature is not None and settle_temperature <= 0:
+        raise ValueError(f"the settling temperature must be > 0, got {settle_temperature}")
+    if settle_temperature is not None and not settle:
+        raise ValueError("a settling temperature needs a number of settling epochs (--settle)")
     art = load_artifact(store, device)
     data = read_interactions(data_path, n_items=art.config.n_items)
     origin: dict[str, Any] = {"kind": "calibrated", "parent": art.version, "parent_origin": art.info.origin or None}
@@ -185,11 +192,12 @@ def calibrate_intents(store: str | Path, data_path: str | Path, device: str = "c
             raise ValueError(f"settling continues the balanced intent loss, and {art.version} was not trained with it "
                              "(`elcrec intents fit` fits intents to any model)")
         seed = int((art.info.train_config or {}).get("seed", 1))
-        got = settle_model(model, data, eval_split(data, model.cfg.max_len, "valid"), settle,
-                           art.info.intent_temperature, seed, device)
+        trained_at = (art.info.train_config or {}).get("intent_settle_temperature") or art.info.intent_temperature
+        temperature = settle_temperature if settle_temperature is not None else float(trained_at)
+        got = settle_model(model, data, eval_split(data, model.cfg.max_len, "valid"), settle, temperature, seed, device)
         with torch.no_grad():  # the artifact was loaded for this version alone
             model.intent_centers.copy_(got.centers.to(model.intent_centers.device))
-        origin["settled"] = {**got.to_dict(settle), "temperature": art.info.intent_temperature, "seed": seed}
+        origin["settled"] = {**got.to_dict(settle), "temperature": temperature, "seed": seed}
     metrics = art.info.metrics or None
     return export_model(store, model, data, origin, metrics, item_ids=art.item_ids, device=device,
                         catalog=art.read_catalog()).name

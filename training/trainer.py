@@ -440,12 +440,14 @@ class Trainer:
         """The kept centers trained further on the kept encoder's states, kept where at least as good on the
         validation users (training/intent_settle.py settle_model); rank 0 settles, every rank takes its centers."""
         started = time.perf_counter()
+        temperature = self.cfg.settle_temperature
         got = self.dist.on_main(lambda: settle_model(self.model, self.data, self.valid, self.cfg.intent_settle,
-                                                     self.cfg.intent_temperature, self.cfg.seed, self.device))
+                                                     temperature, self.cfg.seed, self.device))
         with torch.no_grad():
             self.model.intent_centers.copy_(got.centers.to(self.model.intent_centers.device))
-        self.settling = got.to_dict(self.cfg.intent_settle)
-        self.log(f"intent centers settled: {self.cfg.intent_settle} epochs on the kept encoder's states, validation "
+        self.settling = {**got.to_dict(self.cfg.intent_settle), "temperature": temperature}
+        self.log(f"intent centers settled: {self.cfg.intent_settle} epochs at temperature {temperature:g} on the kept "
+                 "encoder's states, validation "
                  f"lift@100 {got.before.lift or 0.0:.2f} -> {got.after.lift or 0.0:.2f}, effective "
                  f"{got.before.effective:.1f} -> {got.after.effective:.1f}: the {got.kept} centers kept "
                  f"({time.perf_counter() - started:.1f}s)")

@@ -279,6 +279,9 @@ def test_intents_fit_publishes_fitted_intents_and_evaluate_reports_intent_health
     assert resettled["metrics"] == first["metrics"] and resettled["intent_calibration"]["balancing_bias"] is True
     moved = resettled["files"]["weights.safetensors"] != first["files"]["weights.safetensors"]
     assert moved == kept_settled  # the weights change only by the centers, and only where settling was kept
+    alone = run_cli("intents", "calibrate", str(store), "--data", str(data), "--settle-temperature", "0.2")
+    assert alone.returncode == 2 and "needs a number of settling epochs (--settle)" in alone.stderr
+    assert "Traceback" not in alone.stderr and not (store / "v0004").exists()
     fitted = run_cli("intents", "fit", str(store), "--data", str(data), "--k", "4")
     assert fitted.returncode == 0, fitted.stderr
     assert "v0004" in fitted.stdout and (store / "CURRENT").read_text().strip() == "v0004"

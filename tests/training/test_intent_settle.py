@@ -70,3 +70,17 @@ def test_settled_centers_win_on_two_of_the_three_measures() -> None:
     assert not better_settled(health(250.0, 0.0040, 12.0), health(249.0, 0.0041, 12.5))
     assert better_settled(health(5.0, 0.1, 2.0), health(5.0, 0.1, 2.0))  # a tie keeps the settled ones
     assert not better_settled(health(5.0, 0.1, 2.0), health(6.0, None, None))  # missing figures count as the worst
+
+
+def test_the_settling_temperature_is_the_trainings_unless_told_and_names_no_run() -> None:
+    balanced = TrainConfig(intent_loss="balanced", intent_settle=100, intent_temperature=0.3)
+    assert balanced.settle_temperature == 0.3
+    softer = TrainConfig(intent_loss="balanced", intent_settle=100, intent_settle_temperature=0.2)
+    assert softer.settle_temperature == 0.2 and softer.intent_temperature == 0.1  # training's own is untouched
+    assert "intent_settle_temperature" not in balanced.to_dict()  # runs recorded before it keep their settings
+    assert softer.trajectory() == TrainConfig(intent_loss="balanced").trajectory()  # a finished run can settle again
+    with pytest.raises(ValueError, match="intent_settle_temperature must be > 0"):
+        TrainConfig(intent_loss="balanced", intent_settle_temperature=0.0)
+    with pytest.raises(ValueError, match="intent_settle_temperature is a setting of intent_loss 'balanced'"):
+        TrainConfig(intent_settle_temperature=0.2)
+

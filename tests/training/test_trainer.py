@@ -262,3 +262,27 @@ def test_a_weight_average_is_validated_kept_and_resumed(planted, tmp_path, fixed
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert "ema" not in small_configs(data)[1].trajectory()  # runs recorded before the setting keep their names
+
+
+def test_a_finished_run_settles_again_at_its_own_temperature(planted, tmp_path, monkeypatch, fixed_threads):
+    from elcrec.training import trainer as trainer_module
+
+    data, _ = planted
+    mcfg, tcfg = small_configs(data, epochs=2, intent_loss="balanced")
+    Trainer(mcfg, tcfg, data, tmp_path, log=lambda _: None).fit()
+    asked: list[float] = []
+    real = trainer_module.settle_model
+
+    def recorded(model, data, valid, epochs, temperature, *args):
+        asked.append(temperature)
+        return real(model, data, valid, epochs, temperature, *args)
+
+    monkeypatch.setattr(trainer_module, "settle_model", recorded)
+    for settle_temperature, expected in ((None, tcfg.intent_temperature), (0.4, 0.4)):
+        logs: list[str] = []
+        again = small_configs(data, epochs=2, intent_loss="balanced", intent_settle=3,
+                              intent_settle_temperature=settle_temperature)[1]
+        trainer = Trainer(mcfg, again, data, tmp_path, log=logs.append)
+        trainer.fit()  # resumed after its last epoch: only the settling runs
+        assert asked[-1] == expected and trainer.summary()["intent_settling"]["temperature"] == expected
+        assert any(f"intent centers settled: 3 epochs at temperature {expected:g}" in line for line in logs)
