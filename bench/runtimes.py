@@ -71,8 +71,9 @@ def onnx_encoder(model: ELCRec | FusedEncoder, threads: int = 1, level: str = "a
         if transformer_fusions:
             from onnxruntime.transformers import optimizer
 
-            # Its shape inference warns that it cannot bound the position slice of a dynamic length: harmless here.
-            logging.getLogger("onnxruntime.tools.symbolic_shape_infer").setLevel(logging.ERROR)
+            # Its shape inference (imported as the top-level module symbolic_shape_infer) warns that it cannot bound
+            # the position slice of a dynamic length: harmless here.
+            logging.getLogger("symbolic_shape_infer").setLevel(logging.ERROR)
             cfg = model.cfg
             # opt_level 0: the fusions only; the session applies its own graph optimisations after them
             fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=cfg.n_heads, hidden_size=cfg.d,
