@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -24,9 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.ort_encoder import onnx_encoder
 from elcrec.model.artifact import load_artifact
-from elcrec.model.encoder import ELCRec
-from elcrec.service.fused import FusedEncoder
 
 BATCHES = (1, 4, 16, 32)
 
@@ -38,49 +35,6 @@ def timed(run: Callable[[], Any], repeats: int) -> float:
     for _ in range(repeats):
         run()
     return (time.perf_counter() - start) / repeats * 1e3
-
-
-ORT_LEVELS = ("basic", "all")  # ONNX Runtime's graph optimisation levels timed here (its default: all)
-
-
-def onnx_encoder(model: ELCRec | FusedEncoder, threads: int = 1, level: str = "all",
-                 transformer_fusions: bool = False) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """`model` (item ids (B, t) -> hidden states (B, t, d)) exported to ONNX (dynamic batch and length) and run by an
-    ONNX Runtime CPU session with `threads` intra-op threads (1: on the calling thread) at graph optimisation
-    `level`; with `transformer_fusions`, onnxruntime.transformers' BERT fusions applied to the graph first (LayerNorm,
-    SkipLayerNorm, BiasGelu; attention with this model's causal padding mask is not among the patterns it fuses).
-    None when onnxruntime is not installed (not a dependency of the product)."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    if level not in ORT_LEVELS:
-        raise ValueError(f"level must be one of {', '.join(ORT_LEVELS)}, got {level!r}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if level == "all"
-                                        else ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
-    example = torch.ones(2, model.cfg.max_len, dtype=torch.long)
-    with tempfile.TemporaryDirectory(prefix="elcrec-onnx-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = Path(tmp) / "encoder.onnx"
-        torch.onnx.export(model, (example,), str(path), input_names=["ids"], output_names=["hidden"],
-                          dynamic_axes={"ids": {0: "B", 1: "T"}, "hidden": {0: "B", 1: "T"}}, opset_version=17,
-                          dynamo=False)
-        if transformer_fusions:
-            from onnxruntime.transformers import optimizer
-
-            # Its shape inference (imported as the top-level module symbolic_shape_infer) warns that it cannot bound
-            # the position slice of a dynamic length: harmless here.
-            logging.getLogger("symbolic_shape_infer").setLevel(logging.ERROR)
-            cfg = model.cfg
-            # opt_level 0: the fusions only; the session applies its own graph optimisations after them
-            fused = optimizer.optimize_model(str(path), model_type="bert", num_heads=cfg.n_heads, hidden_size=cfg.d,
-                                             opt_level=0)
-            fused.save_model_to_file(str(path))
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda ids: torch.from_numpy(session.run(None, {"ids": ids.numpy()})[0])
 
 
 def main() -> None:
