@@ -37,7 +37,9 @@ class _ContribAttention(torch.autograd.Function):
     @staticmethod
     def symbolic(g: Any, q: Any, k: Any, v: Any, mask: Any, heads: int) -> Any:
         # Its inputs 4 and 5 (bias, key_padding_mask) stay empty: _contrib_inputs moves the mask to input 6.
-        return g.op(f"com.microsoft::{CONTRIB_ATTENTION}", q, k, v, mask, num_heads_i=heads)
+        out = g.op(f"com.microsoft::{CONTRIB_ATTENTION}", q, k, v, mask, num_heads_i=heads)
+        out.setType(q.type())  # (B, t, d) like the query: the exporter cannot infer an operator it does not know
+        return out
 
 
 class ContribAttentionEncoder(nn.Module):
