@@ -4,12 +4,15 @@
 
 Variants, each TorchScript-traced as the service serves them (service/bundle.py): the model's own forward in fp32
 (the service before service/fused.py), the fused encoder in fp32 (served), the fused encoder in bf16, and int8
-dynamic quantisation of the linear layers (torch.ao). Time: CPU time of one thread per batch of B histories at
-length T (lengths 1..20 left-padded, as the service runs "pooling all" models), the best of repeats with the
-variants taking turns, so that other processes on the machine disturb it less than wall time would. Agreement, on
-every user of --data (the history without its last item, as in the test protocol): the share whose top-10 items
-(over the whole catalog) are identical, in order, to fp32's, and whose assigned intent is the same. The bar for
-serving a variant: 99.5% and 99%.
+dynamic quantisation of the linear layers (torch.ao); then, when onnxruntime is installed (`pip install -c
+constraints.txt -e '.[onnx]'`), the fused encoder exported to ONNX and run by ONNX Runtime on one thread (the
+calling one), at its basic and at all graph optimisations, with onnxruntime.transformers' fusions first, and with
+each layer's attention as ONNX Runtime's own MultiHeadAttention operator (bench/ort_encoder.py). Time: CPU time of
+one thread per batch of B histories at length T (lengths 1..20 left-padded, as the service runs "pooling all"
+models), the best of repeats with the variants taking turns, so that other processes on the machine disturb it less
+than wall time would. Agreement, on every user of --data (the history without its last item, as in the test
+protocol): the share whose top-10 items (over the whole catalog) are identical, in order, to fp32's, and whose
+assigned intent is the same. The bar for serving a variant: 99.5% and 99%.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 
 from bench import write_json
+from bench.ort_encoder import onnx_encoder
 from elcrec.model.artifact import load_artifact
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
@@ -47,7 +51,18 @@ def variants(model: ELCRec) -> dict[str, Encoder]:
         }
         example = torch.ones(2, model.cfg.max_len, dtype=torch.long)
         with torch.inference_mode():
-            return {name: torch.jit.trace(m, example, check_trace=False) for name, m in found.items()}
+            out: dict[str, Encoder] = {name: torch.jit.trace(m, example, check_trace=False) for name, m in found.items()}
+    for name, level, fusions, contrib in (("onnxruntime fp32, basic optimisations", "basic", False, False),
+                                          ("onnxruntime fp32, all optimisations", "all", False, False),
+                                          ("onnxruntime fp32, transformer fusions", "all", True, False),
+                                          ("onnxruntime fp32, MultiHeadAttention", "all", False, True)):
+        encoder = onnx_encoder(FusedEncoder(model).eval(), threads=1, level=level, transformer_fusions=fusions,
+                               contrib_attention=contrib)
+        if encoder is None:
+            print("onnxruntime is not installed: pip install -c constraints.txt -e '.[onnx]' to time it", flush=True)
+            break
+        out[name] = encoder
+    return out
 
 
 def batch_ms(encoders: dict[str, Encoder], ids: torch.Tensor, rounds: int = 15) -> dict[str, float]:
@@ -116,7 +131,7 @@ def measure(store: Path, data: Path) -> dict[str, Any]:
         row = out["variants"][name]
         row["top10_identical"] = round((top == top32).all(1).float().mean().item(), 4)
         row["intent_identical"] = round((intent == intent32).float().mean().item(), 4)
-        print(f"{name:<32} " + "  ".join(f"B={b}: {ms:6.2f} ms" for b, ms in row["batch_ms"].items())
+        print(f"{name:<39} " + "  ".join(f"B={b}: {ms:6.2f} ms" for b, ms in row["batch_ms"].items())
               + f"  top-10 identical {row['top10_identical']:.2%}, intent {row['intent_identical']:.2%}", flush=True)
     return out
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.ort_encoder import onnx_encoder
 from elcrec.model.artifact import load_artifact
 
 BATCHES = (1, 4, 16, 32)
@@ -35,24 +35,6 @@ def timed(run: Callable[[], Any], repeats: int) -> float:
     for _ in range(repeats):
         run()
     return (time.perf_counter() - start) / repeats * 1e3
-
-
-def onnx_runner(model: torch.nn.Module, example: torch.Tensor, threads: int) -> Callable[[np.ndarray], np.ndarray] | None:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    path = Path(tempfile.mkdtemp(prefix="elcrec-onnx-")) / "encoder.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), str(path), input_names=["ids"], output_names=["hidden"],
-                          dynamic_axes={"ids": {0: "B", 1: "T"}, "hidden": {0: "B", 1: "T"}}, opset_version=17,
-                          dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda ids: session.run(None, {"ids": ids})[0]
 
 
 def main() -> None:
@@ -80,7 +62,7 @@ def main() -> None:
         }
         if args.compile:
             runtimes["torch.compile"] = torch.compile(model, dynamic=True)
-    ort_run = onnx_runner(model, ids_for(4), args.threads)
+    ort_run = onnx_encoder(model, args.threads)
     rows: list[dict[str, Any]] = []
     for b in BATCHES:
         ids = ids_for(b)
@@ -90,9 +72,8 @@ def main() -> None:
                 diff = float(np.abs(run(ids).numpy() - reference).max())
                 rows.append({"runtime": name, "batch": b, "ms": timed(lambda run=run, ids=ids: run(ids), args.repeats), "max_diff": diff})
         if ort_run is not None:
-            x = ids.numpy()
-            diff = float(np.abs(ort_run(x) - reference).max())
-            rows.append({"runtime": "onnxruntime", "batch": b, "ms": timed(lambda x=x: ort_run(x), args.repeats),
+            diff = float(np.abs(ort_run(ids).numpy() - reference).max())
+            rows.append({"runtime": "onnxruntime", "batch": b, "ms": timed(lambda ids=ids: ort_run(ids), args.repeats),
                          "max_diff": diff})
     for r in rows:
         print(f"{r['runtime']:<14} B={r['batch']:<3} {r['ms']:7.2f} ms  max diff from eager {r['max_diff']:.1e}")
