@@ -70,8 +70,8 @@ class TrainConfig:
     intent_settle: int = 0
     # intent_loss "balanced": the softmax temperature of that settling; None = intent_temperature, the training's. A
     # softer one (0.2, 1000 epochs) brought the settled centers to a k-means' lift and coherence on MovieLens 100K
-    # on average over seeds, not on every seed (docs/research/INTENTS-NOTES.md, *MovieLens 100K: centers chosen
-    # after training*), so it is not a default.
+    # on average over seeds (docs/research/INTENTS-NOTES.md, *MovieLens 100K: centers chosen after training*): the
+    # default without a preset (NO_PRESET); the presets keep the training's.
     intent_settle_temperature: float | None = None
 
     def __post_init__(self) -> None:
@@ -146,13 +146,17 @@ ADDED_LATER = defaults(TrainConfig, ("samples", "batches", "ema", "label_smoothi
 # docs/research/INTENTS-NOTES.md, *Settling the centers*).
 SETTLE_EPOCHS = 100
 
-# `elcrec train` without --preset: (model, training) settings under the flags. The intents are learned balanced (and
-# settled, SETTLE_EPOCHS): the paper's ELCM collapsed on a log that is not a benchmark where the balanced loss kept
-# every intent in use. Its weight is a tenth of ELCM's: beside the default one-negative BCE its cross-entropy over K
-# outweighed the next-item loss, and at weight 1 it ranked far below ELCM on a real log (docs/research/INTENTS-NOTES.md,
-# *Defaults without a preset*). K follows from the data (training/intent_count.py). The presets keep the paper's ELCM;
-# `--intent-loss elcm` chooses it here, with none of these settings.
-NO_PRESET: tuple[dict[str, Any], dict[str, Any]] = ({}, {"intent_loss": "balanced", "trade_off": 0.1})
+# `elcrec train` without --preset: (model, training) settings under the flags. The intents are learned balanced: the
+# paper's ELCM collapsed on a log that is not a benchmark where the balanced loss kept every intent in use. Its weight
+# is 0.03: beside the default one-negative BCE its cross-entropy over K outweighed the next-item loss (at weight 1 it
+# ranked far below ELCM on a real log; at 0.1 still 5% below; docs/research/INTENTS-NOTES.md, *Defaults without a
+# preset*). The centers are then settled for 1000 epochs at temperature 0.2 (at most SETTLE_MAX_STEPS steps), which
+# brought them to a k-means' lift and coherence on MovieLens 100K (*MovieLens 100K: centers chosen after training*).
+# K follows from the data (training/intent_count.py). The presets keep the paper's ELCM; `--intent-loss elcm`
+# chooses it here, with none of these settings. Figures: docs/OWN_DATA.md.
+NO_PRESET: tuple[dict[str, Any], dict[str, Any]] = ({}, {
+    "intent_loss": "balanced", "trade_off": 0.03, "intent_settle": 1000, "intent_settle_temperature": 0.2,
+})
 
 
 # Section 6 of ELCREC.md: (model overrides, training overrides) per data set.

@@ -33,14 +33,18 @@ from elcrec.training.losses import balanced_clustering
 # intents cost in ranking*).
 SETTLE_BATCH = 4096
 SETTLE_LR = 1e-3
+# At most this many steps however many epochs are asked for: a pass over a small log is one step (MovieLens 100K:
+# 1,000 epochs, 1,000 steps), over a log of millions of users a thousand, and settling is not to outlast training.
+SETTLE_MAX_STEPS = 10_000
 
 
 def settle_centers(
     states: torch.Tensor, centers: torch.Tensor, epochs: int, temperature: float, seed: int = 1,
-    batch_size: int = SETTLE_BATCH, lr: float = SETTLE_LR,
+    batch_size: int = SETTLE_BATCH, lr: float = SETTLE_LR, max_steps: int = SETTLE_MAX_STEPS,
 ) -> torch.Tensor:
     """Centers (K, d) trained for `epochs` passes over normalised states (U, d) with the balanced loss, the states
-    fixed: the normalised centers (K, d). epochs 0 returns the centers normalised, unchanged otherwise."""
+    fixed, or `max_steps` steps where those come first: the normalised centers (K, d). epochs 0 returns the centers
+    normalised, unchanged otherwise."""
     if epochs < 0:
         raise ValueError(f"settling epochs must be >= 0, got {epochs}")
     if len(states) == 0:
@@ -49,9 +53,13 @@ def settle_centers(
     weights = torch.nn.Parameter(F.normalize(centers.detach().float().clone(), dim=-1))
     optimizer = torch.optim.Adam([weights], lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    steps = 0
     for _ in range(epochs):
         order = torch.randperm(len(states), generator=gen)
         for start in range(0, len(order), batch_size):
+            if steps == max_steps:
+                return F.normalize(weights.detach(), dim=-1)
+            steps += 1
             loss, _ = balanced_clustering(states[order[start : start + batch_size]], F.normalize(weights, dim=-1), 1.0,
                                           temperature)
             optimizer.zero_grad()

@@ -16,7 +16,7 @@ from elcrec.model.artifact import load_artifact
 from elcrec.model.catalog import item_categories
 from elcrec.model.intent_labels import version_labels
 from elcrec.training import download as dl
-from elcrec.training.config import PRESETS, SETTLE_EPOCHS
+from elcrec.training.config import NO_PRESET, PRESETS, SETTLE_EPOCHS
 from elcrec.training.intent_count import RULE, intents_for
 from elcrec.training.intent_health import IntentHealth
 from elcrec.training.intent_settle import better_settled
@@ -329,8 +329,9 @@ def test_train_without_a_preset_learns_balanced_intents_their_number_from_the_da
     manifest = json.loads((store / "v0001" / "manifest.json").read_text())
     assert manifest["model_config"]["n_intents"] == k
     assert manifest["origin"]["train_config"]["intent_loss"] == "balanced"
-    assert manifest["origin"]["train_config"]["intent_settle"] == SETTLE_EPOCHS
-    assert manifest["origin"]["train_config"]["trade_off"] == 0.1
+    assert manifest["origin"]["train_config"]["intent_settle"] == NO_PRESET[1]["intent_settle"]
+    assert manifest["origin"]["train_config"]["intent_settle_temperature"] == NO_PRESET[1]["intent_settle_temperature"]
+    assert manifest["origin"]["train_config"]["trade_off"] == NO_PRESET[1]["trade_off"]
     assert manifest["origin"]["intent_count"] == {"k": k, "chosen_by": "rule", "users": 600, "rule": RULE}
     assert f"K = {k} intents from the data: 600 users" in trained.stdout
     assert manifest["intent_health"]["effective"] >= k / 2

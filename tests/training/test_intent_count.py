@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from elcrec.training.config import PRESETS, TrainConfig
+from elcrec.training.config import NO_PRESET, PRESETS, TrainConfig
 from elcrec.training.intent_count import (
     MAX_INTENTS,
     MIN_INTENTS,
@@ -40,7 +40,8 @@ def test_intents_flag_then_preset_then_rule_and_the_record_says_which() -> None:
 def test_without_a_preset_the_intents_are_balanced_and_settled_with_a_preset_elcm() -> None:
     flags = {"pooling": "real", "n_intents": 8}
     default = resolve_settings(100, base_settings(None, False, False), flags, {}).train
-    assert default.intent_loss == "balanced" and default.intent_settle > 0 and default.trade_off == 0.1
+    assert default.intent_loss == "balanced" and default.intent_settle > 0 and default.trade_off == NO_PRESET[1]["trade_off"]
+    assert default.settle_temperature == NO_PRESET[1]["intent_settle_temperature"]
     named = resolve_settings(100, base_settings(None, False, False, "balanced"), flags, {"intent_loss": "balanced"})
     assert named.train == default
     chosen = resolve_settings(100, base_settings(None, False, False, "elcm"), flags, {"intent_loss": "elcm"}).train

@@ -84,3 +84,13 @@ def test_the_settling_temperature_is_the_trainings_unless_told_and_names_no_run(
     with pytest.raises(ValueError, match="intent_settle_temperature is a setting of intent_loss 'balanced'"):
         TrainConfig(intent_settle_temperature=0.2)
 
+
+
+def test_settling_stops_at_its_step_budget_however_many_epochs_are_asked() -> None:
+    states = torch.randn(64, 8)
+    centers = torch.randn(4, 8)
+    capped = settle_centers(states, centers, epochs=50, temperature=0.2, batch_size=16, max_steps=6)
+    two_epochs = settle_centers(states, centers, epochs=2, temperature=0.2, batch_size=16)  # 4 steps an epoch
+    assert not torch.allclose(capped, two_epochs)
+    assert torch.allclose(capped, settle_centers(states, centers, epochs=3, temperature=0.2, batch_size=16,
+                                                 max_steps=6))  # the same 6 steps: 1.5 epochs
