@@ -68,8 +68,8 @@ def test_settled_centers_win_on_two_of_the_three_measures() -> None:
     assert not better_settled(health(239.7, 0.0192, 10.26), health(231.7, 0.0323, 9.98))
     # more predictive only, less even and less distinct: trained
     assert not better_settled(health(250.0, 0.0040, 12.0), health(245.0, 0.0042, 12.5))
-    # differences under 1% are ties: as even within rounding, a little more overlap, more predictive
-    assert better_settled(health(15.988, 0.0487, 2.203), health(15.981, 0.0495, 2.527))
+    # differences under 1% are ties: MovieLens 100K at 150 epochs, seed 1 (as even within rounding, more predictive)
+    assert better_settled(health(15.988, 0.0340, 2.157), health(15.981, 0.0347, 2.327))
     # far more even, a little more overlap, the same lift (the synthetic log's 8 genres over 32 intents, seed 1)
     assert better_settled(health(12.82, 0.0325, 3.896), health(18.85, 0.0674, 3.892))
     assert better_settled(health(5.0, 0.1, 2.0), health(5.0, 0.1, 2.0))  # a tie keeps the settled ones
