@@ -1,0 +1,213 @@
+"""The in-memory half of `elcrec data import` (training/importer.py): once DuckDB has read the log and numbered
+the distinct user and item ids, the rows are three numpy arrays (user code, item code, time) in log order, and the
+steps that cost most on strings in DuckDB (the k-core's group-bys, the sort by user, time and position) run here
+on integers: a k-core pass is two `np.bincount`s, the order one stable argsort of an int64 key.
+
+Codes: users and items are numbered by their external id's order (DuckDB's `ORDER BY`), so a user's code is its
+row in `users.txt` before the filters, and an item's code breaks popularity ties as `ORDER BY n DESC, i` does.
+Rows reach their codes through `HashIndex`: DuckDB's 64-bit `hash()` of the id, looked up in an open-addressing
+table of the distinct ids' hashes (checked free of collisions before use), instead of a join on strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from elcrec.training import dataset
+
+# What the arrays cost per row at their peak (the argsort): user and item codes (4 + 4), the int64 sort key (8),
+# the permutation (8) and the stable sort's buffer (about 4).
+BYTES_PER_ROW = 28
+# While they are fetched DuckDB still holds the log: user and item codes and the time (4 + 4 + 8).
+FETCHED_BYTES_PER_ROW = 16
+CHUNK = 8_000_000  # rows a numpy temporary covers at most
+
+
+class HashIndex:
+    """Distinct 64-bit keys -> their position in `keys`, by linear probing in a table at most half full."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        bits = max(4, int(2 * max(len(keys), 1) - 1).bit_length())
+        self.mask = np.uint64((1 << bits) - 1)
+        self.keys = np.zeros(1 << bits, dtype=np.uint64)
+        self.codes = np.full(1 << bits, -1, dtype=np.int32)
+        slot = (keys & self.mask).astype(np.intp)
+        pending = np.arange(len(keys), dtype=np.intp)
+        while pending.size:
+            s = slot[pending]
+            free = self.codes[s] < 0
+            cand, cs = pending[free], s[free]
+            self.codes[cs] = cand  # of several keys aiming at one free slot, the last write takes it
+            won = self.codes[cs] == cand
+            self.keys[cs[won]] = keys[cand[won]]
+            placed = np.zeros(len(pending), dtype=bool)
+            placed[np.flatnonzero(free)[won]] = True
+            pending = pending[~placed]
+            slot[pending] = (slot[pending] + 1) & int(self.mask)
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        """Positions of keys that are all in the index (the caller's guarantee: every row's id is a distinct id).
+        Linear probing leaves no free slot between a key's home and its slot, so the first match is the key."""
+        hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+        slot = (hashes & self.mask).astype(np.intp)
+        out = np.empty(len(hashes), dtype=np.int32)
+        todo = np.arange(len(hashes), dtype=np.intp)
+        while todo.size:
+            s = slot[todo]
+            hit = self.keys[s] == hashes[todo]
+            out[todo[hit]] = self.codes[s[hit]]
+            todo = todo[~hit]
+            slot[todo] = (slot[todo] + 1) & int(self.mask)
+        return out
+
+
+def unique_keys(keys: np.ndarray) -> bool:
+    return len(np.unique(keys)) == len(keys)
+
+
+def time_rank(t: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """An int64 per row ordered as the times are (equal times equal), and the bits it takes. Whole seconds (the
+    usual epoch or date-time columns) are used as they are, less the earliest, where they take at most `bits`;
+    other times (fractions, a wider range) by their rank among the distinct times."""
+    if len(t) and bool(np.isfinite(t).all()):
+        lo, hi = float(t.min()), float(t.max())
+        if (hi - lo < 2.0**53 and int(hi - lo).bit_length() <= bits
+                and all(bool(np.array_equal(c, np.floor(c))) for c in _chunks(t))):
+            out = np.empty(len(t), dtype=np.int64)
+            for k in range(0, len(t), CHUNK):
+                out[k : k + CHUNK] = t[k : k + CHUNK] - lo
+            return out, int(hi - lo).bit_length()
+    # NaN sorts last and equals NaN in np.unique, as in DuckDB's ORDER BY; -0.0 equals 0.0 in both.
+    _, rank = np.unique(t, return_inverse=True)
+    rank = rank.astype(np.int64, copy=False).reshape(-1)
+    return rank, int(rank.max()).bit_length() if len(rank) else 0
+
+
+def _chunks(a: np.ndarray) -> list[np.ndarray]:
+    return [a[k : k + CHUNK] for k in range(0, len(a), CHUNK)]
+
+
+@dataclass
+class Rows:
+    """The kept rows as codes: user, item and (with a time column) time; in log order until `sort` orders them."""
+
+    users: np.ndarray
+    items: np.ndarray
+    times: np.ndarray | None
+
+    def sort(self) -> None:
+        """Order by user, then time, then position in the log (a stable sort of rows in log order), freeing the
+        times and the key before gathering (the peak is BYTES_PER_ROW)."""
+        n_users = int(self.users.max()) + 1 if len(self.users) else 1
+        ubits = max(1, (n_users - 1).bit_length())
+        if self.times is None:
+            order = np.argsort(self.users, kind="stable")
+        else:
+            # a rank takes at most 31 bits below 2^31 rows, so with the user it fits in 63
+            rank, tbits = time_rank(self.times, 63 - ubits)
+            self.times = None
+            for k in range(0, len(rank), CHUNK):
+                rank[k : k + CHUNK] |= self.users[k : k + CHUNK].astype(np.int64) << tbits
+            order = np.argsort(rank, kind="stable")
+            del rank
+        self.users = self.users[order]
+        self.items = self.items[order]
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.users, self.items = self.users[mask], self.items[mask]
+
+
+def consecutive_repeats(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Rows (sorted by user, then time) that repeat the previous item of the same user."""
+    out = np.zeros(len(users), dtype=bool)
+    out[1:] = (users[1:] == users[:-1]) & (items[1:] == items[:-1])
+    return out
+
+
+@dataclass
+class Cores:
+    """k-core and minimum length on row masks, pass for pass as Importer.cores does it in DuckDB."""
+
+    kcore: int
+    min_length: int
+    passes: int = 0
+    kcore_removed: int = 0
+    length_removed: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def run(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
+        """The mask of rows kept."""
+        alive = np.ones(len(users), dtype=bool)
+
+        def delete(codes: np.ndarray, n: int, below: int) -> int:
+            if below <= 0:
+                return 0
+            counts = np.bincount(codes[alive], minlength=n)
+            gone = alive & (counts[codes] < below)
+            k = int(gone.sum())
+            if k:
+                alive[gone] = False
+            return k
+
+        while self.kcore:
+            self.passes += 1
+            n = delete(items, n_items, self.kcore)
+            self.kcore_removed += n
+            if not n and self.passes > 1:
+                break
+            n = delete(users, n_users, self.kcore)
+            self.kcore_removed += n
+            m = delete(users, n_users, self.min_length) if self.min_length > self.kcore else 0
+            self.length_removed += m
+            if not n + m:
+                break
+        if self.min_length and not self.kcore:
+            self.length_removed += delete(users, n_users, self.min_length)
+        return alive
+
+
+def popularity_order(items: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item codes by interactions, most first, ties by code (the external id's order); and code -> internal id
+    (1..N, 0 for an item left without interactions)."""
+    counts = np.bincount(items, minlength=n_items)
+    present = np.flatnonzero(counts)
+    ranked = present[np.lexsort((present, -counts[present]))]
+    new_id = np.zeros(n_items, dtype=np.int32)
+    new_id[ranked] = np.arange(1, len(ranked) + 1, dtype=np.int32)
+    return ranked, new_id
+
+
+def write_items(path: Path, items: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<i4", "fortran_order": False, "shape": (len(items),)})
+        for chunk in _chunks(items):
+            fh.write(np.ascontiguousarray(chunk, dtype="<i4").tobytes())
+
+
+def write_selected_lines(source: Path, rows: np.ndarray, path: Path) -> int:
+    """Lines `rows` (in that order) of a lines file written by dataset.write_lines, copied as bytes."""
+    table = dataset.StringTable.from_lines_file(source)
+    with open(path, "wb") as fh:
+        for k in range(0, len(rows), 1 << 20):
+            sel = rows[k : k + (1 << 20)]
+            starts, ends = table.starts[sel], table.starts[sel + 1]
+            lengths = ends - starts
+            # the byte positions of every selected line, one run per line
+            run_start = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+            fh.write(np.asarray(table.buffer)[run_start + np.arange(int(lengths.sum()))].tobytes())
+    return len(rows)
+
+
+def length_quantiles(counts: np.ndarray) -> dict[str, int]:
+    """p50/p90/p99/max of the sequence lengths, by DuckDB's quantile_disc as the DuckDB path computes them."""
+    import duckdb
+
+    lengths = {"n": counts}  # noqa: F841 -- read by DuckDB's replacement scan
+    q = duckdb.connect().execute("SELECT quantile_disc(n, 0.5), quantile_disc(n, 0.9), quantile_disc(n, 0.99), "
+                                 "max(n) FROM lengths").fetchone() or ()
+    return dict(zip(("p50", "p90", "p99", "max"), (int(v) for v in q), strict=True))
+
