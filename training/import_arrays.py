@@ -24,6 +24,8 @@ BYTES_PER_ROW = 28
 # While they are fetched DuckDB still holds the log: user and item codes and the time (4 + 4 + 8).
 FETCHED_BYTES_PER_ROW = 16
 CHUNK = 8_000_000  # rows a numpy temporary covers at most
+FETCH_ROWS = 2_000_000  # rows fetched from DuckDB at a time
+FETCH_OVERHEAD = 400 * 10**6  # a fetch's temporaries: DuckDB's result, its numpy copy, the lookups' indices
 
 
 class HashIndex:
@@ -51,18 +53,23 @@ class HashIndex:
 
     def lookup(self, hashes: np.ndarray) -> np.ndarray:
         """Positions of keys that are all in the index (the caller's guarantee: every row's id is a distinct id).
-        Linear probing leaves no free slot between a key's home and its slot, so the first match is the key."""
+        Linear probing leaves no free slot between a key's home and its slot, so the first match is the key; most
+        rows find it at home, the rest probe on as a shrinking list."""
         hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         slot = (hashes & self.mask).astype(np.intp)
-        out = np.empty(len(hashes), dtype=np.int32)
-        todo = np.arange(len(hashes), dtype=np.intp)
-        while todo.size:
-            s = slot[todo]
-            hit = self.keys[s] == hashes[todo]
-            out[todo[hit]] = self.codes[s[hit]]
-            todo = todo[~hit]
-            slot[todo] = (slot[todo] + 1) & int(self.mask)
+        out = self.codes[slot]
+        miss = np.flatnonzero(self.keys[slot] != hashes)
+        while miss.size:
+            s = (slot[miss] + 1) & int(self.mask)
+            slot[miss] = s
+            hit = self.keys[s] == hashes[miss]
+            out[miss[hit]] = self.codes[s[hit]]
+            miss = miss[~hit]
         return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.codes.nbytes)
 
 
 def unique_keys(keys: np.ndarray) -> bool:

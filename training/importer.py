@@ -379,27 +379,26 @@ class Importer:
             self.sql("DROP TABLE uid")
             self.sql("DROP TABLE iid")
             self.summary.path = f"DuckDB ({why})"
-            self.tick("number")
             return
-        self.n_users = dataset.write_lines(self.workdir / "users.all", self._strings("SELECT u FROM uid ORDER BY rowid"),
-                                           "user id")
-        self.n_items = dataset.write_lines(self.workdir / "items.all", self._strings("SELECT i FROM iid ORDER BY rowid"),
-                                           "item id")
+        self.tick("number")
+        self.n_users = self._id_lines("uid", "u", self.workdir / "users.all")
+        self.n_items = self._id_lines("iid", "i", self.workdir / "items.all")
         self.sql("DROP TABLE uid")
         self.sql("DROP TABLE iid")
+        self.tick("id lines")
         users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash)
         # DuckDB gives back what the arrays will hold (it spills the rest of the log to disk meanwhile)
-        assert limit is not None or self.engine.in_memory
-        duck = max((limit or need) - self.kept * arrays.FETCHED_BYTES_PER_ROW, 256 * 10**6)
+        held = self.kept * arrays.FETCHED_BYTES_PER_ROW + users_at.nbytes + items_at.nbytes + arrays.FETCH_OVERHEAD
+        duck = max((limit or need) - held, 256 * 10**6)
         self.sql(f"SET memory_limit = '{duck // 10**6}MB'")
         timed = self.spec.time is not None
         users = np.empty(self.kept, dtype=np.int32)
         items = np.empty(self.kept, dtype=np.int32)
         times = np.empty(self.kept, dtype=np.float64) if timed else None
         at = 0
-        for lo in range(0, self.summary.rows_read, arrays.CHUNK):
+        for lo in range(0, self.summary.rows_read, arrays.FETCH_ROWS):
             got = self.sql(f"SELECT rowid AS pos, hash(u) AS hu, hash(i) AS hi{', t' if timed else ''} FROM ev "
-                           f"WHERE rowid >= {lo} AND rowid < {lo + arrays.CHUNK}").fetchnumpy()
+                           f"WHERE rowid >= {lo} AND rowid < {lo + arrays.FETCH_ROWS}").fetchnumpy()
             pos = np.asarray(got["pos"])
             order = None if bool(np.all(pos[1:] > pos[:-1])) else np.argsort(pos)  # a scan gives them in order
 
@@ -419,7 +418,8 @@ class Importer:
         self.summary.path = (f"in memory ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes within the memory "
                              f"limit {self.engine.memory_limit})" if self.engine.in_memory is None else
                              "in memory (as asked)")
-        self.tick("number")
+        self.tick("fetch")
+        del users_at, items_at
         self.rows = arrays.Rows(users, items, times)
         self.rows.sort()
         self.tick("order")
@@ -544,6 +544,16 @@ class Importer:
         self.summary.length = arrays.length_quantiles(lengths)
         self.summary.users, self.summary.items, self.summary.interactions = len(users), len(ranked), len(rows.items)
         self.tick("write")
+
+    def _id_lines(self, table: str, col: str, path: Path) -> int:
+        """A table's ids, in row order, one a line (none holds a line break: number() checked)."""
+        n = self.count(f"SELECT count(*) FROM {table}")
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            for lo in range(0, n, arrays.FETCH_ROWS):
+                ids = self.sql(f"SELECT {col} FROM {table} WHERE rowid >= {lo} AND rowid < {lo + arrays.FETCH_ROWS}"
+                               ).fetchnumpy()[col]
+                fh.write("\n".join(ids.tolist()) + "\n")
+        return n
 
     def _strings(self, query: str) -> Iterator[str]:
         result = self.sql(query)

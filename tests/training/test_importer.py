@@ -302,7 +302,8 @@ def test_in_memory_and_duckdb_paths_write_the_same_bytes(tmp_path, monkeypatch, 
     write = write_csv if fmt == "csv" else write_parquet
     log = write(tmp_path / f"log.{fmt}", [tuple(None if v == "" else v for v in r) for r in rows]
                 if fmt == "parquet" else rows)
-    monkeypatch.setattr(import_arrays, "CHUNK", 700)  # several fetches, with gaps where rows were dropped
+    monkeypatch.setattr(import_arrays, "FETCH_ROWS", 700)  # several fetches, with gaps where rows were dropped
+    monkeypatch.setattr(import_arrays, "CHUNK", 900)
     mem = import_logs([log], tmp_path / "mem", spec, Engine(in_memory=True))
     duck = import_logs([log], tmp_path / "duck", spec, Engine(in_memory=False))
     assert mem["summary"]["path"].startswith("in memory") and duck["summary"]["path"].startswith("DuckDB")
