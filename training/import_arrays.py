@@ -18,9 +18,9 @@ import numpy as np
 
 from elcrec.training import dataset
 
-# What the arrays cost per row at their peak (the argsort): user and item codes (4 + 4), the int64 sort key (8),
-# the permutation (8) and the stable sort's buffer (about 4).
-BYTES_PER_ROW = 28
+# What the arrays cost per row at their peak (the argsort): item codes (4), the int64 sort key (8, which holds the
+# user), the permutation (8) and the stable sort's buffer (up to 4).
+BYTES_PER_ROW = 24
 # While they are fetched DuckDB still holds the log: user and item codes and the time (4 + 4 + 8).
 FETCHED_BYTES_PER_ROW = 16
 CHUNK = 8_000_000  # rows a numpy temporary covers at most
@@ -33,7 +33,7 @@ class HashIndex:
 
     def __init__(self, keys: np.ndarray) -> None:
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
-        bits = max(4, int(2 * max(len(keys), 1) - 1).bit_length())
+        bits = self.bits_for(len(keys))
         self.mask = np.uint64((1 << bits) - 1)
         self.keys = np.zeros(1 << bits, dtype=np.uint64)
         self.codes = np.full(1 << bits, -1, dtype=np.int32)
@@ -67,9 +67,14 @@ class HashIndex:
             miss = miss[~hit]
         return out
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.codes.nbytes)
+    @staticmethod
+    def bits_for(n: int) -> int:
+        return max(4, int(2 * max(n, 1) - 1).bit_length())
+
+    @staticmethod
+    def bytes_for(n: int) -> int:
+        """The table's bytes (keys and codes) and its building's temporaries for n keys."""
+        return (1 << HashIndex.bits_for(n)) * 12 + n * 40
 
 
 def unique_keys(keys: np.ndarray) -> bool:
@@ -78,15 +83,16 @@ def unique_keys(keys: np.ndarray) -> bool:
 
 def time_rank(t: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
     """An int64 per row ordered as the times are (equal times equal), and the bits it takes. Whole seconds (the
-    usual epoch or date-time columns) are used as they are, less the earliest, where they take at most `bits`;
-    other times (fractions, a wider range) by their rank among the distinct times."""
+    usual epoch or date-time columns) are used as they are, less the earliest, where they take at most `bits`,
+    written over the times' own buffer (which is gone after); other times (fractions, a wider range) go by their
+    rank among the distinct times."""
     if len(t) and bool(np.isfinite(t).all()):
         lo, hi = float(t.min()), float(t.max())
         if (hi - lo < 2.0**53 and int(hi - lo).bit_length() <= bits
                 and all(bool(np.array_equal(c, np.floor(c))) for c in _chunks(t))):
-            out = np.empty(len(t), dtype=np.int64)
+            out = t.view(np.int64)
             for k in range(0, len(t), CHUNK):
-                out[k : k + CHUNK] = t[k : k + CHUNK] - lo
+                out[k : k + CHUNK] = t[k : k + CHUNK] - lo  # the right side is a new array: safe in place
             return out, int(hi - lo).bit_length()
     # NaN sorts last and equals NaN in np.unique, as in DuckDB's ORDER BY; -0.0 equals 0.0 in both.
     _, rank = np.unique(t, return_inverse=True)
@@ -107,21 +113,27 @@ class Rows:
     times: np.ndarray | None
 
     def sort(self) -> None:
-        """Order by user, then time, then position in the log (a stable sort of rows in log order), freeing the
-        times and the key before gathering (the peak is BYTES_PER_ROW)."""
-        n_users = int(self.users.max()) + 1 if len(self.users) else 1
+        """Order by user, then time, then position in the log: a stable argsort of an int64 key (user, time) over
+        rows in log order. The key holds the user, so the user codes go before the argsort and come back from the
+        key after it; the peak is BYTES_PER_ROW."""
+        n = len(self.users)
+        n_users = int(self.users.max()) + 1 if n else 1
         ubits = max(1, (n_users - 1).bit_length())
         if self.times is None:
-            order = np.argsort(self.users, kind="stable")
+            key, tbits = self.users.astype(np.int64), 0
         else:
             # a rank takes at most 31 bits below 2^31 rows, so with the user it fits in 63
-            rank, tbits = time_rank(self.times, 63 - ubits)
+            key, tbits = time_rank(self.times, 63 - ubits)
             self.times = None
-            for k in range(0, len(rank), CHUNK):
-                rank[k : k + CHUNK] |= self.users[k : k + CHUNK].astype(np.int64) << tbits
-            order = np.argsort(rank, kind="stable")
-            del rank
-        self.users = self.users[order]
+            for k in range(0, n, CHUNK):
+                key[k : k + CHUNK] |= self.users[k : k + CHUNK].astype(np.int64) << tbits
+        self.users = np.empty(0, dtype=np.int32)
+        order = np.argsort(key, kind="stable")
+        users = np.empty(n, dtype=np.int32)
+        for k in range(0, n, CHUNK):
+            users[k : k + CHUNK] = key[order[k : k + CHUNK]] >> tbits
+        del key
+        self.users = users
         self.items = self.items[order]
 
     def keep(self, mask: np.ndarray) -> None:

@@ -386,11 +386,12 @@ class Importer:
         self.sql("DROP TABLE uid")
         self.sql("DROP TABLE iid")
         self.tick("id lines")
-        users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash)
         # DuckDB gives back what the arrays will hold (it spills the rest of the log to disk meanwhile)
-        held = self.kept * arrays.FETCHED_BYTES_PER_ROW + users_at.nbytes + items_at.nbytes + arrays.FETCH_OVERHEAD
+        held = (self.kept * arrays.FETCHED_BYTES_PER_ROW + arrays.HashIndex.bytes_for(len(user_hash))
+                + arrays.HashIndex.bytes_for(len(item_hash)) + arrays.FETCH_OVERHEAD)
         duck = max((limit or need) - held, 256 * 10**6)
         self.sql(f"SET memory_limit = '{duck // 10**6}MB'")
+        users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash)
         timed = self.spec.time is not None
         users = np.empty(self.kept, dtype=np.int32)
         items = np.empty(self.kept, dtype=np.int32)
@@ -415,6 +416,7 @@ class Importer:
         if at != self.kept:
             raise RuntimeError(f"fetched {at} rows of {self.kept}")
         self.con.close()  # frees DuckDB's memory for the arrays
+        _trim_heap()
         self.summary.path = (f"in memory ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes within the memory "
                              f"limit {self.engine.memory_limit})" if self.engine.in_memory is None else
                              "in memory (as asked)")
@@ -560,6 +562,17 @@ class Importer:
         while rows := result.fetchmany(LINE_ROWS):
             for (s,) in rows:
                 yield s
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc keeps those of freed small blocks, here the fetches'
+    temporaries), so that the sort's arrays do not come on top of them."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def import_logs(

@@ -331,7 +331,7 @@ def test_the_path_is_chosen_by_the_memory_limit_and_said_in_the_summary(tmp_path
         3 * 10**9, 3 * 10**8, 3 * 2**29, None)
     log = write_csv(tmp_path / "log.csv", ROWS)
     meta = import_logs([log], tmp_path / "small", SPEC, Engine(memory_limit="300MB"))
-    assert meta["summary"]["path"] == "in memory (5 rows x 28 bytes within the memory limit 300MB)"
+    assert meta["summary"]["path"] == "in memory (5 rows x 24 bytes within the memory limit 300MB)"
     monkeypatch.setattr(import_arrays, "BYTES_PER_ROW", 10**8)  # as if each row took 100 MB
     meta = import_logs([log], tmp_path / "large", SPEC, Engine(memory_limit="300MB"))
     assert meta["summary"]["path"].startswith("DuckDB, out of core (5 rows x 100000000 bytes in memory would exceed")
