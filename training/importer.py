@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from elcrec.training.data import DataError
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 COMPRESSED = (".gz", ".zst")
-DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share: keeps the peak RSS of a 100 M-row import under 4 GiB (docs/IMPORT.md)
+DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's limit and the in-memory arrays' bound: a 100 M-row import peaks under 4 GiB (docs/IMPORT.md)
 FETCH_ROWS = 8_000_000  # interactions written per chunk: 32 MB of int32
 LINE_ROWS = 100_000
 
@@ -362,9 +363,11 @@ class Importer:
         need = self.kept * arrays.BYTES_PER_ROW
         fits = limit is not None and need <= limit
         if self.engine.in_memory is False or (self.engine.in_memory is None and not fits):
-            self.summary.path = (f"DuckDB, out of core ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes in memory "
-                                 f"would exceed the memory limit {self.engine.memory_limit})" if not fits else
-                                 "DuckDB, out of core (as asked)")
+            self.summary.path = (
+                "DuckDB, out of core (as asked)" if fits else
+                f"DuckDB, out of core (the memory limit {self.engine.memory_limit} is no size in bytes)" if limit is None
+                else f"DuckDB, out of core ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes in memory would exceed "
+                     f"the memory limit {self.engine.memory_limit})")
             return
         self.sql("CREATE TABLE uid AS SELECT u, hash(u) AS h FROM (SELECT DISTINCT u FROM ev) ORDER BY u")
         self.sql("CREATE TABLE iid AS SELECT i, hash(i) AS h FROM (SELECT DISTINCT i FROM ev) ORDER BY i")
@@ -397,22 +400,33 @@ class Importer:
         items = np.empty(self.kept, dtype=np.int32)
         times = np.empty(self.kept, dtype=np.float64) if timed else None
         at = 0
-        for lo in range(0, self.summary.rows_read, arrays.FETCH_ROWS):
-            got = self.sql(f"SELECT rowid AS pos, hash(u) AS hu, hash(i) AS hi{', t' if timed else ''} FROM ev "
-                           f"WHERE rowid >= {lo} AND rowid < {lo + arrays.FETCH_ROWS}").fetchnumpy()
-            pos = np.asarray(got["pos"])
-            order = None if bool(np.all(pos[1:] > pos[:-1])) else np.argsort(pos)  # a scan gives them in order
+        query = (f"SELECT rowid AS pos, hash(u) AS hu, hash(i) AS hi{', t' if timed else ''} FROM ev "
+                 "WHERE rowid >= {lo} AND rowid < {hi}")
 
-            def col(name: str, got: dict[str, Any] = got, order: np.ndarray | None = order) -> np.ndarray:
-                a = np.asarray(got[name])
-                return a if order is None else a[order]
+        def fetch(lo: int) -> dict[str, Any]:
+            return dict(self.sql(query.format(lo=lo, hi=lo + arrays.FETCH_ROWS)).fetchnumpy())
 
-            n = len(pos)
-            users[at : at + n] = users_at.lookup(col("hu"))
-            items[at : at + n] = items_at.lookup(col("hi"))
-            if times is not None:
-                times[at : at + n] = col("t")
-            at += n
+        # DuckDB fetches the next chunk (on its threads, the GIL released) while numpy looks this one up
+        with ThreadPoolExecutor(1) as pool:
+            starts = range(0, self.summary.rows_read, arrays.FETCH_ROWS)
+            pending = pool.submit(fetch, starts[0]) if starts else None
+            for k in range(len(starts)):
+                assert pending is not None
+                got = pending.result()
+                pending = pool.submit(fetch, starts[k + 1]) if k + 1 < len(starts) else None
+                pos = np.asarray(got["pos"])
+                order = None if bool(np.all(pos[1:] > pos[:-1])) else np.argsort(pos)  # a scan gives them in order
+
+                def col(name: str, got: dict[str, Any] = got, order: np.ndarray | None = order) -> np.ndarray:
+                    a = np.asarray(got[name])
+                    return a if order is None else a[order]
+
+                n = len(pos)
+                users[at : at + n] = users_at.lookup(col("hu"))
+                items[at : at + n] = items_at.lookup(col("hi"))
+                if times is not None:
+                    times[at : at + n] = col("t")
+                at += n
         if at != self.kept:
             raise RuntimeError(f"fetched {at} rows of {self.kept}")
         self.con.close()  # frees DuckDB's memory for the arrays
