@@ -26,8 +26,11 @@ def test_time_rank_keeps_the_order_and_the_ties_of_the_times():
     assert rank.tolist() == [0, 2, 1] and bits == 2
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("timed", [True, False])
-def test_rows_sort_by_user_then_time_then_log_order(timed):
+def test_rows_sort_by_user_then_time_then_log_order(monkeypatch, timed, split):
+    monkeypatch.setattr(arrays, "SPLIT_ROWS", 100 if split else 10**9)  # two halves on two threads, or one sort
+    monkeypatch.setattr(arrays, "CHUNK", 300)
     rng = np.random.default_rng(1)
     users = rng.integers(0, 50, 2_000).astype(np.int32)
     items = np.arange(2_000, dtype=np.int32)  # the item is the row's position in the log
