@@ -437,6 +437,7 @@ class Importer:
         self.tick("fetch")
         del users_at, items_at
         self.rows = arrays.Rows(users, items, times)
+        del users, items, times  # the sort frees what it is done with: no reference may stay here
         self.rows.sort()
         self.tick("order")
 
