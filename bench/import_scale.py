@@ -1,7 +1,7 @@
 """Importing interaction logs at scale, and what training holds in memory for such a data set.
 
     python -m bench.import_scale generate --rows 100000000 --out /work/scratch/import   (log.csv, log.parquet)
-    python -m bench.import_scale import LOG --out DIR [--kcore 5] [--engine duckdb|polars]
+    python -m bench.import_scale import LOG --out DIR [--kcore 5] [--engine duckdb|polars] [--memory-limit 300MB]
     python -m bench.import_scale train-memory DIR [--list-users]
 
 `generate` writes a synthetic log with DuckDB: `--users` users drawn uniformly, items of Zipf popularity
@@ -183,6 +183,7 @@ def main() -> None:
     i.add_argument("--out", type=Path, default=None, help="default: a temporary directory, removed after")
     i.add_argument("--kcore", type=int, default=0)
     i.add_argument("--engine", choices=("duckdb", "polars"), default="duckdb")
+    i.add_argument("--memory-limit", default=None, help="elcrec data import's --memory-limit (default: its own)")
     p = sub.add_parser("_polars")
     p.add_argument("log", type=Path)
     p.add_argument("out", type=Path)
@@ -196,11 +197,12 @@ def main() -> None:
     elif args.cmd == "_polars":
         print(json.dumps(polars_pipeline(args.log, args.out, args.kcore)))
     elif args.cmd == "import":
+        extra = ["--memory-limit", args.memory_limit] if args.memory_limit else []
         if args.out is None:
             with tempfile.TemporaryDirectory(dir=args.log.parent) as tmp:
-                result = import_log(args.log, Path(tmp) / "dataset", args.kcore, args.engine, [])
+                result = import_log(args.log, Path(tmp) / "dataset", args.kcore, args.engine, extra)
         else:
-            result = import_log(args.log, args.out, args.kcore, args.engine, [])
+            result = import_log(args.log, args.out, args.kcore, args.engine, extra)
         print(json.dumps(result, indent=2))
     else:
         print(json.dumps(train_memory(args.data, args.list_users), indent=2))

@@ -266,7 +266,7 @@ def data_import(
     kcore: Annotated[int, typer.Option(help="Keep the k-core: users and items with at least this many interactions, iterated until both hold (0 = off)")] = 0,
     min_length: Annotated[int, typer.Option(help="Drop users with fewer interactions (0 = off)")] = 0,
     dedupe_consecutive: Annotated[bool, typer.Option("--dedupe-consecutive", help="Drop consecutive repeats of an item in a user's sequence")] = False,
-    memory_limit: Annotated[str, typer.Option(help="DuckDB's memory limit; beyond it, work spills to a temporary directory beside --out")] = DEFAULT_MEMORY_LIMIT,
+    memory_limit: Annotated[str, typer.Option(help="Memory for the import: DuckDB's limit, and where the k-core and the sort run: in memory where their arrays (28 bytes a row) fit in it, else in DuckDB, which spills to a temporary directory beside --out")] = DEFAULT_MEMORY_LIMIT,
     threads: Annotated[int | None, typer.Option(help="DuckDB threads (default: every core)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out once the new data set is complete")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar")] = True,

@@ -1,16 +1,20 @@
 """`elcrec data import`: interaction logs (CSV/TSV, Parquet, JSON lines; files, directories of parts, globs) into a
 data set directory (training/dataset.py), with DuckDB.
 
-The steps, each a DuckDB statement over the whole log, so that a log larger than memory spills to a temporary
-directory beside the output instead of failing (docs/IMPORT.md has the engine choice and the measurements):
+The steps (docs/IMPORT.md has the engine choice and the measurements):
 
-1. read every file in order into one table (user, item, time, keep), its row id the row's position in the log
-   (files in the order given, a directory's or glob's files by name, then rows in file order);
+1. read every file in order into one DuckDB table (user, item, time, keep), its row id the row's position in the
+   log (files in the order given, a directory's or glob's files by name, then rows in file order);
 2. check times and ratings (the first bad one is reported with its file, row and column), count the rows the
    rating/event filter drops and the rows without a user or item id;
 3. keep the rows that pass the filter and have both ids;
 4. optionally drop consecutive repeats of an item in a user's sequence, then the k-core and the minimum length;
 5. number the items by popularity, sort each user's items by time then position, write the arrays.
+
+Steps 4 and 5 run one of two ways, chosen by the rows kept (`Summary.path` says which): where their integer arrays
+fit in the memory limit, in memory on numpy arrays of user and item codes (training/import_arrays.py), DuckDB
+closed; beyond it, as DuckDB statements on the strings, which spill to a temporary directory beside the output, so
+that a log larger than memory still imports. Both write the same bytes.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +36,13 @@ import numpy as np
 
 from elcrec.model.catalog import Catalog
 from elcrec.training import dataset
+from elcrec.training import import_arrays as arrays
 from elcrec.training.data import DataError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 COMPRESSED = (".gz", ".zst")
-DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's share: keeps the peak RSS of a 100 M-row import under 4 GiB (docs/IMPORT.md)
+DEFAULT_MEMORY_LIMIT = "3GB"  # DuckDB's limit and the in-memory arrays' bound: a 100 M-row import peaks under 4 GiB (docs/IMPORT.md)
 FETCH_ROWS = 8_000_000  # interactions written per chunk: 32 MB of int32
 LINE_ROWS = 100_000
 
@@ -70,6 +77,18 @@ class ImportSpec:
 class Engine:
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     threads: int | None = None  # DuckDB's default: every core
+    in_memory: bool | None = None  # steps 4-5 on numpy arrays; None: where they fit in memory_limit
+
+
+SIZE_UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+              "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes of a size as DuckDB reads memory_limit ('3GB' = 3 * 10^9, '2GiB' = 2 * 2^30); None if it is none."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = SIZE_UNITS.get(m.group(2).lower()) if m else None
+    return int(float(m.group(1)) * unit) if m and unit else None
 
 
 @dataclass
@@ -90,6 +109,7 @@ class Summary:
     interactions: int = 0
     length: dict[str, int] = field(default_factory=dict)
     kcore_passes: int = 0
+    path: str = ""  # where the k-core and the sort ran: in memory or DuckDB (out of core), and why
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -99,6 +119,8 @@ class Summary:
         out += [f"  dropped by {name}: {n:,}" for name, n in self.dropped.items()]
         out.append(f"{self.users:,} users, {self.items:,} items, {self.interactions:,} interactions")
         out.append("sequence length " + ", ".join(f"{k} {v}" for k, v in self.length.items()))
+        if self.path:
+            out.append(f"k-core and order: {self.path}")
         return out
 
 
@@ -196,7 +218,7 @@ class Importer:
     def __init__(self, spec: ImportSpec, engine: Engine, workdir: Path, tick: Callable[[str], None]) -> None:
         import duckdb
 
-        self.spec, self.tick = spec, tick
+        self.spec, self.engine, self.workdir, self.tick = spec, engine, workdir, tick
         self.con = duckdb.connect()
         spill = workdir / "spill"
         spill.mkdir()
@@ -210,6 +232,9 @@ class Importer:
         self.summary = Summary()
         self.sources: list[Source] = []
         self.pos = "ev.rowid"  # a row's position in the log: the row id of the table read, until dedupe copies it
+        self.kept = 0  # rows that pass the filters and have both ids
+        self.rows: arrays.Rows | None = None  # the in-memory path's rows, once numbered
+        self.n_users = self.n_items = 0  # distinct ids numbered (in-memory path)
 
     def sql(self, query: str) -> Any:
         import duckdb
@@ -307,7 +332,7 @@ class Importer:
         if spec.rating is not None or spec.event is not None:
             self.summary.dropped["filter (" + ", ".join(self._filters()) + ")"] = int(filtered)
         self.summary.dropped["null ids"] = int(null_ids)
-        left = self.summary.rows_read - int(filtered) - int(null_ids)
+        left = self.kept = self.summary.rows_read - int(filtered) - int(null_ids)
         if left == 0:
             why = (f"the filter {', '.join(self._filters())} kept no row" if filtered else
                    f"every row lacks a user ({spec.user!r}) or item ({spec.item!r}) id")
@@ -328,9 +353,103 @@ class Importer:
         self.sql("ALTER TABLE raw RENAME TO ev")
         self.tick("kept")
 
+    # -- 3b. the in-memory path: ids to integer codes ------------------------------------------------
+    def number(self) -> None:
+        """Where the arrays fit in the memory limit (or Engine.in_memory says so): number the distinct ids in their
+        external order, fetch the rows as codes (and times) in log order, close DuckDB and sort the rows by user,
+        time and position. Otherwise, or where an id's hash collides with another's or an id holds a line break
+        (the DuckDB path reports those as before), the rows stay in DuckDB."""
+        limit = parse_size(self.engine.memory_limit)
+        need = self.kept * arrays.BYTES_PER_ROW
+        fits = limit is not None and need <= limit
+        if self.engine.in_memory is False or (self.engine.in_memory is None and not fits):
+            self.summary.path = (
+                "DuckDB, out of core (as asked)" if fits else
+                f"DuckDB, out of core (the memory limit {self.engine.memory_limit} is no size in bytes)" if limit is None
+                else f"DuckDB, out of core ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes in memory would exceed "
+                     f"the memory limit {self.engine.memory_limit})")
+            return
+        self.sql("CREATE TABLE uid AS SELECT u, hash(u) AS h FROM (SELECT DISTINCT u FROM ev) ORDER BY u")
+        self.sql("CREATE TABLE iid AS SELECT i, hash(i) AS h FROM (SELECT DISTINCT i FROM ev) ORDER BY i")
+        user_hash = self.sql("SELECT h FROM uid ORDER BY rowid").fetchnumpy()["h"]
+        item_hash = self.sql("SELECT h FROM iid ORDER BY rowid").fetchnumpy()["h"]
+        breaks = self.count("SELECT (SELECT count(*) FROM uid WHERE contains(u, chr(10)) OR contains(u, chr(13))) + "
+                            "(SELECT count(*) FROM iid WHERE contains(i, chr(10)) OR contains(i, chr(13)))")
+        why = ("an id holds a line break" if breaks else
+               "two ids share a hash" if not (arrays.unique_keys(user_hash) and arrays.unique_keys(item_hash))
+               else None)
+        if why:
+            self.sql("DROP TABLE uid")
+            self.sql("DROP TABLE iid")
+            self.summary.path = f"DuckDB ({why})"
+            return
+        self.tick("number")
+        self.n_users = self._id_lines("uid", "u", self.workdir / "users.all")
+        self.n_items = self._id_lines("iid", "i", self.workdir / "items.all")
+        self.sql("DROP TABLE uid")
+        self.sql("DROP TABLE iid")
+        self.tick("id lines")
+        # DuckDB gives back what the arrays will hold (it spills the rest of the log to disk meanwhile)
+        held = (self.kept * arrays.FETCHED_BYTES_PER_ROW + arrays.HashIndex.bytes_for(len(user_hash))
+                + arrays.HashIndex.bytes_for(len(item_hash)) + arrays.FETCH_OVERHEAD)
+        duck = max((limit or need) - held, 256 * 10**6)
+        self.sql(f"SET memory_limit = '{duck // 10**6}MB'")
+        users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash)
+        timed = self.spec.time is not None
+        users = np.empty(self.kept, dtype=np.int32)
+        items = np.empty(self.kept, dtype=np.int32)
+        times = np.empty(self.kept, dtype=np.float64) if timed else None
+        at = 0
+        query = (f"SELECT rowid AS pos, hash(u) AS hu, hash(i) AS hi{', t' if timed else ''} FROM ev "
+                 "WHERE rowid >= {lo} AND rowid < {hi}")
+
+        def fetch(lo: int) -> dict[str, Any]:
+            return dict(self.sql(query.format(lo=lo, hi=lo + arrays.FETCH_ROWS)).fetchnumpy())
+
+        # DuckDB fetches the next chunk (on its threads, the GIL released) while numpy looks this one up
+        with ThreadPoolExecutor(1) as pool:
+            starts = range(0, self.summary.rows_read, arrays.FETCH_ROWS)
+            pending = pool.submit(fetch, starts[0]) if starts else None
+            for k in range(len(starts)):
+                assert pending is not None
+                got = pending.result()
+                pending = pool.submit(fetch, starts[k + 1]) if k + 1 < len(starts) else None
+                pos = np.asarray(got["pos"])
+                order = None if bool(np.all(pos[1:] > pos[:-1])) else np.argsort(pos)  # a scan gives them in order
+
+                def col(name: str, got: dict[str, Any] = got, order: np.ndarray | None = order) -> np.ndarray:
+                    a = np.asarray(got[name])
+                    return a if order is None else a[order]
+
+                n = len(pos)
+                users[at : at + n] = users_at.lookup(col("hu"))
+                items[at : at + n] = items_at.lookup(col("hi"))
+                if times is not None:
+                    times[at : at + n] = col("t")
+                at += n
+        if at != self.kept:
+            raise RuntimeError(f"fetched {at} rows of {self.kept}")
+        self.con.close()  # frees DuckDB's memory for the arrays
+        _trim_heap()
+        self.summary.path = (f"in memory ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes within the memory "
+                             f"limit {self.engine.memory_limit})" if self.engine.in_memory is None else
+                             "in memory (as asked)")
+        self.tick("fetch")
+        del users_at, items_at
+        self.rows = arrays.Rows(users, items, times)
+        del users, items, times  # the sort frees what it is done with: no reference may stay here
+        self.rows.sort()
+        self.tick("order")
+
     # -- 4. filters ---------------------------------------------------------------------------------
     def dedupe(self) -> None:
         if not self.spec.dedupe_consecutive:
+            return
+        if self.rows is not None:
+            repeats = arrays.consecutive_repeats(self.rows.users, self.rows.items)
+            self.summary.dropped["dedupe consecutive"] = int(repeats.sum())
+            self.rows.keep(~repeats)
+            self.tick("dedupe")
             return
         before = self.count("SELECT count(*) FROM ev")
         self.sql(f"CREATE TABLE ev2 AS SELECT u, i, t, pos FROM (SELECT u, i, t, {self.pos} AS pos, lag(i) OVER "
@@ -351,6 +470,9 @@ class Importer:
         leave every item's count as the item step left it (>= k), items removing nothing (after the first pass)
         leave every user as the last user step left them."""
         spec = self.spec
+        if self.rows is not None:
+            self._cores_in_memory(self.rows)
+            return
         kcore_removed = length_removed = 0
         while spec.kcore:
             self.summary.kcore_passes += 1
@@ -375,8 +497,27 @@ class Importer:
             raise DataError(f"nothing to import: {emptied} removed every remaining interaction")
         self.tick("k-core" if spec.kcore else "filters")
 
+    def _cores_in_memory(self, rows: arrays.Rows) -> None:
+        spec = self.spec
+        cores = arrays.Cores(spec.kcore, spec.min_length)
+        alive = cores.run(rows.users, rows.items, self.n_users, self.n_items)
+        if not alive.all():
+            rows.keep(alive)
+        self.summary.kcore_passes = cores.passes
+        if spec.kcore:
+            self.summary.dropped[f"k-core {spec.kcore}"] = cores.kcore_removed
+        if spec.min_length:
+            self.summary.dropped[f"min length {spec.min_length}"] = cores.length_removed
+        if not len(rows.users):
+            emptied = f"the {spec.kcore}-core" if cores.kcore_removed else f"the minimum length {spec.min_length}"
+            raise DataError(f"nothing to import: {emptied} removed every remaining interaction")
+        self.tick("k-core" if spec.kcore else "filters")
+
     # -- 5. order and write -------------------------------------------------------------------------
     def write(self, out: Path) -> None:
+        if self.rows is not None:
+            self._write_in_memory(self.rows, out)
+            return
         # Items by popularity (ties by external id): hot embedding rows sit together, item_ids.txt starts with
         # the best sellers, and the numbering does not depend on how the log was split into files.
         self.sql("CREATE TABLE iorder AS SELECT i, (row_number() OVER (ORDER BY n DESC, i))::INTEGER AS item "
@@ -408,11 +549,45 @@ class Importer:
         self.summary.users, self.summary.items, self.summary.interactions = n_users, n_items, total
         self.tick("write")
 
+    def _write_in_memory(self, rows: arrays.Rows, out: Path) -> None:
+        counts = np.bincount(rows.users, minlength=self.n_users)
+        users = np.flatnonzero(counts)  # codes of the users kept, in their external order
+        lengths = counts[users].astype(np.int64)
+        np.save(out / dataset.OFFSETS, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        ranked, new_id = arrays.popularity_order(rows.items, self.n_items)
+        arrays.write_items(out / dataset.ITEMS, new_id[rows.items])
+        arrays.write_selected_lines(self.workdir / "users.all", users, out / dataset.USERS)
+        arrays.write_selected_lines(self.workdir / "items.all", ranked, out / dataset.ITEM_IDS)
+        self.summary.length = arrays.length_quantiles(lengths)
+        self.summary.users, self.summary.items, self.summary.interactions = len(users), len(ranked), len(rows.items)
+        self.tick("write")
+
+    def _id_lines(self, table: str, col: str, path: Path) -> int:
+        """A table's ids, in row order, one a line (none holds a line break: number() checked)."""
+        n = self.count(f"SELECT count(*) FROM {table}")
+        with open(path, "w", encoding="utf-8", newline="\n") as fh:
+            for lo in range(0, n, arrays.FETCH_ROWS):
+                ids = self.sql(f"SELECT {col} FROM {table} WHERE rowid >= {lo} AND rowid < {lo + arrays.FETCH_ROWS}"
+                               ).fetchnumpy()[col]
+                fh.write("\n".join(ids.tolist()) + "\n")
+        return n
+
     def _strings(self, query: str) -> Iterator[str]:
         result = self.sql(query)
         while rows := result.fetchmany(LINE_ROWS):
             for (s,) in rows:
                 yield s
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc keeps those of freed small blocks, here the fetches'
+    temporaries), so that the sort's arrays do not come on top of them."""
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def import_logs(
@@ -430,7 +605,8 @@ def import_logs(
     sources = resolve_sources(logs)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
-    steps = len(sources) + 5 + int(spec.dedupe_consecutive)  # read each file, check, kept, (dedupe,) filters, order, write
+    # read each file, check, kept, (number,) (dedupe,) filters, order, write
+    steps = len(sources) + 6 + int(spec.dedupe_consecutive)
     bar = tqdm(total=steps, desc="import", unit="step", disable=not progress, leave=False)
 
     started = last = time.perf_counter()
@@ -451,6 +627,7 @@ def import_logs(
         imp.read(sources)
         imp.check()
         imp.keep_rows()
+        imp.number()
         imp.dedupe()
         imp.cores()
         target = work / "dataset"

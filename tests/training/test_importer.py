@@ -188,10 +188,13 @@ def test_the_dataset_loads_memory_mapped_with_a_fingerprint_from_its_hashes(tmp_
         (ROWS, ImportSpec(user="user", item="item", kcore=3), r"nothing to import: the 3-core removed every"),
     ],
 )
-def test_bad_input_names_file_row_and_column_and_writes_nothing(tmp_path, rows, spec, message):
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_bad_input_names_file_row_and_column_and_writes_nothing(tmp_path, rows, spec, message, in_memory):
+    from elcrec.training.importer import Engine
+
     log = write_csv(tmp_path / "log.csv", rows)
     with pytest.raises(DataError, match=message):
-        import_logs([log], tmp_path / "ds", spec)
+        import_logs([log], tmp_path / "ds", spec, Engine(in_memory=in_memory))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]  # no DIR, no temporary directory
 
 
@@ -254,3 +257,105 @@ def test_string_tables_read_ids_back_as_written(tmp_path):
     assert len(table) == len(ids) and list(table) == ids and table[-1] == "x y" and table[5:7] == ids[5:7]
     with pytest.raises(Exception, match="line break"):
         write_lines(tmp_path / "bad.txt", ["a\nb"], "user id")
+
+
+def random_log(n: int, seed: int) -> list[tuple]:
+    """Users and items of uneven popularity, few distinct times (many ties), some rows without an id, repeats."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n):
+        user = "" if k % 97 == 5 else f"u{int(rng.zipf(1.3)) % 60}"
+        item = "" if k % 89 == 7 else f"i{int(rng.zipf(1.5)) % 40}"
+        rows.append((user, item, f"2021-01-0{1 + int(rng.integers(0, 3))} 10:00:00", int(rng.integers(1, 6)),
+                     ("buy", "view")[int(rng.integers(0, 2))]))
+        if k % 11 == 0:
+            rows.append(rows[-1])  # the same item again: a consecutive repeat
+    return rows
+
+
+def written(out: Path) -> dict[str, object]:
+    """What an import leaves, less the timings and which path it took."""
+    meta = json.loads((out / "dataset.json").read_text())
+    summary = {k: v for k, v in meta["summary"].items() if k not in ("seconds", "stage_seconds", "path")}
+    files = {name: (out / name).read_bytes() for name in ("offsets.npy", "items.npy", "users.txt", "item_ids.txt")}
+    return {"files": files, "summary": summary, "sha256": meta["sha256"]}
+
+
+BOTH_PATHS_SPECS = [
+    ImportSpec(user="user", item="item", time="ts"),
+    ImportSpec(user="user", item="item"),
+    ImportSpec(user="user", item="item", time="ts", kcore=3),
+    ImportSpec(user="user", item="item", time="ts", kcore=2, min_length=6, dedupe_consecutive=True),
+    ImportSpec(user="user", item="item", time="ts", rating="rating", min_rating=3, event="event", events=("buy",),
+               min_length=2),
+    ImportSpec(user="user", item="item", dedupe_consecutive=True, kcore=2),
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("spec", BOTH_PATHS_SPECS, ids=range(len(BOTH_PATHS_SPECS)))
+def test_in_memory_and_duckdb_paths_write_the_same_bytes(tmp_path, monkeypatch, fmt, spec):
+    from elcrec.training import import_arrays
+    from elcrec.training.importer import Engine
+
+    rows = random_log(3_000, seed=len(spec.columns()) + spec.kcore)
+    write = write_csv if fmt == "csv" else write_parquet
+    log = write(tmp_path / f"log.{fmt}", [tuple(None if v == "" else v for v in r) for r in rows]
+                if fmt == "parquet" else rows)
+    monkeypatch.setattr(import_arrays, "FETCH_ROWS", 700)  # several fetches, with gaps where rows were dropped
+    monkeypatch.setattr(import_arrays, "CHUNK", 900)
+    monkeypatch.setattr(import_arrays, "SPLIT_ROWS", 500)  # the sort in two halves
+    mem = import_logs([log], tmp_path / "mem", spec, Engine(in_memory=True))
+    duck = import_logs([log], tmp_path / "duck", spec, Engine(in_memory=False))
+    assert mem["summary"]["path"].startswith("in memory") and duck["summary"]["path"].startswith("DuckDB")
+    assert written(tmp_path / "mem") == written(tmp_path / "duck")
+    assert mem["summary"]["interactions"] > 100
+
+
+def test_times_with_fractions_and_nan_order_alike_on_both_paths(tmp_path):
+    from elcrec.training.importer import Engine
+
+    rows = [("u1", "a", 2.5), ("u1", "b", -1), ("u1", "c", "nan"), ("u1", "d", 2.5), ("u1", "e", "-0.0"),
+            ("u1", "f", 0), ("u2", "a", 1e300), ("u2", "b", -1e300)]
+    log = write_csv(tmp_path / "log.csv", rows, header=["user", "item", "ts"])
+    import_logs([log], tmp_path / "mem", SPEC, Engine(in_memory=True))
+    import_logs([log], tmp_path / "duck", SPEC, Engine(in_memory=False))
+    assert written(tmp_path / "mem") == written(tmp_path / "duck")
+    assert sequences(tmp_path / "mem") == {"u1": ["b", "e", "f", "a", "d", "c"], "u2": ["b", "a"]}
+
+
+def test_the_path_is_chosen_by_the_memory_limit_and_said_in_the_summary(tmp_path, monkeypatch):
+    from elcrec.training import import_arrays
+    from elcrec.training.importer import Engine, parse_size
+
+    assert (parse_size("3GB"), parse_size("300MB"), parse_size("1.5 GiB"), parse_size("lots")) == (
+        3 * 10**9, 3 * 10**8, 3 * 2**29, None)
+    log = write_csv(tmp_path / "log.csv", ROWS)
+    meta = import_logs([log], tmp_path / "small", SPEC, Engine(memory_limit="300MB"))
+    assert meta["summary"]["path"] == "in memory (5 rows x 28 bytes within the memory limit 300MB)"
+    monkeypatch.setattr(import_arrays, "BYTES_PER_ROW", 10**8)  # as if each row took 100 MB
+    meta = import_logs([log], tmp_path / "large", SPEC, Engine(memory_limit="300MB"))
+    assert meta["summary"]["path"].startswith("DuckDB, out of core (5 rows x 100000000 bytes in memory would exceed")
+    assert written(tmp_path / "small") == written(tmp_path / "large")
+
+
+def test_a_hash_collision_falls_back_to_duckdb_with_the_same_result(tmp_path, monkeypatch):
+    from elcrec.training import import_arrays
+
+    log = write_csv(tmp_path / "log.csv", ROWS)
+    import_logs([log], tmp_path / "mem", SPEC)
+    monkeypatch.setattr(import_arrays, "unique_keys", lambda keys: False)
+    meta = import_logs([log], tmp_path / "duck", SPEC)
+    assert meta["summary"]["path"] == "DuckDB (two ids share a hash)"
+    assert written(tmp_path / "mem") == written(tmp_path / "duck")
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_id_with_a_line_break_is_refused_on_either_path(tmp_path, in_memory):
+    from elcrec.training.importer import Engine
+
+    log = tmp_path / "log.csv"
+    log.write_text('user,item,ts\n"u\n1",a,1\nu2,a,2\n')
+    with pytest.raises(Exception, match=r"user id 'u\\n1' holds a line break"):
+        import_logs([log], tmp_path / "ds", SPEC, Engine(in_memory=in_memory))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
