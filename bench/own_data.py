@@ -6,8 +6,8 @@ health and category coherence against a k-means fitted on the same encoder.
 
 DIR is a data set made by `elcrec data import`. For each seed S, two runs of the real command line:
   - `elcrec train --data DIR --out WORK/default-sS --catalog FILE --seed S`: nothing else, the defaults;
-  - `elcrec train --data DIR --out WORK/elcm-sS --intent-loss elcm --trade-off 0.1 --seed S`: the paper's intent loss,
-    at the default's weight, the rest the same.
+  - `elcrec train --data DIR --out WORK/elcm-sS --intent-loss elcm --trade-off W --seed S`: the paper's intent loss,
+    at the default's weight W (NO_PRESET's), the rest the same.
 Test NDCG@10 and HIT@10 (reference protocol) come from each version's manifest. For every default model, the readings
 of bench.intent_labels on the test users: effective number, overlap, lift@100 and coherence on --field, for the
 learned intents and for a k-means of as many intents (`elcrec intents fit`'s) on the same encoder.
