@@ -96,7 +96,12 @@ class FrequencyFilter(nn.Module):
         xr = (x * real).float()  # (B, t, d); the filter runs in float32 whatever the model's dtype
         # The inputs past t are the zeros of the padding. float(): the buffer follows the model to bf16/fp16.
         low = torch.matmul(self.low_pass[:t, :t].float(), xr)
-        y = (low + self.sqrt_beta.float().square() * (xr - low)).to(x.dtype)
+        return self.blend(x, xr, low)
+
+    def blend(self, x: torch.Tensor, xr: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """The filter's output from its input `x`, that input in float32 with the padding zeroed (`xr`) and the
+        low-pass of `xr`, position by position (any leading shape: the service's packed rows too)."""
+        y = (low + self.sqrt_beta.float().square().reshape(-1) * (xr - low)).to(x.dtype)
         return self.norm(self.dropout(y) + x)
 
 

@@ -94,8 +94,7 @@ class FusedEncoder(nn.Module):
                 f = block.filter  # FrequencyFilter.forward on the real rows: the padding enters as zeros
                 xr = x.new_zeros(B * t, d).index_copy_(0, at, x).view(B, t, d).float()
                 low = torch.matmul(f.low_pass[:t, :t].float(), xr).reshape(B * t, d)[at]
-                y = (low + f.sqrt_beta.float().square().reshape(1, d) * (x.float() - low)).to(x.dtype)
-                h = block.mix_alpha * f.norm(y + x) + (1.0 - block.mix_alpha) * h
+                h = block.mix_alpha * f.blend(x, x.float(), low) + (1.0 - block.mix_alpha) * h
             x = block.ffn(h)
         return x.new_zeros(B * t, d).index_copy_(0, at, x).view(B, t, d)
 
