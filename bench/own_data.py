@@ -2,12 +2,14 @@
 health and category coherence against a k-means fitted on the same encoder.
 
     python -m bench.own_data --data DIR --catalog FILE --field genre --seeds 1,2,3 --work SCRATCH \
-        [--id-column id --title-column title --multi-sep '|' --catalog-field NAME=COLUMN] [--parallel 2] [--epochs N] [--out docs/bench/own-data-X.json]
+        [--id-column id --title-column title --multi-sep '|' --catalog-field NAME=COLUMN] [--parallel 2] [--epochs N] \
+        [--elcm-weights 0.03,0.1] [--out docs/bench/own-data-X.json]
 
 DIR is a data set made by `elcrec data import`. For each seed S, two runs of the real command line:
   - `elcrec train --data DIR --out WORK/default-sS --catalog FILE --seed S`: nothing else, the defaults;
-  - `elcrec train --data DIR --out WORK/elcm-sS --intent-loss elcm --trade-off W --seed S`: the paper's intent loss,
-    at the default's weight W (NO_PRESET's), the rest the same.
+  - `elcrec train --data DIR --out WORK/elcmW-sS --intent-loss elcm --trade-off W --seed S`: the paper's intent loss,
+    the rest the same, for each weight W of --elcm-weights (default: the default's, NO_PRESET's, so that the two runs
+    differ in the loss alone).
 Test NDCG@10 and HIT@10 (reference protocol) come from each version's manifest. For every default model, the readings
 of bench.intent_labels on the test users: effective number, overlap, lift@100 and coherence on --field, for the
 learned intents and for a k-means of as many intents (`elcrec intents fit`'s) on the same encoder.
@@ -32,8 +34,7 @@ from elcrec.model.catalog import read_catalog
 from elcrec.training.config import NO_PRESET
 
 METRICS = ("NDCG@10", "HIT@10")
-# ELCM at the default's intent-loss weight, so that the two runs differ in the loss alone (`--intent-loss elcm` by
-# itself restores the paper's weight too)
+# ELCM at the default's intent-loss weight unless told (`--intent-loss elcm` by itself restores the paper's weight too)
 ELCM_WEIGHT = NO_PRESET[1]["trade_off"]
 
 
@@ -79,14 +80,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the stores")
     parser.add_argument("--parallel", type=int, default=2, help="training runs at once (one thread each)")
     parser.add_argument("--epochs", type=int, help="cap every run at this many epochs (default: elcrec train's)")
+    parser.add_argument("--elcm-weights", default=f"{ELCM_WEIGHT:g}", help="ELCM's --trade-off values to compare with")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cat_opts = ["--catalog", str(args.catalog), "--id-column", args.id_column, "--title-column", args.title_column,
                 "--multi-sep", args.multi_sep, *(opt for f in args.catalog_field for opt in ("--field", f))]
     cap = ["--epochs", str(args.epochs)] if args.epochs else []
-    runs = [(kind, seed, args.work / f"{kind}-s{seed}", [*extra, *cap]) for seed in seeds
-            for kind, extra in (("default", cat_opts), ("elcm", ["--intent-loss", "elcm", "--trade-off", str(ELCM_WEIGHT)]))]
+    kinds = [("default", cat_opts), *((f"elcm{float(w):g}", ["--intent-loss", "elcm", "--trade-off", f"{float(w):g}"])
+                                      for w in args.elcm_weights.split(","))]
+    runs = [(kind, seed, args.work / f"{kind}-s{seed}", [*extra, *cap]) for seed in seeds for kind, extra in kinds]
     args.work.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.parallel) as pool:
         for job in [pool.submit(train, args.data, store, seed, extra, args.work / f"{kind}-s{seed}.log")
@@ -94,7 +97,7 @@ def main() -> None:
             job.result()
 
     catalog = read_catalog(args.catalog, args.id_column, args.title_column, args.multi_sep, args.catalog_field)
-    ranking: dict[str, list[dict[str, Any]]] = {"default": [], "elcm": []}
+    ranking: dict[str, list[dict[str, Any]]] = {kind: [] for kind, _ in kinds}
     intents: list[dict[str, Any]] = []
     for kind, seed, store, _ in runs:
         ranking[kind].append({"seed": seed, **test_metrics(store)})
@@ -107,7 +110,7 @@ def main() -> None:
         summary[name] = {key: spread([float(r[key]) for r in rows]) for key in ("effective", "overlap", "lift")}
         summary[name]["coherence"] = spread([r["coherence"]["ratio"] or 0.0 for r in rows])
         summary[name]["k"] = rows[0]["k"]
-    for kind in ("default", "elcm"):
+    for kind in ranking:
         print(f"{kind:<22} test " + "  ".join(f"{m} {summary[kind][m]['mean']:.4f} ± {summary[kind][m]['sd']:.4f}"
                                               for m in METRICS))
     for name in ("as stored", "k-means (intents fit)"):

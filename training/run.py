@@ -17,7 +17,14 @@ from elcrec.model.catalog import Catalog
 from elcrec.model.config import ModelConfig
 from elcrec.model.device import describe_device
 from elcrec.training import distributed
-from elcrec.training.config import NO_PRESET, SETTLE_EPOCHS, TrainConfig, check_compatible, preset_settings
+from elcrec.training.config import (
+    NO_PRESET,
+    NO_PRESET_RANKING,
+    SETTLE_EPOCHS,
+    TrainConfig,
+    check_compatible,
+    preset_settings,
+)
 from elcrec.training.data import Interactions
 from elcrec.training.export import export_model, full_metrics
 from elcrec.training.intent_count import describe_record
@@ -34,14 +41,15 @@ def base_settings(
     preset: str | None, improved: bool, improved_intents: bool, intent_loss: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model, training) settings of the preset, with --improved or --improved-intents on top; without one, those of
-    a run without a preset (NO_PRESET: the balanced intent loss), unless `intent_loss` (the flag) chose ELCM."""
+    a run without a preset (NO_PRESET: the balanced intent loss), or only its ranking settings where `intent_loss`
+    (the flag) chose ELCM."""
     if preset is not None:
         return preset_settings(preset, improved, improved_intents)
     if improved or improved_intents:
         flag = "--improved" if improved else "--improved-intents"
         raise ValueError(f"{flag} needs --preset: the improved settings are chosen per data set")
     if intent_loss == "elcm":
-        return {}, {}
+        return {}, dict(NO_PRESET_RANKING)
     return dict(NO_PRESET[0]), dict(NO_PRESET[1])
 
 

@@ -36,7 +36,7 @@ SPEC = SyntheticSpec(n_users=301, n_items=60, n_intents=3, seed=0)
 MODEL = {"n_layers": 1, "n_intents": 4, "d": 16, "dropout": 0.0, "attn_dropout": 0.0, "pooling": "real"}
 TRAIN = {"epochs": 2, "batch_size": 64, "bucket": True}
 CLI_TRAIN = ["--epochs", "2", "--layers", "1", "--intents", "4", "--hidden", "16", "--dropout", "0", "--intent-loss", "elcm",
-             "--batch-size", "64", "--no-progress"]  # the same settings as MODEL and TRAIN
+             "--rec-loss", "bce", "--batch-size", "64", "--no-progress"]  # the same settings as MODEL and TRAIN
 # One step on a given global batch: (model overrides, train overrides, batch size).
 GRAD_CASES: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {
     "fast mode, even batch": ({}, {}, 64),

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from elcrec.training.config import NO_PRESET, PRESETS, TrainConfig
+from elcrec.training.config import NO_PRESET, NO_PRESET_RANKING, PRESETS, TrainConfig
 from elcrec.training.intent_count import (
     MAX_INTENTS,
     MIN_INTENTS,
@@ -45,9 +45,12 @@ def test_without_a_preset_the_intents_are_balanced_and_settled_with_a_preset_elc
     named = resolve_settings(100, base_settings(None, False, False, "balanced"), flags, {"intent_loss": "balanced"})
     assert named.train == default
     chosen = resolve_settings(100, base_settings(None, False, False, "elcm"), flags, {"intent_loss": "elcm"}).train
-    assert chosen == TrainConfig(intent_loss="elcm", bucket=True)  # ELCM as before, at its weight 1
+    # ELCM at its weight 1, with the ranking loss of any run without a preset
+    assert chosen == TrainConfig(intent_loss="elcm", bucket=True, **NO_PRESET_RANKING)
+    assert default.rec_loss == chosen.rec_loss == "sampled"
     for name in PRESETS:
-        assert resolve_settings(100, base_settings(name, False, False), flags, {}).train.intent_loss == "elcm"
+        preset = resolve_settings(100, base_settings(name, False, False), flags, {}).train
+        assert preset.intent_loss == "elcm" and preset.rec_loss == "bce"  # the paper's, untouched
 
 
 HEALTHY = {"users": 900, "intents": 16, "used": 16, "largest": 0.071, "effective": 15.8, "overlap": 0.0123,
