@@ -76,6 +76,18 @@ def test_settled_centers_win_on_two_of_the_three_measures() -> None:
     assert not better_settled(health(5.0, 0.1, 2.0), health(6.0, None, None))  # missing figures count as the worst
 
 
+def test_settled_centers_that_reach_half_of_k_where_the_trained_did_not_are_kept_for_a_little_lift() -> None:
+    def health(effective: float, overlap: float, lift: float) -> IntentHealth:
+        return IntentHealth(users=1500, intents=32, used=32, largest=0.1, effective=effective, overlap=overlap, lift=lift)
+
+    # the synthetic log, seed 3: the vote alone refuses them (more overlap, 3% less lift)
+    trained, settled = health(11.9, 0.025, 4.05), health(24.8, 0.069, 3.92)
+    assert better_settled(trained, settled)
+    assert not better_settled(trained, health(24.8, 0.069, 3.70))  # 9% of the lift is too much for the spread
+    assert not better_settled(trained, health(15.9, 0.069, 3.92))  # still short of K / 2: the vote decides
+    assert not better_settled(health(16.0, 0.025, 4.05), settled)  # the trained ones reached K / 2 already
+
+
 def test_the_settling_temperature_is_the_trainings_unless_told_and_names_no_run() -> None:
     balanced = TrainConfig(intent_loss="balanced", intent_settle=100, intent_temperature=0.3)
     assert balanced.settle_temperature == 0.3
