@@ -1,7 +1,7 @@
 """The in-memory half of `elcrec data import` (training/importer.py): once DuckDB has read the log and numbered
 the distinct user and item ids, the rows are three numpy arrays (user code, item code, time) in log order, and the
 steps that cost most on strings in DuckDB (the k-core's group-bys, the sort by user, time and position) run here
-on integers: a k-core pass is two `np.bincount`s, the order one stable argsort of an int64 key.
+on integers: the k-core keeps counts of live rows per code, the order is a stable radix sort of an int64 key.
 
 Codes: users and items are numbered by their external id's order (DuckDB's `ORDER BY`), so a user's code is its
 row in `users.txt` before the filters, and an item's code breaks popularity ties as `ORDER BY n DESC, i` does.
@@ -11,7 +11,7 @@ table of the distinct ids' hashes (checked free of collisions before use), inste
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,28 +19,41 @@ import numpy as np
 
 from elcrec.training import dataset
 
-# What the arrays cost per row at their peak (the argsort): item codes (4), the int64 sort key (8, which holds the
-# user), the rows of each half (4), the permutation (8) and the stable sort's buffer (up to 4).
-BYTES_PER_ROW = 28
+# What the arrays cost per row at their peak (the sort): item codes (4), the int64 sort key (8, which holds the
+# user), the rows grouped by part (4, below 2^31 rows) and the sorted item codes (4); the part being sorted adds
+# SORT_BYTES_PER_ROW.
+BYTES_PER_ROW = 20
 # While they are fetched DuckDB still holds the log: user and item codes and the time (4 + 4 + 8).
 FETCHED_BYTES_PER_ROW = 16
 CHUNK = 8_000_000  # rows a numpy temporary covers at most
-SPLIT_ROWS = 1_000_000  # from here on the sort runs in two halves on two threads
+SORT_ROWS = 8_000_000  # rows sorted at a time (about: a part ends with a user)
+# A part's sort: its key (8), the radix sort's sorted copy, positions and their buffers (32), its order (8), its
+# item codes in log order (4).
+SORT_BYTES_PER_ROW = 52
 FETCH_ROWS = 2_000_000  # rows fetched from DuckDB at a time
 FETCH_OVERHEAD = 400 * 10**6  # a fetch's temporaries: DuckDB's result, its numpy copy, the lookups' indices
 
 
-class HashIndex:
-    """Distinct 64-bit keys -> their position in `keys`, by linear probing in a table at most half full."""
+def bytes_needed(rows: int) -> int:
+    """The in-memory path's arrays at their peak for `rows` kept rows."""
+    return rows * BYTES_PER_ROW + min(rows, SORT_ROWS) * SORT_BYTES_PER_ROW
 
-    def __init__(self, keys: np.ndarray) -> None:
+
+class HashIndex:
+    """Distinct 64-bit keys -> their position in `keys`, by linear probing in a table at most half full. With
+    `weights` (how often each key will be looked up), of several keys aiming at one slot the heaviest takes it:
+    a lookup that finds its key at home is one probe, and with Zipf-like item popularity most rows then do."""
+
+    def __init__(self, keys: np.ndarray, weights: np.ndarray | None = None) -> None:
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         bits = self.bits_for(len(keys))
         self.mask = np.uint64((1 << bits) - 1)
         self.keys = np.zeros(1 << bits, dtype=np.uint64)
         self.codes = np.full(1 << bits, -1, dtype=np.int32)
         slot = (keys & self.mask).astype(np.intp)
-        pending = np.arange(len(keys), dtype=np.intp)
+        # lightest first: the heaviest of the keys aiming at a free slot writes last (the rule below)
+        pending = (np.arange(len(keys), dtype=np.intp) if weights is None else
+                   np.argsort(weights, kind="stable").astype(np.intp))
         while pending.size:
             s = slot[pending]
             free = self.codes[s] < 0
@@ -114,57 +127,79 @@ class Rows:
     items: np.ndarray
     times: np.ndarray | None
 
-    def sort(self) -> None:
-        """Order by user, then time, then position in the log: a stable argsort of an int64 key (user, time) over
-        rows in log order. The key holds the user, so the user codes go before the argsort and come back from the
-        key after it. From SPLIT_ROWS rows on, the users below the median row and the others are sorted apart, on
-        two threads (numpy sorts without the GIL), and put end to end. The peak is BYTES_PER_ROW."""
+    def sort(self, threads: int | None = None) -> None:
+        """Order by user, then time, then position in the log: a stable sort of an int64 key (user, time) over
+        rows in log order. The sort is torch's (a dependency already, and loaded by the CLI): on integer keys it
+        is a parallel LSD radix sort, stable, several times faster than numpy's merge sort of int64. It holds
+        five of the key's size (the key, its sorted copy, the positions and a buffer for each), so rows go
+        through it a part at a time: parts are ranges of users of about SORT_ROWS rows, their rows grouped in
+        log order (`group_by_part`), sorted one after the other. Users come back from the counts (each user's
+        rows end to end). The peak is `bytes_needed`."""
         n = len(self.users)
         n_users = int(self.users.max()) + 1 if n else 1
-        ubits = max(1, (n_users - 1).bit_length())
-        split = n_users
-        if n >= SPLIT_ROWS:
-            split = int(np.searchsorted(np.cumsum(np.bincount(self.users, minlength=n_users)), n // 2)) + 1
+        counts = np.bincount(self.users, minlength=n_users)
+        first_row = np.cumsum(counts) - counts
+        part_of_user = first_row // SORT_ROWS  # a user's rows stay in one part
+        n_parts = int(part_of_user[-1]) + 1
+        # numpy's stable sort of 8- and 16-bit integers is a radix sort (beyond 65,536 parts, a merge sort)
+        small = np.uint8 if n_parts <= 2**8 else np.uint16 if n_parts <= 2**16 else np.int32
+        part = part_of_user.astype(small)[self.users] if n_parts > 1 else None
         if self.times is None:
-            key, tbits = self.users.astype(np.int64), 0
+            key = self.users.astype(np.int64)
         else:
             # a rank takes at most 31 bits below 2^31 rows, so with the user it fits in 63
-            key, tbits = time_rank(self.times, 63 - ubits)
+            key, tbits = time_rank(self.times, 63 - max(1, (n_users - 1).bit_length()))
             self.times = None
             for k in range(0, n, CHUNK):
                 key[k : k + CHUNK] |= self.users[k : k + CHUNK].astype(np.int64) << tbits
         self.users = np.empty(0, dtype=np.int32)
-        parts: list[tuple[np.ndarray | None, np.ndarray]] = [(None, key)]  # (rows of the part or all, their keys)
-        if split < n_users:
-            low = key < (split << tbits)
-            index = np.int32 if n < 2**31 else np.int64
-            rows = [np.flatnonzero(low).astype(index), np.flatnonzero(~low).astype(index)]
-            del low
-            parts = [(r, key[r]) for r in rows]
-            del key, rows
-        with ThreadPoolExecutor(len(parts)) as pool:
-            orders = list(pool.map(lambda part: np.argsort(part[1], kind="stable"), parts))
-        users = np.empty(n, dtype=np.int32)
-        at = 0
-        for k, order in enumerate(orders):
-            part_key = parts[k][1]
-            for lo in range(0, len(order), CHUNK):
-                o = order[lo : lo + CHUNK]
-                users[at + lo : at + lo + len(o)] = part_key[o] >> tbits
-            parts[k] = (parts[k][0], np.empty(0, dtype=np.int64))  # the key is done with
-            at += len(order)
-        del part_key
-        items = np.empty(n, dtype=np.int32)
-        at = 0
-        for (rows_of, _), order in zip(parts, orders, strict=True):
-            for lo in range(0, len(order), CHUNK):
-                o = order[lo : lo + CHUNK]
-                items[at + lo : at + lo + len(o)] = self.items[o if rows_of is None else rows_of[o]]
-            at += len(order)
-        self.users, self.items = users, items
+        if part is None:
+            items = self.items[radix_argsort(key, threads)]
+        else:
+            rows_by_part, bounds = group_by_part(part, n_parts)
+            del part
+            items = np.empty(n, dtype=np.int32)
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+                rows = rows_by_part[lo:hi]  # ascending: the gathers below read the arrays front to back
+                items[lo:hi] = self.items[rows][radix_argsort(key[rows], threads)]
+        self.users = np.repeat(np.arange(n_users, dtype=np.int32), counts)
+        self.items = items
 
     def keep(self, mask: np.ndarray) -> None:
         self.users, self.items = self.users[mask], self.items[mask]
+
+
+def group_by_part(part: np.ndarray, n_parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows grouped by their part number, in log order within a part, and each part's bounds in the grouping:
+    a counting sort, CHUNK rows at a time (a stable sort of each chunk's part numbers), each chunk's rows of a part
+    appended to that part's."""
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(part, minlength=n_parts))])
+    rows = np.empty(len(part), dtype=np.int32 if len(part) < 2**31 else np.int64)
+    filled = bounds[:-1].copy()
+    for lo in range(0, len(part), CHUNK):
+        chunk = part[lo : lo + CHUNK]
+        order = np.argsort(chunk, kind="stable").astype(rows.dtype) + lo
+        ends = np.cumsum(np.bincount(chunk, minlength=n_parts))
+        for p in np.flatnonzero(np.diff(ends, prepend=0)).tolist():
+            start = int(ends[p - 1]) if p else 0
+            m = int(ends[p]) - start
+            rows[filled[p] : filled[p] + m] = order[start : start + m]
+            filled[p] += m
+    return rows, bounds
+
+
+def radix_argsort(key: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """The stable argsort of non-negative int64 keys, by torch's radix sort on `threads` threads (default: every
+    core). torch.sort(stable=True) gives numpy's stable order whichever algorithm it picks."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        _, order = torch.sort(torch.from_numpy(key), stable=True)
+    finally:
+        torch.set_num_threads(before)
+    return order.numpy()
 
 
 def consecutive_repeats(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -186,33 +221,40 @@ class Cores:
     dropped: dict[str, int] = field(default_factory=dict)
 
     def run(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
-        """The mask of rows kept."""
+        """The mask of rows kept. Each code's count of live rows is kept up to date from the rows that die (few,
+        after the first pass), instead of counting every live row again at each step; a step whose codes all
+        hold costs no pass over the rows."""
         alive = np.ones(len(users), dtype=bool)
+        user_rows = np.bincount(users, minlength=n_users)
+        item_rows = np.bincount(items, minlength=n_items)
 
-        def delete(codes: np.ndarray, n: int, below: int) -> int:
+        def delete(codes: np.ndarray, rows_of: np.ndarray, below: int) -> int:
+            """Drop the live rows of codes with fewer than `below` live rows; the number of rows dropped."""
             if below <= 0:
                 return 0
-            counts = np.bincount(codes[alive], minlength=n)
-            gone = alive & (counts[codes] < below)
-            k = int(gone.sum())
-            if k:
-                alive[gone] = False
-            return k
+            low = (rows_of < below) & (rows_of > 0)
+            if not low.any():
+                return 0
+            gone = np.flatnonzero(low[codes] & alive)
+            alive[gone] = False
+            user_rows[:] -= np.bincount(users[gone], minlength=n_users)
+            item_rows[:] -= np.bincount(items[gone], minlength=n_items)
+            return len(gone)
 
         while self.kcore:
             self.passes += 1
-            n = delete(items, n_items, self.kcore)
+            n = delete(items, item_rows, self.kcore)
             self.kcore_removed += n
             if not n and self.passes > 1:
                 break
-            n = delete(users, n_users, self.kcore)
+            n = delete(users, user_rows, self.kcore)
             self.kcore_removed += n
-            m = delete(users, n_users, self.min_length) if self.min_length > self.kcore else 0
+            m = delete(users, user_rows, self.min_length) if self.min_length > self.kcore else 0
             self.length_removed += m
             if not n + m:
                 break
         if self.min_length and not self.kcore:
-            self.length_removed += delete(users, n_users, self.min_length)
+            self.length_removed += delete(users, user_rows, self.min_length)
         return alive
 
 

@@ -360,19 +360,22 @@ class Importer:
         time and position. Otherwise, or where an id's hash collides with another's or an id holds a line break
         (the DuckDB path reports those as before), the rows stay in DuckDB."""
         limit = parse_size(self.engine.memory_limit)
-        need = self.kept * arrays.BYTES_PER_ROW
+        need = arrays.bytes_needed(self.kept)
         fits = limit is not None and need <= limit
         if self.engine.in_memory is False or (self.engine.in_memory is None and not fits):
             self.summary.path = (
                 "DuckDB, out of core (as asked)" if fits else
                 f"DuckDB, out of core (the memory limit {self.engine.memory_limit} is no size in bytes)" if limit is None
-                else f"DuckDB, out of core ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes in memory would exceed "
+                else f"DuckDB, out of core ({self.kept:,} rows: {need:,} bytes of arrays in memory would exceed "
                      f"the memory limit {self.engine.memory_limit})")
             return
         self.sql("CREATE TABLE uid AS SELECT u, hash(u) AS h FROM (SELECT DISTINCT u FROM ev) ORDER BY u")
-        self.sql("CREATE TABLE iid AS SELECT i, hash(i) AS h FROM (SELECT DISTINCT i FROM ev) ORDER BY i")
+        # the items' rows too (as cheap as DISTINCT): the popular items get the first probe of the hash index
+        self.sql("CREATE TABLE iid AS SELECT i, hash(i) AS h, n FROM (SELECT i, count(*) AS n FROM ev GROUP BY i) "
+                 "ORDER BY i")
         user_hash = self.sql("SELECT h FROM uid ORDER BY rowid").fetchnumpy()["h"]
-        item_hash = self.sql("SELECT h FROM iid ORDER BY rowid").fetchnumpy()["h"]
+        got = self.sql("SELECT h, n FROM iid ORDER BY rowid").fetchnumpy()
+        item_hash, item_rows = got["h"], got["n"]
         breaks = self.count("SELECT (SELECT count(*) FROM uid WHERE contains(u, chr(10)) OR contains(u, chr(13))) + "
                             "(SELECT count(*) FROM iid WHERE contains(i, chr(10)) OR contains(i, chr(13)))")
         why = ("an id holds a line break" if breaks else
@@ -394,7 +397,7 @@ class Importer:
                 + arrays.HashIndex.bytes_for(len(item_hash)) + arrays.FETCH_OVERHEAD)
         duck = max((limit or need) - held, 256 * 10**6)
         self.sql(f"SET memory_limit = '{duck // 10**6}MB'")
-        users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash)
+        users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash, item_rows)
         timed = self.spec.time is not None
         users = np.empty(self.kept, dtype=np.int32)
         items = np.empty(self.kept, dtype=np.int32)
@@ -431,14 +434,14 @@ class Importer:
             raise RuntimeError(f"fetched {at} rows of {self.kept}")
         self.con.close()  # frees DuckDB's memory for the arrays
         _trim_heap()
-        self.summary.path = (f"in memory ({self.kept:,} rows x {arrays.BYTES_PER_ROW} bytes within the memory "
-                             f"limit {self.engine.memory_limit})" if self.engine.in_memory is None else
+        self.summary.path = (f"in memory ({self.kept:,} rows: {need:,} bytes of arrays within the memory limit "
+                             f"{self.engine.memory_limit})" if self.engine.in_memory is None else
                              "in memory (as asked)")
         self.tick("fetch")
         del users_at, items_at
         self.rows = arrays.Rows(users, items, times)
         del users, items, times  # the sort frees what it is done with: no reference may stay here
-        self.rows.sort()
+        self.rows.sort(self.engine.threads)
         self.tick("order")
 
     # -- 4. filters ---------------------------------------------------------------------------------

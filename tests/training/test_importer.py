@@ -304,7 +304,7 @@ def test_in_memory_and_duckdb_paths_write_the_same_bytes(tmp_path, monkeypatch, 
                 if fmt == "parquet" else rows)
     monkeypatch.setattr(import_arrays, "FETCH_ROWS", 700)  # several fetches, with gaps where rows were dropped
     monkeypatch.setattr(import_arrays, "CHUNK", 900)
-    monkeypatch.setattr(import_arrays, "SPLIT_ROWS", 500)  # the sort in two halves
+    monkeypatch.setattr(import_arrays, "SORT_ROWS", 500)  # the sort in parts
     mem = import_logs([log], tmp_path / "mem", spec, Engine(in_memory=True))
     duck = import_logs([log], tmp_path / "duck", spec, Engine(in_memory=False))
     assert mem["summary"]["path"].startswith("in memory") and duck["summary"]["path"].startswith("DuckDB")
@@ -332,10 +332,11 @@ def test_the_path_is_chosen_by_the_memory_limit_and_said_in_the_summary(tmp_path
         3 * 10**9, 3 * 10**8, 3 * 2**29, None)
     log = write_csv(tmp_path / "log.csv", ROWS)
     meta = import_logs([log], tmp_path / "small", SPEC, Engine(memory_limit="300MB"))
-    assert meta["summary"]["path"] == "in memory (5 rows x 28 bytes within the memory limit 300MB)"
+    assert meta["summary"]["path"] == "in memory (5 rows: 360 bytes of arrays within the memory limit 300MB)"
     monkeypatch.setattr(import_arrays, "BYTES_PER_ROW", 10**8)  # as if each row took 100 MB
     meta = import_logs([log], tmp_path / "large", SPEC, Engine(memory_limit="300MB"))
-    assert meta["summary"]["path"].startswith("DuckDB, out of core (5 rows x 100000000 bytes in memory would exceed")
+    assert meta["summary"]["path"].startswith("DuckDB, out of core (5 rows: 500,000,260 bytes of arrays in memory "
+                                                "would exceed")
     assert written(tmp_path / "small") == written(tmp_path / "large")
 
 
