@@ -76,7 +76,7 @@ class ImportSpec:
 @dataclass(frozen=True)
 class Engine:
     memory_limit: str = DEFAULT_MEMORY_LIMIT
-    threads: int | None = None  # DuckDB's default: every core
+    threads: int | None = None  # DuckDB's and the sort's; default: every core
     in_memory: bool | None = None  # steps 4-5 on numpy arrays; None: where they fit in memory_limit
 
 
