@@ -146,10 +146,11 @@ ADDED_LATER = defaults(TrainConfig, ("samples", "batches", "ema", "label_smoothi
 # docs/research/INTENTS-NOTES.md, *Settling the centers*).
 SETTLE_EPOCHS = 100
 
-# `elcrec train` without --preset, whatever the intent loss: a softmax over the target and 1024 negatives shared by
-# the batch instead of the paper's BCE with one negative. It ranked 9% higher on MovieLens 100K at equal epochs, and its
-# cost does not grow with the catalog (a full softmax would at a million items). `--rec-loss bce` restores the paper's.
-NO_PRESET_RANKING: dict[str, Any] = {"rec_loss": "sampled", "n_negatives": 1024}
+# `elcrec train` without --preset, whatever the intent loss: a softmax over the target and the negatives shared by
+# the batch (TrainConfig.n_negatives) instead of the paper's BCE with one negative. It ranked higher on MovieLens 100K
+# (docs/research/INTENTS-NOTES.md, *Defaults without a preset*), and its cost does not grow with the catalog (a full
+# softmax would at a million items). `--rec-loss bce` restores the paper's.
+NO_PRESET_RANKING: dict[str, Any] = {"rec_loss": "sampled"}
 
 # `elcrec train` without --preset: (model, training) settings under the flags. The intents are learned balanced: the
 # paper's ELCM collapsed on a log that is not a benchmark where the balanced loss kept every intent in use. Its weight

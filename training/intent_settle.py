@@ -43,8 +43,8 @@ SETTLE_MAX_STEPS = 10_000
 TIE = 0.01
 # Settled centers that spread the users over at least half of the K intents (effective number >= K / 2, the spread
 # the defaults promise) where the trained ones did not are kept, unless they lose more than this share of the
-# trained lift@100: on the synthetic log (seed 3) the vote refused centers settled from an effective 11.9 of 32 to
-# 24.8 for 3% of lift (docs/research/INTENTS-NOTES.md, *Defaults without a preset*).
+# trained lift@100: the vote alone refused such centers on a synthetic log, for a little lift
+# (docs/research/INTENTS-NOTES.md, *Defaults without a preset*).
 SPREAD_LIFT_LOSS = 0.05
 
 
