@@ -3,6 +3,7 @@
     python -m bench.import_scale generate --rows 100000000 --out /work/scratch/import   (log.csv, log.parquet)
     python -m bench.import_scale import LOG --out DIR [--kcore 5] [--engine duckdb|polars] [--memory-limit 300MB]
     python -m bench.import_scale train-memory DIR [--list-users]
+    python -m bench.import_scale parquet-floor LOG.parquet     (needs pyarrow, which elcrec does not depend on)
 
 `generate` writes a synthetic log with DuckDB: `--users` users drawn uniformly, items of Zipf popularity
 (P(rank r) ~ 1/r over `--items` items), a timestamp within 2020 and a rating 1..5; columns user_id, item_id, ts,
@@ -11,6 +12,11 @@ rating. Rows are a hash of the row number, so the same arguments give the same l
 `import` runs the import in a child process (`python -m elcrec data import`, or the polars pipeline below with
 `--engine polars`) and reports wall time, rows/s and the child's peak RSS (`/usr/bin/time -v`), with
 /proc/loadavg before and after: two cores here are shared with other jobs.
+
+`parquet-floor` times, in a child process, the string work that any importer of a Parquet log with text ids must do
+before it can sort: read the two id columns and the time, and number each id column (one dictionary over the whole
+column), with pyarrow's Parquet reader and hash kernels on two threads instead of DuckDB's: whether another engine
+would leave room for 3 M rows/s on these two cores (docs/IMPORT.md).
 
 `train-memory` loads an imported data set (memory-mapped) and builds what the Trainer builds before its first batch
 (splits, negative sampler, model, optimizer), then runs one batch; it reports the peak RSS (ru_maxrss) after each
@@ -136,6 +142,35 @@ def polars_pipeline(log: Path, out: Path, kcore: int) -> dict[str, Any]:
     return {"rows_read": rows_read, "interactions": df.height, "users": counts.height, "items": items.height}
 
 
+def parquet_floor(log: Path) -> dict[str, Any]:
+    """Seconds of pyarrow reading user_id, item_id and ts, then dictionary-encoding each id column whole."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        sys.exit("parquet-floor needs pyarrow (pip install pyarrow); elcrec itself does not use it")
+    pa.set_cpu_count(2)
+    pa.set_io_thread_count(2)
+    seconds = {}
+    start = time.perf_counter()
+    table = pq.read_table(log, columns=["user_id", "item_id", "ts"])
+    seconds["read"] = time.perf_counter() - start
+    distinct = {}
+    for column in ("user_id", "item_id"):
+        start = time.perf_counter()
+        # one array, so that the dictionary is the column's, not one per row group
+        codes = pc.dictionary_encode(table.column(column).combine_chunks())
+        seconds[f"number {column}"] = time.perf_counter() - start
+        distinct[column] = len(codes.dictionary)
+        del codes
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rows": table.num_rows, "distinct": distinct, "pyarrow": pa.__version__,
+            "stage_seconds": {k: round(v, 1) for k, v in seconds.items()},
+            "total_seconds": round(sum(seconds.values()), 1),
+            "cpu_seconds_self": round(usage.ru_utime + usage.ru_stime, 1)}
+
+
 def peak_mib() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
@@ -188,6 +223,9 @@ def main() -> None:
     p.add_argument("log", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("kcore", type=int)
+    f = sub.add_parser("parquet-floor")
+    f.add_argument("log", type=Path)
+    f.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     m = sub.add_parser("train-memory")
     m.add_argument("data", type=Path)
     m.add_argument("--list-users", action="store_true")
@@ -196,6 +234,14 @@ def main() -> None:
         print(json.dumps(generate(args.out, args.rows, args.users, args.items), indent=2))
     elif args.cmd == "_polars":
         print(json.dumps(polars_pipeline(args.log, args.out, args.kcore)))
+    elif args.cmd == "parquet-floor":
+        if args.child:
+            print(json.dumps(parquet_floor(args.log)))
+        else:
+            result = timed_child([sys.executable, "-m", "bench.import_scale", "parquet-floor", str(args.log), "--child"])
+            if result["returncode"] == 0:
+                result.update(json.loads(result.pop("stdout_tail").strip().splitlines()[-1]))
+            print(json.dumps(result, indent=2))
     elif args.cmd == "import":
         extra = ["--memory-limit", args.memory_limit] if args.memory_limit else []
         if args.out is None:
