@@ -1,13 +1,15 @@
 """Importing interaction logs at scale, and what training holds in memory for such a data set.
 
-    python -m bench.import_scale generate --rows 100000000 --out /work/scratch/import   (log.csv, log.parquet)
+    python -m bench.import_scale generate --rows 100000000 --out /work/scratch/import   (log.csv, log.parquet,
+        log_int.parquet)
     python -m bench.import_scale import LOG --out DIR [--kcore 5] [--engine duckdb|polars] [--memory-limit 300MB]
     python -m bench.import_scale train-memory DIR [--list-users]
     python -m bench.import_scale parquet-floor LOG.parquet     (needs pyarrow, which elcrec does not depend on)
 
 `generate` writes a synthetic log with DuckDB: `--users` users drawn uniformly, items of Zipf popularity
 (P(rank r) ~ 1/r over `--items` items), a timestamp within 2020 and a rating 1..5; columns user_id, item_id, ts,
-rating. Rows are a hash of the row number, so the same arguments give the same log.
+rating. Rows are a hash of the row number, so the same arguments give the same log. log_int.parquet is the same
+log with the ids as numbers (the text's digits).
 
 `import` runs the import in a child process (`python -m elcrec data import`, or the polars pipeline below with
 `--engine polars`) and reports wall time, rows/s and the child's peak RSS (`/usr/bin/time -v`), with
@@ -55,9 +57,14 @@ def generate(out: Path, rows: int, users: int, items: int, threads: int = 2) -> 
                1 + hash(i, 4) % 5 AS rating
         FROM range({rows}) t(i)"""
     took = {}
-    for name, fmt in (("log.csv", "(HEADER)"), ("log.parquet", "(FORMAT parquet, ROW_GROUP_SIZE 1000000)")):
+    # the same log with the ids as numbers (the text less its letter, BIGINT), as a database would number them
+    numeric = ("SELECT CAST(substr(user_id, 2) AS BIGINT) AS user_id, CAST(substr(item_id, 2) AS BIGINT) AS item_id, "
+               f"ts, rating FROM ({select})")
+    parquet = "(FORMAT parquet, ROW_GROUP_SIZE 1000000)"
+    for name, query, fmt in (("log.csv", select, "(HEADER)"), ("log.parquet", select, parquet),
+                             ("log_int.parquet", numeric, parquet)):
         start = time.perf_counter()
-        con.execute(f"COPY ({select}) TO '{out / name}' {fmt}")
+        con.execute(f"COPY ({query}) TO '{out / name}' {fmt}")
         took[name] = {"seconds": round(time.perf_counter() - start, 1), "bytes": (out / name).stat().st_size}
     return {"rows": rows, "users": users, "items": items, "files": took}
 

@@ -6,7 +6,9 @@ on integers: the k-core keeps counts of live rows per code, the order is a stabl
 Codes: users and items are numbered by their external id's order (DuckDB's `ORDER BY`), so a user's code is its
 row in `users.txt` before the filters, and an item's code breaks popularity ties as `ORDER BY n DESC, i` does.
 Rows reach their codes through `HashIndex`: DuckDB's 64-bit `hash()` of the id, looked up in an open-addressing
-table of the distinct ids' hashes (checked free of collisions before use), instead of a join on strings.
+table of the distinct ids' hashes (checked free of collisions before use), instead of a join on strings. Ids that
+are integers over a range not much wider than their number (the usual numbering of a database's rows) take
+`DirectIndex` instead: a table over the range, one read a row.
 """
 
 from __future__ import annotations
@@ -90,6 +92,36 @@ class HashIndex:
     def bytes_for(n: int) -> int:
         """The table's bytes (keys and codes) and its building's temporaries for n keys."""
         return (1 << HashIndex.bits_for(n)) * 12 + n * 40
+
+
+class DirectIndex:
+    """Distinct integer ids -> their position in `ids`, by a table over min(ids)..max(ids)."""
+
+    # The table may span this many slots per id (4 bytes each): at most 16 bytes an id, less than HashIndex takes.
+    SPREAD = 4
+
+    def __init__(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        self.low = int(ids.min()) if len(ids) else 0
+        self.codes = np.full(self.span(ids), -1, dtype=np.int32)
+        self.codes[ids - self.low] = np.arange(len(ids), dtype=np.int32)
+
+    @staticmethod
+    def span(ids: np.ndarray) -> int:
+        return int(ids.max()) - int(ids.min()) + 1 if len(ids) else 0
+
+    @classmethod
+    def fits(cls, ids: np.ndarray) -> bool:
+        """Whether the ids' range is narrow enough for a table (1,024 slots are always allowed)."""
+        return cls.span(ids) <= cls.SPREAD * len(ids) + 1024
+
+    @classmethod
+    def bytes_for(cls, ids: np.ndarray) -> int:
+        return cls.span(ids) * 4
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Positions of ids that are all in the index (the caller's guarantee, as HashIndex.lookup's)."""
+        return self.codes[np.asarray(ids, dtype=np.int64) - self.low]
 
 
 def unique_keys(keys: np.ndarray) -> bool:

@@ -190,8 +190,12 @@ def _time_expr(col: str, kind: str) -> str:
     c = _quote(col)
     if kind.startswith(NUMERIC):
         return f"CAST({c} AS DOUBLE)"
+    if kind.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
+        return f"epoch_us({c}) / 1e6"
     if kind.startswith(("TIMESTAMP", "DATE")):
-        return f"epoch_us(CAST({c} AS TIMESTAMPTZ)) / 1e6"
+        # a time without a zone is UTC (the session's zone), as in text; the cast to TIMESTAMPTZ that says the same
+        # took 4 of the 7 s of reading 100 M Parquet rows (docs/IMPORT.md, *Numeric ids*)
+        return f"epoch_us(CAST({c} AS TIMESTAMP)) / 1e6"
     v = f"CAST({c} AS VARCHAR)"
     # 'YYYY-MM-DD HH:MM:SS' and 'YYYY-MM-DD' (the usual forms) take the plain cast, a third faster than the
     # time-zone-aware one that the rest need (an offset such as +02:00, which the plain cast would ignore).
@@ -201,7 +205,17 @@ def _time_expr(col: str, kind: str) -> str:
             f"ELSE coalesce(TRY_CAST({v} AS DOUBLE), epoch_us(TRY_CAST({v} AS TIMESTAMPTZ)) / 1e6) END")
 
 
-def _id_expr(col: str) -> str:
+# Id columns of these types (Parquet's integers; CSV and JSON lines are read as text) stay numbers where every file
+# has them so: DuckDB reads, numbers and hashes 100 M of them in a fraction of the time their text takes
+# (docs/IMPORT.md, *Numeric ids*). Their text (`_text`) orders them and is written, as a text id would be.
+INTEGER_IDS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+INT32_IDS = ("TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT")
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def _id_expr(col: str, kind: str = "VARCHAR") -> str:
+    if kind != "VARCHAR":
+        return f"CAST({_quote(col)} AS {kind})"
     v = f"CAST({_quote(col)} AS VARCHAR)"
     return f"CASE WHEN trim({v}) = '' THEN NULL ELSE {v} END"
 
@@ -235,6 +249,11 @@ class Importer:
         self.kept = 0  # rows that pass the filters and have both ids
         self.rows: arrays.Rows | None = None  # the in-memory path's rows, once numbered
         self.n_users = self.n_items = 0  # distinct ids numbered (in-memory path)
+        self.numeric = {"u": False, "i": False}  # id columns kept as numbers (INTEGER_IDS), set by read
+
+    def text(self, col: str) -> str:
+        """The id column `col` ("u" or "i") as text: what orders the ids and what is written for them."""
+        return f"CAST({col} AS VARCHAR)" if self.numeric[col] else col
 
     def sql(self, query: str) -> Any:
         import duckdb
@@ -265,14 +284,14 @@ class Importer:
         import duckdb
 
         spec = self.spec
-        self.sql("CREATE TABLE raw (u VARCHAR, i VARCHAR, t DOUBLE, keep BOOLEAN)")
+        described: list[tuple[Source, str, dict[str, str]]] = []
         for src in sources:
             reader = _reader(src)
             try:
-                described = self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+                rows = self.con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
             except duckdb.Error as exc:
                 raise DataError(f"{src.path}: cannot be read as {src.format}: {_duckdb_message(exc)}") from None
-            types = {str(row[0]): str(row[1]) for row in described}
+            types = {str(row[0]): str(row[1]) for row in rows}
             missing = [f"--{opt} {col!r}" for opt, col in spec.columns().items() if col not in types]
             if missing and src.format in ("csv", "tsv") and len(types) == 1 and any(c in next(iter(types))
                                                                                   for c in ",;\t|"):
@@ -286,6 +305,16 @@ class Importer:
                 src.columns = list(types)
                 reader = _reader(src, src.columns)
                 types = dict.fromkeys(types, "VARCHAR")
+            described.append((src, reader, types))
+        kinds = {}
+        for col, name in (("u", spec.user), ("i", spec.item)):
+            self.numeric[col] = all(types[name] in INTEGER_IDS for _, _, types in described)
+            # 32 bits where every value fits: the table then stays within the memory limit (docs/IMPORT.md)
+            kinds[col] = ("VARCHAR" if not self.numeric[col] else
+                          "INTEGER" if all(self._int32(src, name, types[name]) for src, _, types in described)
+                          else "BIGINT")
+        self.sql(f"CREATE TABLE raw (u {kinds['u']}, i {kinds['i']}, t DOUBLE, keep BOOLEAN)")
+        for src, reader, types in described:
             t = _time_expr(spec.time, types[spec.time]) if spec.time else "NULL"
             keep = ["TRUE"]
             if spec.rating is not None:
@@ -299,13 +328,26 @@ class Importer:
             src.first_row = self.summary.rows_read
             try:
                 src.rows = int(self.con.execute(
-                    f"INSERT INTO raw SELECT {_id_expr(spec.user)}, {_id_expr(spec.item)}, {t}, "
+                    f"INSERT INTO raw SELECT {_id_expr(spec.user, kinds['u'])}, {_id_expr(spec.item, kinds['i'])}, {t}, "
                     f"{' AND '.join(keep)} FROM {reader}").fetchone()[0])  # type: ignore[index]
             except duckdb.Error as exc:
                 raise DataError(f"{src.path}: {_duckdb_message(exc)}") from None
             self.summary.rows_read += src.rows
             self.sources.append(src)
             self.tick(f"read {src.path.name}")
+
+    def _int32(self, src: Source, col: str, kind: str) -> bool:
+        """Whether every value of an integer column fits in 32 bits: by its type, else by the Parquet file's
+        statistics (every row group's minimum and maximum; a file without them says no)."""
+        if kind in INT32_IDS:
+            return True
+        if src.format != "parquet":
+            return False
+        n, known, low, high = self.con.execute(
+            "SELECT count(*), count(TRY_CAST(stats_min_value AS HUGEINT)) + count(TRY_CAST(stats_max_value AS HUGEINT)), "
+            "min(TRY_CAST(stats_min_value AS HUGEINT)), max(TRY_CAST(stats_max_value AS HUGEINT)) "
+            f"FROM parquet_metadata({_literal(str(src.path))}) WHERE path_in_schema = {_literal(col)}").fetchone() or (0, 0, None, None)
+        return bool(n) and known == 2 * n and INT32[0] <= low and high <= INT32[1]
 
     def where(self, pos: int) -> tuple[Source, int]:
         """The file and 1-based row of a position in the log."""
@@ -382,41 +424,54 @@ class Importer:
                 else f"DuckDB, out of core ({self.kept:,} rows: {need:,} bytes of arrays in memory would exceed "
                      f"the memory limit {self.engine.memory_limit})")
             return
-        self.sql("CREATE TABLE uid AS SELECT u, hash(u) AS h FROM (SELECT DISTINCT u FROM ev) ORDER BY u")
+        self.sql(f"CREATE TABLE uid AS SELECT u, hash(u) AS h FROM (SELECT DISTINCT u FROM ev) ORDER BY {self.text('u')}")
         # the items' rows too (as cheap as DISTINCT): the popular items get the first probe of the hash index
         self.sql("CREATE TABLE iid AS SELECT i, hash(i) AS h, n FROM (SELECT i, count(*) AS n FROM ev GROUP BY i) "
-                 "ORDER BY i")
-        user_hash = self.numpy("SELECT h FROM uid ORDER BY rowid")["h"]
-        got = self.numpy("SELECT h, n FROM iid ORDER BY rowid")
-        item_hash, item_rows = got["h"], got["n"]
-        breaks = self.count("SELECT (SELECT count(*) FROM uid WHERE contains(u, chr(10)) OR contains(u, chr(13))) + "
-                            "(SELECT count(*) FROM iid WHERE contains(i, chr(10)) OR contains(i, chr(13)))")
+                 f"ORDER BY {self.text('i')}")
+        item_rows = self.numpy("SELECT n FROM iid ORDER BY rowid")["n"]
+        # per id column: what a row is looked up by (its number, or its hash) and the index of the distinct ids
+        keyed: dict[str, tuple[str, np.ndarray]] = {}
+        for column, table in (("u", "uid"), ("i", "iid")):
+            ids = self.numpy(f"SELECT {column} FROM {table} ORDER BY rowid")[column] if self.numeric[column] else None
+            keyed[column] = ((column, ids) if ids is not None and arrays.DirectIndex.fits(ids) else
+                             (f"hash({column})", self.numpy(f"SELECT h FROM {table} ORDER BY rowid")["h"]))
+        breaks = sum(self.count(f"SELECT count(*) FROM {table} WHERE contains({col}, chr(10)) OR contains({col}, chr(13))")
+                     for table, col in (("uid", "u"), ("iid", "i")) if not self.numeric[col])
+        hashed = [keys for expr, keys in keyed.values() if expr.startswith("hash(")]
         why = ("an id holds a line break" if breaks else
-               "two ids share a hash" if not (arrays.unique_keys(user_hash) and arrays.unique_keys(item_hash))
-               else None)
+               "two ids share a hash" if not all(arrays.unique_keys(keys) for keys in hashed) else None)
         if why:
             self.sql("DROP TABLE uid")
             self.sql("DROP TABLE iid")
             self.summary.path = f"DuckDB ({why})"
             return
         self.tick("number")
-        self.n_users = self._id_lines("uid", "u", self.workdir / "users.all")
-        self.n_items = self._id_lines("iid", "i", self.workdir / "items.all")
+        self.n_users = self._id_lines("uid", self.text("u"), self.workdir / "users.all")
+        self.n_items = self._id_lines("iid", self.text("i"), self.workdir / "items.all")
         self.sql("DROP TABLE uid")
         self.sql("DROP TABLE iid")
         self.tick("id lines")
+
+        def index_bytes(col: str) -> int:
+            expr, keys = keyed[col]
+            return arrays.HashIndex.bytes_for(len(keys)) if expr.startswith("hash(") else arrays.DirectIndex.bytes_for(keys)
+
         # DuckDB gives back what the arrays will hold (it spills the rest of the log to disk meanwhile)
-        held = (self.kept * arrays.FETCHED_BYTES_PER_ROW + arrays.HashIndex.bytes_for(len(user_hash))
-                + arrays.HashIndex.bytes_for(len(item_hash)) + arrays.FETCH_OVERHEAD)
+        held = self.kept * arrays.FETCHED_BYTES_PER_ROW + index_bytes("u") + index_bytes("i") + arrays.FETCH_OVERHEAD
         duck = max((limit or need) - held, 256 * 10**6)
         self.sql(f"SET memory_limit = '{duck // 10**6}MB'")
-        users_at, items_at = arrays.HashIndex(user_hash), arrays.HashIndex(item_hash, item_rows)
+
+        def index(col: str, weights: np.ndarray | None = None) -> arrays.HashIndex | arrays.DirectIndex:
+            expr, keys = keyed[col]
+            return arrays.HashIndex(keys, weights) if expr.startswith("hash(") else arrays.DirectIndex(keys)
+
+        users_at, items_at = index("u"), index("i", item_rows)
         timed = self.spec.time is not None
         users = np.empty(self.kept, dtype=np.int32)
         items = np.empty(self.kept, dtype=np.int32)
         times = np.empty(self.kept, dtype=np.float64) if timed else None
         at = 0
-        query = (f"SELECT rowid AS pos, hash(u) AS hu, hash(i) AS hi{', t' if timed else ''} FROM ev "
+        query = (f"SELECT rowid AS pos, {keyed['u'][0]} AS hu, {keyed['i'][0]} AS hi{', t' if timed else ''} FROM ev "
                  "WHERE rowid >= {lo} AND rowid < {hi}")
 
         def fetch(lo: int) -> dict[str, Any]:
@@ -536,10 +591,10 @@ class Importer:
             return
         # Items by popularity (ties by external id): hot embedding rows sit together, item_ids.txt starts with
         # the best sellers, and the numbering does not depend on how the log was split into files.
-        self.sql("CREATE TABLE iorder AS SELECT i, (row_number() OVER (ORDER BY n DESC, i))::INTEGER AS item "
-                 "FROM (SELECT i, count(*) AS n FROM ev GROUP BY i)")
-        self.sql("CREATE TABLE uorder AS SELECT u, n, (row_number() OVER (ORDER BY u) - 1)::INTEGER AS row "
-                 "FROM (SELECT u, count(*) AS n FROM ev GROUP BY u)")
+        self.sql(f"CREATE TABLE iorder AS SELECT i, (row_number() OVER (ORDER BY n DESC, {self.text('i')}))::INTEGER "
+                 "AS item FROM (SELECT i, count(*) AS n FROM ev GROUP BY i)")
+        self.sql(f"CREATE TABLE uorder AS SELECT u, n, (row_number() OVER (ORDER BY {self.text('u')}) - 1)::INTEGER "
+                 "AS row FROM (SELECT u, count(*) AS n FROM ev GROUP BY u)")
         self.sql(f"CREATE TABLE fin AS SELECT item FROM ev JOIN uorder USING (u) JOIN iorder USING (i) "
                  f"ORDER BY row, t NULLS FIRST, {self.pos}")
         self.sql("DROP TABLE ev")
@@ -556,9 +611,10 @@ class Importer:
                 hi = min(lo + FETCH_ROWS, total)
                 chunk = self.sql(f"SELECT item FROM fin WHERE rowid >= {lo} AND rowid < {hi}").fetchnumpy()["item"]
                 fh.write(np.ascontiguousarray(chunk, dtype="<i4").tobytes())
-        n_users = dataset.write_lines(out / dataset.USERS, self._strings("SELECT u FROM uorder ORDER BY row"), "user id")
-        n_items = dataset.write_lines(out / dataset.ITEM_IDS, self._strings("SELECT i FROM iorder ORDER BY item"),
-                                      "item id")
+        n_users = dataset.write_lines(out / dataset.USERS, self._strings(f"SELECT {self.text('u')} FROM uorder ORDER BY row"),
+                                      "user id")
+        n_items = dataset.write_lines(out / dataset.ITEM_IDS,
+                                      self._strings(f"SELECT {self.text('i')} FROM iorder ORDER BY item"), "item id")
         q = self.sql("SELECT quantile_disc(n, 0.5), quantile_disc(n, 0.9), quantile_disc(n, 0.99), max(n) "
                      "FROM uorder").fetchone() or ()
         self.summary.length = dict(zip(("p50", "p90", "p99", "max"), (int(v) for v in q), strict=True))
@@ -578,12 +634,14 @@ class Importer:
         self.summary.users, self.summary.items, self.summary.interactions = len(users), len(ranked), len(rows.items)
         self.tick("write")
 
-    def _id_lines(self, table: str, col: str, path: Path) -> int:
-        """A table's ids, in row order, one a line (none holds a line break: number() checked)."""
+    def _id_lines(self, table: str, text: str, path: Path) -> int:
+        """A table's ids as text (the expression `text`), in row order, one a line (none holds a line break:
+        number() checked)."""
         n = self.count(f"SELECT count(*) FROM {table}")
         with open(path, "w", encoding="utf-8", newline="\n") as fh:
             for lo in range(0, n, arrays.FETCH_ROWS):
-                ids = self.numpy(f"SELECT {col} FROM {table} WHERE rowid >= {lo} AND rowid < {lo + arrays.FETCH_ROWS}")[col]
+                ids = self.numpy(f"SELECT {text} AS id FROM {table} WHERE rowid >= {lo} "
+                                 f"AND rowid < {lo + arrays.FETCH_ROWS}")["id"]
                 fh.write("\n".join(ids.tolist()) + "\n")
         return n
 

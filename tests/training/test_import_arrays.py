@@ -121,3 +121,14 @@ def test_selected_lines_are_copied_in_the_order_asked(tmp_path):
     write_lines(tmp_path / "all.txt", ["a", "bb", "", "dé", "e"], "id")
     arrays.write_selected_lines(tmp_path / "all.txt", np.array([3, 0, 2, 4]), tmp_path / "out.txt")
     assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "dé\na\n\ne\n"
+
+
+def test_a_direct_index_finds_integer_ids_over_their_range_and_refuses_a_wide_one():
+    ids = np.array([10, -3, 7, 2, 100], dtype=np.int64)  # in code order, as numbered
+    index = arrays.DirectIndex(ids)
+    assert arrays.DirectIndex.fits(ids) and arrays.DirectIndex.bytes_for(ids) == 104 * 4
+    assert index.lookup(np.array([100, -3, -3, 10, 2, 7])).tolist() == [4, 1, 1, 0, 3, 2]
+    wide = np.array([0, 2**40], dtype=np.int64)
+    assert not arrays.DirectIndex.fits(wide)  # a table over 2^40 slots: the hashes instead
+    assert arrays.DirectIndex.fits(np.arange(0, 4_000_000, 4))  # 4 slots an id
+    assert not arrays.DirectIndex.fits(np.arange(0, 5_000_000, 5))

@@ -87,6 +87,27 @@ def test_times_as_numbers_dates_and_offsets(tmp_path):
     assert sequences(tmp_path / "ds") == {"u1": ["first", "early", "late"], "u2": ["a", "b"]}
 
 
+def test_parquet_time_types_read_as_the_same_clock(tmp_path):
+    """Times of each Parquet type, one file each, merge into one order: a zone is honoured, a time without one is
+    UTC, a date is its midnight, nanoseconds are taken to the nearest microsecond (as DuckDB casts them)."""
+    files = []
+    for n, (kind, value, item) in enumerate([
+        ("TIMESTAMPTZ", "2021-01-01 10:00:00+02:00", "early"),  # 08:00 UTC
+        ("TIMESTAMP", "2021-01-01 09:00:00", "late"),
+        ("DATE", "2021-01-01", "first"),
+        ("TIMESTAMP_NS", "2021-01-01 08:30:00.000000900", "between"),  # 08:30:00.000001
+        ("TIMESTAMP_S", "2021-01-01 09:00:01", "last"),
+        ("TIMESTAMP_MS", "2021-01-01 08:30:00.001", "just after"),
+    ]):
+        con = duckdb.connect()
+        path = tmp_path / f"{n}.parquet"
+        con.execute(f"COPY (SELECT 'u1' AS user, '{item}' AS item, CAST('{value}' AS {kind}) AS ts) TO '{path}' "
+                    "(FORMAT parquet)")
+        files.append(path)
+    import_logs(files, tmp_path / "ds", SPEC)
+    assert sequences(tmp_path / "ds") == {"u1": ["first", "early", "between", "just after", "late", "last"]}
+
+
 def test_without_a_time_column_the_file_order_is_kept(tmp_path):
     log = write_csv(tmp_path / "log.csv", ROWS)
     import_logs([log], tmp_path / "ds", ImportSpec(user="user", item="item"))
@@ -360,3 +381,80 @@ def test_an_id_with_a_line_break_is_refused_on_either_path(tmp_path, in_memory):
     with pytest.raises(Exception, match=r"user id 'u\\n1' holds a line break"):
         import_logs([log], tmp_path / "ds", SPEC, Engine(in_memory=in_memory))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
+def write_numeric_parquet(path: Path, rows: list[tuple], user_type: str = "BIGINT", item_type: str = "INTEGER") -> Path:
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t (user {user_type}, item {item_type}, ts TIMESTAMP, rating INTEGER, event VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?)", rows)
+    con.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+    return path
+
+
+def numeric_kinds(monkeypatch) -> list[dict[str, str]]:
+    """The type each import from now on read the user and item ids as (its table's, after the read)."""
+    from elcrec.training.importer import Importer
+
+    kinds: list[dict[str, str]] = []
+    read = Importer.read
+
+    def spy(self, sources):
+        read(self, sources)
+        kinds.append({str(r[0]): str(r[1]) for r in self.con.execute("DESCRIBE raw").fetchall() if r[0] in "ui"})
+
+    monkeypatch.setattr(Importer, "read", spy)
+    return kinds
+
+
+def numeric_log(n: int, seed: int, big: int | None = 2**40) -> list[tuple]:
+    """random_log with integer ids whose text order is not their numeric order (9 < 10 < 100, but "10" < "9"),
+    negative ones among them, and some missing. The items' ids span a narrow range (a table looks them up); with
+    `big` one user id is that large, so that the users' span is wide (their hashes look them up), without it the
+    users' ids are -7, -5, ... (a table again)."""
+    ids = [9, 10, 100, -3, 0, 7, 70, 700, 71, 8]
+
+    def user(k: int) -> int:
+        if big is None:
+            return 2 * k - 7
+        return big if k == 1 else ids[k % 10] + 1000 * (k // 10)
+
+    return [(None if u == "" else user(int(u[1:])), None if i == "" else ids[int(i[1:]) % 10] * 3 + int(i[1:]) // 10,
+             t, r, e) for u, i, t, r, e in random_log(n, seed)]
+
+
+@pytest.mark.parametrize("big", [2**40, None], ids=["wide", "narrow"])
+@pytest.mark.parametrize("spec", BOTH_PATHS_SPECS, ids=range(len(BOTH_PATHS_SPECS)))
+def test_integer_ids_in_parquet_import_as_their_text_would(tmp_path, monkeypatch, spec, big):
+    from elcrec.training import import_arrays
+    from elcrec.training.importer import Engine
+
+    rows = numeric_log(3_000, seed=len(spec.columns()) + spec.kcore, big=big)
+    numbers = write_numeric_parquet(tmp_path / "numbers.parquet", rows)
+    text = write_csv(tmp_path / "text.csv", [tuple("" if v is None else v for v in r) for r in rows])
+    monkeypatch.setattr(import_arrays, "FETCH_ROWS", 700)
+    monkeypatch.setattr(import_arrays, "SORT_ROWS", 500)
+    kinds = numeric_kinds(monkeypatch)
+    got = {}
+    for name, log in (("numbers", numbers), ("text", text)):
+        for in_memory in (True, False):
+            import_logs([log], tmp_path / f"{name}-{in_memory}", spec, Engine(in_memory=in_memory))
+            got[name, in_memory] = written(tmp_path / f"{name}-{in_memory}")
+    # numbers kept (the users' in 64 bits where 2^40 is one of them, else in 32 by the file's statistics), then text
+    assert kinds == [{"u": "BIGINT" if big else "INTEGER", "i": "INTEGER"}] * 2 + [{"u": "VARCHAR", "i": "VARCHAR"}] * 2
+    assert all(g == got["text", True] for g in got.values())  # the same bytes from numbers as from their text
+    users = (tmp_path / "numbers-True" / "users.txt").read_text().split()
+    assert users == sorted(users) and ("-3" in users and "1099511627776" in users if big else "-7" in users)
+
+
+def test_integer_ids_beside_a_text_part_are_read_as_text(tmp_path, monkeypatch):
+    rows = numeric_log(400, seed=5, big=2**31 - 1)
+    half = len(rows) // 2
+    numbers = write_numeric_parquet(tmp_path / "a.parquet", rows[:half], user_type="INTEGER", item_type="SMALLINT")
+    text = write_csv(tmp_path / "b.csv", [tuple("" if v is None else v for v in r) for r in rows[half:]])
+    whole = write_csv(tmp_path / "whole.csv", [tuple("" if v is None else v for v in r) for r in rows])
+    kinds = numeric_kinds(monkeypatch)
+    import_logs([numbers], tmp_path / "numbers", SPEC)
+    import_logs([numbers, text], tmp_path / "parts", SPEC)
+    assert kinds[0] == {"u": "INTEGER", "i": "INTEGER"} and kinds[1] == {"u": "VARCHAR", "i": "VARCHAR"}
+    import_logs([whole], tmp_path / "whole", SPEC)
+    assert written(tmp_path / "parts")["files"] == written(tmp_path / "whole")["files"]
