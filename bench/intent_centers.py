@@ -3,7 +3,7 @@ settled in other ways, a k-means settled by the balanced loss, each read with an
 against k-means of several seeds: on the validation and the test users, health and category coherence.
 
     python -m bench.intent_centers --store STORE --data FILE --field genre [--seed S] [--draws 10]
-        [--out docs/bench/intent-centers-X.json]
+        [--prefixes 2,8] [--out docs/bench/intent-centers-X.json]
 
 STORE is an `elcrec train` store with its run directory (STORE/runs/*): the centers as trained are the run's kept
 weights (the version may hold settled ones), the encoder is the same either way. Per candidate set of centers
@@ -13,7 +13,9 @@ refined on the states) and per strength of the balancing bias (0: each user in t
 balanced-trained centers; training/intent_health.py calibrate), on the validation and the test users: effective
 number, overlap, lift@100 (training/intent_health.py) and coherence in --field (bench/intent_labels.py). Then what a
 choice on the validation users alone would have kept: the highest validation lift@100 among the candidates with an
-effective number of at least K/2. And the k-means of `elcrec intents fit` over --draws seeds (S, S + 1000, ...):
+effective number of at least K/2. With --prefixes P,...: the trained centers settled (1000 epochs at T 0.2)
+on the training states together with the states of each user's history P items shorter, P = 1.. each, the
+histories a user's intent is read from as they grow. And the k-means of `elcrec intents fit` over --draws seeds (S, S + 1000, ...):
 its spread on the test users, the yardstick's own noise. Nothing is trained but the centers.
 """
 
@@ -38,7 +40,7 @@ from elcrec.model.catalog import ItemCategories, item_categories
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 from elcrec.training import intent_health as ih
-from elcrec.training.data import Interactions, eval_split, read_interactions
+from elcrec.training.data import Interactions, Windows, eval_split, min_length_users, read_interactions
 from elcrec.training.evaluate import pooled_states
 from elcrec.training.intent_settle import settle_centers
 from elcrec.training.trainer import read_checkpoint
@@ -61,6 +63,14 @@ class Split:
 def split_inputs(model: ELCRec, data: Interactions, split: str) -> Split:
     ev = eval_split(data, model.cfg.max_len, split)
     return Split(F.normalize(pooled_states(model, ev.inputs).float(), dim=-1), torch.from_numpy(np.asarray(ev.targets) - 1))
+
+
+def prefix_states(model: ELCRec, data: Interactions, shorter: int) -> torch.Tensor:
+    """Normalised pooled states of the users' histories `shorter` items shorter than their training sequences."""
+    cut = 2 + shorter
+    users = min_length_users(data, cut + 1)
+    inputs = Windows(data.items, data.offsets[users], data.offsets[users + 1] - cut, model.cfg.max_len)
+    return F.normalize(pooled_states(model, inputs).float(), dim=-1)
 
 
 def run_dir(store: Path) -> Path:
@@ -102,6 +112,7 @@ def main() -> None:
     parser.add_argument("--field", required=True, help="the catalog's categorical field of the coherence")
     parser.add_argument("--seed", type=int, default=1, help="the training seed (k-means and settling draw from it)")
     parser.add_argument("--draws", type=int, default=10, help="k-means seeds read for the yardstick's spread")
+    parser.add_argument("--prefixes", default="", help="comma-separated P: settle on P shorter histories as well")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     try:
@@ -139,6 +150,9 @@ def main() -> None:
     for epochs, temperature in FROM_KMEANS:
         centers[f"k-means, settled {epochs} at T {temperature}"] = settle_centers(train, fitted, epochs, temperature,
                                                                                  args.seed)
+    for p in (int(v) for v in args.prefixes.split(",") if v.strip()):
+        grown = torch.cat([train, *(prefix_states(model, data, q) for q in range(1, p + 1))])
+        centers[f"trained, settled 1000 at T 0.2 on {p} prefixes"] = settle_centers(grown, trained, 1000, 0.2, args.seed)
     rows = {f"{name}, bias {s}": read(ih.calibrate(train, c, s > 0, s)) for name, c in centers.items() for s in STRENGTHS}
     chosen = choose(rows, k)
     draws = [read(ih.calibrate(train, c, balance=False))["test"] for c in drawn]
