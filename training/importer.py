@@ -193,8 +193,8 @@ def _time_expr(col: str, kind: str) -> str:
     if kind.startswith(("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ")):
         return f"epoch_us({c}) / 1e6"
     if kind.startswith(("TIMESTAMP", "DATE")):
-        # a time without a zone is UTC (the session's zone), as in text; the cast to TIMESTAMPTZ that says the same
-        # took 4 of the 7 s of reading 100 M Parquet rows (docs/IMPORT.md, *Numeric ids*)
+        # a time without a zone is UTC (the session's zone), as in text; the cast to TIMESTAMPTZ, which says the
+        # same, was most of the time a Parquet read took (docs/IMPORT.md, *Numeric ids*)
         return f"epoch_us(CAST({c} AS TIMESTAMP)) / 1e6"
     v = f"CAST({c} AS VARCHAR)"
     # 'YYYY-MM-DD HH:MM:SS' and 'YYYY-MM-DD' (the usual forms) take the plain cast, a third faster than the
@@ -207,7 +207,7 @@ def _time_expr(col: str, kind: str) -> str:
 
 # Id columns of these types (Parquet's integers; CSV and JSON lines are read as text) stay numbers where every file
 # has them so: DuckDB reads, numbers and hashes 100 M of them in a fraction of the time their text takes
-# (docs/IMPORT.md, *Numeric ids*). Their text (`_text`) orders them and is written, as a text id would be.
+# (docs/IMPORT.md, *Numeric ids*). Their text (Importer.text) orders them and is written, as a text id would be.
 INTEGER_IDS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 INT32_IDS = ("TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT")
 INT32 = (-(2**31), 2**31 - 1)
