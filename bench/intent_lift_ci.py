@@ -30,10 +30,10 @@ def hits(space: IntentSpace, got: IntentInputs) -> tuple[np.ndarray, np.ndarray]
     """Per test user: 1 where the next item is among the own intent's lift items, and the chance of that over an
     intent drawn by share (lift = the ratio of their means)."""
     assigned = space.assign(got.states)
-    shares = ih.shares(assigned, space.k).double()
     scores = space.characteristic_scores(got.states.mean(0), got.items)
-    member = ih.membership(ih.top_items(scores, ih.LIFT_TOP), got.items.shape[0])
-    return member[assigned, got.nxt].numpy(), (shares @ member)[got.nxt].numpy()
+    own, chance = ih.lift_terms(ih.top_items(scores, ih.LIFT_TOP), assigned, got.nxt, ih.shares(assigned, space.k),
+                                got.items.shape[0])
+    return own.numpy(), chance.numpy()
 
 
 def paired_bootstrap(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], draws: int, seed: int

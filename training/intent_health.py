@@ -96,13 +96,19 @@ def overlap(lists: torch.Tensor, s: torch.Tensor, n: int) -> float | None:
     return float((weights * jaccard).sum()) / total if total > 0 else None
 
 
-def lift(lists: torch.Tensor, assigned: torch.Tensor, nxt: torch.Tensor, s: torch.Tensor, n: int) -> float | None:
-    """P(next item among the own intent's items) / P(next item among the items of an intent drawn by share).
-
-    lists (K, m) item columns, assigned (U,) intent ids, nxt (U,) 0-based item columns, s (K,) shares."""
+def lift_terms(lists: torch.Tensor, assigned: torch.Tensor, nxt: torch.Tensor, s: torch.Tensor, n: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per user (U,): 1 where the next item is among the own intent's items, and the user's chance of that over an
+    intent drawn by share. lists (K, m) item columns, assigned (U,) intent ids, nxt (U,) 0-based item columns, s (K,)
+    shares."""
     member = membership(lists, n)
-    own = member[assigned, nxt].mean()
-    by_share = (s @ member)[nxt].mean()  # each user's chance over an intent drawn by share
+    return member[assigned, nxt], (s @ member)[nxt]
+
+
+def lift(lists: torch.Tensor, assigned: torch.Tensor, nxt: torch.Tensor, s: torch.Tensor, n: int) -> float | None:
+    """P(next item among the own intent's items) / P(next item among the items of an intent drawn by share):
+    the ratio of lift_terms' means."""
+    own, by_share = (t.mean() for t in lift_terms(lists, assigned, nxt, s, n))
     return float(own / by_share) if by_share > 0 else None
 
 
