@@ -9,9 +9,11 @@ DistributedDataParallel averages the gradients. Rank 0 alone computes what must 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -20,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 T = TypeVar("T")
+LEAVE_TIMEOUT = 60  # seconds the ranks wait for each other at exit (stop)
 
 
 def launched_by_torchrun() -> bool:
@@ -142,5 +145,13 @@ def start(device: str) -> tuple[Dist, str]:
 
 
 def stop() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group at exit, together: on gloo the ranks first wait for each other (at most
+    LEAVE_TIMEOUT). Leaving one by one, a rank was now and then aborted by gloo as it exited (std::terminate,
+    SIGABRT, seen in tests/training/test_distributed.py on a loaded machine), which fails a finished run;
+    destroying the group once every rank is done with it is what PyTorch asks for."""
+    if not dist.is_initialized():
+        return
+    if dist.get_backend() == "gloo":
+        with contextlib.suppress(Exception):  # another rank never comes (it failed): leave anyway
+            dist.monitored_barrier(timeout=timedelta(seconds=LEAVE_TIMEOUT))
+    dist.destroy_process_group()
