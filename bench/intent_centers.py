@@ -40,7 +40,7 @@ from elcrec.model.catalog import ItemCategories, item_categories
 from elcrec.model.encoder import ELCRec
 from elcrec.model.intents import IntentSpace
 from elcrec.training import intent_health as ih
-from elcrec.training.data import Interactions, Windows, eval_split, min_length_users, read_interactions
+from elcrec.training.data import Interactions, eval_split, read_interactions
 from elcrec.training.evaluate import pooled_states
 from elcrec.training.intent_settle import settle_centers
 from elcrec.training.trainer import read_checkpoint
@@ -63,14 +63,6 @@ class Split:
 def split_inputs(model: ELCRec, data: Interactions, split: str) -> Split:
     ev = eval_split(data, model.cfg.max_len, split)
     return Split(F.normalize(pooled_states(model, ev.inputs).float(), dim=-1), torch.from_numpy(np.asarray(ev.targets) - 1))
-
-
-def prefix_states(model: ELCRec, data: Interactions, shorter: int) -> torch.Tensor:
-    """Normalised pooled states of the users' histories `shorter` items shorter than their training sequences."""
-    cut = 2 + shorter
-    users = min_length_users(data, cut + 1)
-    inputs = Windows(data.items, data.offsets[users], data.offsets[users + 1] - cut, model.cfg.max_len)
-    return F.normalize(pooled_states(model, inputs).float(), dim=-1)
 
 
 def run_dir(store: Path) -> Path:
@@ -151,7 +143,7 @@ def main() -> None:
         centers[f"k-means, settled {epochs} at T {temperature}"] = settle_centers(train, fitted, epochs, temperature,
                                                                                  args.seed)
     for p in (int(v) for v in args.prefixes.split(",") if v.strip()):
-        grown = torch.cat([train, *(prefix_states(model, data, q) for q in range(1, p + 1))])
+        grown = torch.cat([train, *(ih.training_states(model, data, shorter=q) for q in range(1, p + 1))])
         centers[f"trained, settled 1000 at T 0.2 on {p} prefixes"] = settle_centers(grown, trained, 1000, 0.2, args.seed)
     rows = {f"{name}, bias {s}": read(ih.calibrate(train, c, s > 0, s)) for name, c in centers.items() for s in STRENGTHS}
     chosen = choose(rows, k)

@@ -429,17 +429,19 @@ class Importer:
         self.sql("CREATE TABLE iid AS SELECT i, hash(i) AS h, n FROM (SELECT i, count(*) AS n FROM ev GROUP BY i) "
                  f"ORDER BY {self.text('i')}")
         item_rows = self.numpy("SELECT n FROM iid ORDER BY rowid")["n"]
-        # per id column: what a row is looked up by (its number, or its hash) and the index of the distinct ids
-        keyed: dict[str, tuple[str, np.ndarray]] = {}
+        # per id column: its distinct ids' keys in code order, and whether they are the ids themselves (looked up in
+        # a DirectIndex) or their hashes (a HashIndex)
+        keys: dict[str, np.ndarray] = {}
+        direct: dict[str, bool] = {}
         for column, table in (("u", "uid"), ("i", "iid")):
             ids = self.numpy(f"SELECT {column} FROM {table} ORDER BY rowid")[column] if self.numeric[column] else None
-            keyed[column] = ((column, ids) if ids is not None and arrays.DirectIndex.fits(ids) else
-                             (f"hash({column})", self.numpy(f"SELECT h FROM {table} ORDER BY rowid")["h"]))
+            direct[column] = ids is not None and arrays.DirectIndex.fits(ids)
+            keys[column] = (ids if ids is not None and direct[column] else
+                            self.numpy(f"SELECT h FROM {table} ORDER BY rowid")["h"])
         breaks = sum(self.count(f"SELECT count(*) FROM {table} WHERE contains({col}, chr(10)) OR contains({col}, chr(13))")
                      for table, col in (("uid", "u"), ("iid", "i")) if not self.numeric[col])
-        hashed = [keys for expr, keys in keyed.values() if expr.startswith("hash(")]
         why = ("an id holds a line break" if breaks else
-               "two ids share a hash" if not all(arrays.unique_keys(keys) for keys in hashed) else None)
+               "two ids share a hash" if not all(arrays.unique_keys(keys[c]) for c in keys if not direct[c]) else None)
         if why:
             self.sql("DROP TABLE uid")
             self.sql("DROP TABLE iid")
@@ -453,8 +455,7 @@ class Importer:
         self.tick("id lines")
 
         def index_bytes(col: str) -> int:
-            expr, keys = keyed[col]
-            return arrays.HashIndex.bytes_for(len(keys)) if expr.startswith("hash(") else arrays.DirectIndex.bytes_for(keys)
+            return arrays.DirectIndex.bytes_for(keys[col]) if direct[col] else arrays.HashIndex.bytes_for(len(keys[col]))
 
         # DuckDB gives back what the arrays will hold (it spills the rest of the log to disk meanwhile)
         held = self.kept * arrays.FETCHED_BYTES_PER_ROW + index_bytes("u") + index_bytes("i") + arrays.FETCH_OVERHEAD
@@ -462,8 +463,7 @@ class Importer:
         self.sql(f"SET memory_limit = '{duck // 10**6}MB'")
 
         def index(col: str, weights: np.ndarray | None = None) -> arrays.HashIndex | arrays.DirectIndex:
-            expr, keys = keyed[col]
-            return arrays.HashIndex(keys, weights) if expr.startswith("hash(") else arrays.DirectIndex(keys)
+            return arrays.DirectIndex(keys[col]) if direct[col] else arrays.HashIndex(keys[col], weights)
 
         users_at, items_at = index("u"), index("i", item_rows)
         timed = self.spec.time is not None
@@ -471,7 +471,8 @@ class Importer:
         items = np.empty(self.kept, dtype=np.int32)
         times = np.empty(self.kept, dtype=np.float64) if timed else None
         at = 0
-        query = (f"SELECT rowid AS pos, {keyed['u'][0]} AS hu, {keyed['i'][0]} AS hi{', t' if timed else ''} FROM ev "
+        key = {col: col if direct[col] else f"hash({col})" for col in ("u", "i")}  # what a row is looked up by
+        query = (f"SELECT rowid AS pos, {key['u']} AS hu, {key['i']} AS hi{', t' if timed else ''} FROM ev "
                  "WHERE rowid >= {lo} AND rowid < {hi}")
 
         def fetch(lo: int) -> dict[str, Any]:

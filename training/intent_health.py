@@ -216,10 +216,12 @@ def catalog_coherence(
     return split_coherence(model, ev, intents, cats, field, popularity, device)
 
 
-def training_states(model: ELCRec, data: Interactions, device: str = "cpu") -> torch.Tensor:
-    """Normalised pooled states of the users' training sequences (all but the last two items), (U', d)."""
-    users = min_length_users(data, 3)
-    inputs = Windows(data.items, data.offsets[users], data.offsets[users + 1] - 2, model.cfg.max_len)
+def training_states(model: ELCRec, data: Interactions, device: str = "cpu", shorter: int = 0) -> torch.Tensor:
+    """Normalised pooled states of the users' training sequences (all but the last two items), (U', d); with
+    `shorter`, of their histories that many items shorter still (users with at least one item left)."""
+    cut = 2 + shorter
+    users = min_length_users(data, cut + 1)
+    inputs = Windows(data.items, data.offsets[users], data.offsets[users + 1] - cut, model.cfg.max_len)
     return F.normalize(pooled_states(model, inputs, device=device).float(), dim=-1)
 
 
